@@ -1,0 +1,108 @@
+"""The values kirim-async sends and receives: attrs classes with no I/O and no JSON.
+
+Requests (:class:`CreateLabel`) are validated strictly when built, so that a bad value
+fails before anything is sent. Responses (:class:`Label`) are taken as the server gives
+them: unknown colours are kept as plain strings, unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from .errors import InvalidParameterError
+
+__all__ = ["CreateLabel", "Label", "LabelColor"]
+
+NAME_MAX_LENGTH = 50
+TEAM_ID_MAX_LENGTH = 64
+
+
+class LabelColor(str, enum.Enum):
+    """The thirteen label colours the API accepts."""
+
+    GRAY = "gray"
+    RED = "red"
+    ORANGE = "orange"
+    AMBER = "amber"
+    YELLOW = "yellow"
+    LIME = "lime"
+    GREEN = "green"
+    EMERALD = "emerald"
+    TEAL = "teal"
+    SKY = "sky"
+    BLUE = "blue"
+    VIOLET = "violet"
+    PINK = "pink"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_COLOR_NAMES = ", ".join(c.value for c in LabelColor)
+
+
+def _to_color(value: object) -> LabelColor:
+    """Convert a colour given as the enum or its string value; reject anything else."""
+    if isinstance(value, LabelColor):
+        return value
+    if isinstance(value, str):
+        try:
+            return LabelColor(value)
+        except ValueError:
+            pass
+    raise InvalidParameterError("color", f"must be one of {_COLOR_NAMES}", value)
+
+
+def _text(min_length: int, max_length: int) -> Any:
+    """An attrs validator: a ``str`` of *min_length* to *max_length* characters."""
+    rule = f"must be a string of {min_length}-{max_length} characters"
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, str) or not min_length <= len(value) <= max_length:
+            raise InvalidParameterError(attribute.name, rule, value)
+
+    return validate
+
+
+@attrs.frozen(kw_only=True)
+class CreateLabel:
+    """The body of ``POST /labels``.
+
+    Args:
+        name: The label's name, 1-50 characters, unique within its team.
+        color: A :class:`LabelColor` or its string value; gray by default.
+        team_id: The team, 1-64 characters. Organisations with several teams must
+            give it; single-team organisations may leave it out.
+
+    Raises:
+        InvalidParameterError: A field breaks the API's rules.
+    """
+
+    name: str = attrs.field(validator=_text(1, NAME_MAX_LENGTH))
+    color: LabelColor = attrs.field(default=LabelColor.GRAY, converter=_to_color)
+    team_id: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_text(1, TEAM_ID_MAX_LENGTH))
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Label:
+    """A label as the API returns it.
+
+    ``color`` is a :class:`LabelColor`, or the plain string when the server sends a
+    colour this version does not know. ``request_id`` is the server's id for the
+    request that returned the label; it is kept out of equality and hashing.
+    """
+
+    id: str
+    object: str
+    name: str
+    color: LabelColor | str
+    team_id: str
+    created_at: datetime
+    updated_at: datetime
+    request_id: str | None = attrs.field(default=None, eq=False)

@@ -1,0 +1,14 @@
+"""Test support: a faithful fake Kirim server for your test suite and ours.
+
+    async with FakeKirimServer(rate=50, burst=10) as server:
+        async with KirimClient(server.token, base_url=server.url) as client:
+            ...
+
+See :class:`FakeKirimServer` for the knobs (rate limits, faults, latency, teams) and
+:mod:`kirim_async.testing.pytest_plugin` for a ready pytest fixture.
+"""
+
+from ._faults import Fault
+from ._server import FakeKirimServer, RetryAfterStyle, ServerStats
+
+__all__ = ["FakeKirimServer", "Fault", "RetryAfterStyle", "ServerStats"]

@@ -1,0 +1,104 @@
+"""Run FakeKirimServer standalone: ``python -m kirim_async.testing --port 8080``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from ._faults import Fault
+from ._server import FakeKirimServer
+
+
+def _fault_probability(text: str) -> tuple[Fault, float]:
+    kind, _, probability = text.partition("=")
+    try:
+        return Fault(kind), float(probability)
+    except ValueError:
+        kinds = ", ".join(f.value for f in Fault)
+        msg = f"expected KIND=PROBABILITY with KIND one of {kinds}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kirim_async.testing",
+        description="Run a fake Kirim API server (POST /v1/labels) for local testing.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="port, 0 for any (default: 8080)")
+    parser.add_argument("--token", help="bearer token to accept (default: a random one, printed)")
+    parser.add_argument(
+        "--team",
+        action="append",
+        dest="teams",
+        metavar="TEAM_ID",
+        help="a team of the organisation; repeat for a multi-team one",
+    )
+    parser.add_argument("--rate", type=float, help="requests per second before 429s")
+    parser.add_argument("--burst", type=int, help="token bucket capacity (default: ceil(rate))")
+    parser.add_argument(
+        "--retry-after",
+        choices=["seconds", "integer", "http-date", "none"],
+        default="seconds",
+        help="form of the Retry-After header on 429 (default: %(default)s)",
+    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        type=_fault_probability,
+        default=[],
+        metavar="KIND=P",
+        help="inject a fault with probability P; KIND is one of: "
+        + ", ".join(f.value for f in Fault),
+    )
+    parser.add_argument(
+        "--answer-delay",
+        type=float,
+        default=30.0,
+        help="seconds store-then-delay waits (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, help="seed for the fault draw")
+    return parser
+
+
+async def _serve(server: FakeKirimServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        print(f"FakeKirimServer listening on {server.url}", flush=True)
+        print(f"token: {server.token}", flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse *argv*, run the server until SIGINT or SIGTERM, return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        server = FakeKirimServer(
+            token=args.token,
+            host=args.host,
+            port=args.port,
+            teams=args.teams or ("team_default",),
+            rate=args.rate,
+            burst=args.burst,
+            retry_after=args.retry_after,
+            latency=args.latency,
+            faults=dict(args.fault),
+            answer_delay=args.answer_delay,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(server))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

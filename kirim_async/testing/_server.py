@@ -1,0 +1,401 @@
+"""FakeKirimServer: ``POST /v1/labels`` on loopback, as faithful and as hostile as asked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import math
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Literal
+
+import attrs
+from aiohttp import web
+
+from .. import _json
+from ._contract import Rejection, ValidBody, validate_body
+from ._faults import Fault, FaultPlan
+from ._ids import new_id
+from ._ratelimit import TokenBucket
+
+__all__ = ["FakeKirimServer", "RetryAfterStyle", "ServerStats"]
+
+RetryAfterStyle = Literal["seconds", "integer", "http-date", "none"]
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    429: "rate_limit_error",
+    500: "api_error",
+}
+_BAD_GATEWAY_HTML = (
+    b"<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
+@attrs.define
+class ServerStats:
+    """What the server has seen, for tests and benchmarks to assert on.
+
+    Attributes:
+        requests: Requests received on ``POST /v1/labels``.
+        by_status: Answers sent, by HTTP status (dropped connections are not answers).
+        in_flight: Requests being handled now.
+        max_in_flight: The most requests handled at the same time.
+        dropped: Connections dropped on purpose (``Fault.STORE_THEN_DROP``).
+        truncated: Answers cut short on purpose (``Fault.STORE_THEN_TRUNCATE``).
+        faults: Faults injected, by kind.
+    """
+
+    requests: int = 0
+    by_status: Counter[int] = attrs.field(factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    dropped: int = 0
+    truncated: int = 0
+    faults: Counter[Fault] = attrs.field(factory=Counter)
+
+    @property
+    def rate_limited(self) -> int:
+        """How many 429 answers were sent."""
+        return self.by_status[429]
+
+
+class FakeKirimServer:
+    """A real aiohttp server implementing the Kirim API's ``POST /v1/labels``.
+
+    Use it as ``async with FakeKirimServer() as server:`` inside a running loop, or
+    ``with FakeKirimServer().running_in_thread() as server:`` from synchronous code.
+    Every knob is off by default: the server then behaves as the real API does.
+
+    Args:
+        token: The bearer token it accepts; a random one by default (``server.token``).
+        host: Address to listen on; loopback by default.
+        port: Port to listen on; 0 picks a free one (``server.url`` tells which).
+        teams: The organisation's team ids. With one team a request may leave
+            ``team_id`` out; with several it must send it. An unknown team is a 400.
+        rate: Requests per second allowed (token bucket); None for no limit.
+        burst: The bucket's capacity; defaults to ``ceil(rate)``.
+        retry_after: How 429 answers say when to come back: fractional ``"seconds"``,
+            whole ``"integer"`` seconds, an ``"http-date"``, or ``"none"`` at all.
+        latency: Seconds added to every request before it is answered.
+        faults: Probability of each :class:`Fault` per request (summing to <= 1).
+        fault_latency: Seconds added by ``Fault.LATENCY``.
+        answer_delay: Seconds ``Fault.STORE_THEN_DELAY`` waits before answering.
+        seed: Seed for the fault draw, for repeatable runs.
+        clock: Monotonic clock for the rate limit, in seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        teams: Sequence[str] = ("team_default",),
+        rate: float | None = None,
+        burst: int | None = None,
+        retry_after: RetryAfterStyle = "seconds",
+        latency: float = 0.0,
+        faults: Mapping[Fault, float] | None = None,
+        fault_latency: float = 0.05,
+        answer_delay: float = 30.0,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not teams:
+            raise ValueError("teams must name at least one team")
+        if rate is not None and rate <= 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
+        self.token = token or f"kirim_test_{secrets.token_hex(16)}"
+        self.host = host
+        self.port = port
+        self.teams = tuple(teams)
+        self.retry_after = retry_after
+        self.latency = latency
+        self.fault_latency = fault_latency
+        self.answer_delay = answer_delay
+        self.stats = ServerStats()
+        self._bucket = (
+            None
+            if rate is None
+            else TokenBucket(rate=rate, burst=burst or math.ceil(rate), clock=clock)
+        )
+        self._faults = FaultPlan(probabilities=dict(faults or {}), seed=seed)
+        self._labels: dict[tuple[str, str], dict[str, str]] = {}
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+
+    def __repr__(self) -> str:
+        state = self.url if self._runner else "not started"
+        return f"<FakeKirimServer {state}>"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL to give a client, e.g. ``http://127.0.0.1:54321/v1``."""
+        if self._runner is None:
+            raise RuntimeError("FakeKirimServer is not started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    async def start(self) -> None:
+        """Start listening; ``server.url`` is valid afterwards."""
+        if self._runner is not None:
+            raise RuntimeError("FakeKirimServer is already started")
+        app = web.Application()
+        app.router.add_post("/v1/labels", self._create_label)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        self._closing = asyncio.Event()
+        self._runner = runner
+
+    async def close(self) -> None:
+        """Stop listening and end every pending answer at once."""
+        if self._runner is None:
+            return
+        self._closing.set()
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
+
+    async def __aenter__(self) -> FakeKirimServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @contextlib.contextmanager
+    def running_in_thread(self) -> Iterator[FakeKirimServer]:
+        """Run the server on its own event loop in a background thread.
+
+        For synchronous tests, subprocess tests and fixtures that must not depend on
+        the caller's event loop.
+        """
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="FakeKirimServer", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
+            yield self
+        finally:
+            asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout=30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            loop.close()
+
+    # -- introspection and control ---------------------------------------------
+
+    @property
+    def labels(self) -> list[dict[str, str]]:
+        """Every stored label, as the API returned it, in creation order."""
+        return list(self._labels.values())
+
+    def script(self, *faults: Fault | None) -> None:
+        """Make the next requests meet these faults, in order (``None``: no fault)."""
+        self._faults.script(faults)
+
+    # -- the endpoint ----------------------------------------------------------
+
+    async def _create_label(self, request: web.Request) -> web.StreamResponse:
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            response = await self._handle(request)
+        finally:
+            stats.in_flight -= 1
+        if response is None:  # the connection was dropped on purpose; nothing is sent
+            return web.Response()
+        if not response.prepared:  # a truncated answer counted itself
+            stats.by_status[response.status] += 1
+        return response
+
+    async def _handle(  # noqa: PLR0911 - one return per kind of answer the API gives
+        self, request: web.Request
+    ) -> web.StreamResponse | None:
+        request_id = new_id("req")
+        if self.latency:
+            await self._pause(self.latency)
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._error(
+                401, "invalid_api_key", "Invalid or missing bearer token.", request_id
+            )
+        if self._bucket is not None and not self._bucket.try_take():
+            return self._rate_limited(request_id)
+
+        fault = self._faults.next_fault()
+        if fault is not None:
+            self.stats.faults[fault] += 1
+        if fault is Fault.SERVER_ERROR:
+            return self._error(500, "internal_error", "Something went wrong.", request_id)
+        if fault is Fault.BAD_GATEWAY:
+            return web.Response(status=502, body=_BAD_GATEWAY_HTML, content_type="text/html")
+        if fault is Fault.UNAVAILABLE:
+            return web.Response(status=503)
+        if fault is Fault.LATENCY:
+            await self._pause(self.fault_latency)
+
+        response = self._process(await request.read(), request_id)
+        if fault is Fault.STORE_THEN_DROP:
+            self._drop(request)
+            return None
+        if fault is Fault.STORE_THEN_TRUNCATE:
+            return await self._truncate(request, response)
+        if fault is Fault.STORE_THEN_DELAY:
+            await self._pause(self.answer_delay)
+        return response
+
+    def _process(self, raw: bytes, request_id: str) -> web.Response:
+        try:
+            body = _json.loads(raw)
+        except _json.JSONDecodeError:
+            return self._reject(
+                Rejection("invalid_json", "The body is not valid JSON."), request_id
+            )
+        checked = validate_body(body)
+        if isinstance(checked, Rejection):
+            return self._reject(checked, request_id)
+        team_id = self._resolve_team(checked)
+        if isinstance(team_id, Rejection):
+            return self._reject(team_id, request_id)
+        key = (team_id, checked.name)
+        if key in self._labels:
+            return self._reject(
+                Rejection(
+                    "invalid_field_value",
+                    "A label with this name already exists in this team.",
+                    "name",
+                ),
+                request_id,
+            )
+        now = _rfc3339_now()
+        label = {
+            "id": new_id("lbl"),
+            "object": "label",
+            "name": checked.name,
+            "color": checked.color,
+            "team_id": team_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._labels[key] = label
+        return self._json(201, {"data": label, "request_id": request_id})
+
+    def _resolve_team(self, body: ValidBody) -> str | Rejection:
+        if body.team_id is None:
+            if len(self.teams) == 1:
+                return self.teams[0]
+            return Rejection(
+                "missing_field", "team_id is required in a multi-team organisation.", "team_id"
+            )
+        if body.team_id not in self.teams:
+            return Rejection("invalid_field_value", "No team has this team_id.", "team_id")
+        return body.team_id
+
+    # -- answers ---------------------------------------------------------------
+
+    def _json(
+        self, status: int, payload: Any, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        all_headers = self._rate_limit_headers()
+        all_headers.update(headers or {})
+        return web.Response(
+            status=status,
+            body=_json.dumps(payload),
+            content_type="application/json",
+            headers=all_headers,
+        )
+
+    def _error(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        error: dict[str, str] = {"type": _ERROR_TYPES[status], "code": code, "message": message}
+        if param is not None:
+            error["param"] = param
+        error["request_id"] = request_id
+        return self._json(status, {"error": error}, headers)
+
+    def _reject(self, rejection: Rejection, request_id: str) -> web.Response:
+        return self._error(
+            400, rejection.code, rejection.message, request_id, param=rejection.param
+        )
+
+    def _rate_limited(self, request_id: str) -> web.Response:
+        assert self._bucket is not None  # noqa: S101 - only called when limiting
+        headers = {}
+        wait = self._bucket.seconds_until_token
+        if self.retry_after == "seconds":
+            headers["Retry-After"] = f"{math.ceil(wait * 1000) / 1000:.3f}"
+        elif self.retry_after == "integer":
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        elif self.retry_after == "http-date":
+            headers["Retry-After"] = email.utils.formatdate(
+                time.time() + max(1.0, math.ceil(wait)), usegmt=True
+            )
+        return self._error(
+            429, "rate_limit_exceeded", "Too many requests.", request_id, headers=headers
+        )
+
+    def _rate_limit_headers(self) -> dict[str, str]:
+        if self._bucket is None:
+            return {}
+        return {
+            "X-RateLimit-Limit": str(self._bucket.burst),
+            "X-RateLimit-Remaining": str(self._bucket.remaining),
+            "X-RateLimit-Reset": f"{self._bucket.seconds_until_full:.3f}",
+        }
+
+    def _drop(self, request: web.Request) -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        self.stats.dropped += 1
+
+    async def _truncate(self, request: web.Request, full: web.Response) -> web.StreamResponse:
+        body = full.body
+        assert isinstance(body, bytes)  # noqa: S101 - _json always sets bytes
+        partial = web.StreamResponse(status=full.status, headers=full.headers)
+        partial.content_length = len(body)
+        await partial.prepare(request)
+        await partial.write(body[: len(body) // 2])
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+        self.stats.truncated += 1
+        self.stats.by_status[full.status] += 1
+        return partial
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait *seconds*, or less if the server is closing."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+
+def _rfc3339_now() -> str:
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"

@@ -1,0 +1,477 @@
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kirim_async._converters import label_from_envelope, parse_rfc3339
+from kirim_async.testing import FakeKirimServer, Fault
+
+from .conftest import FakeClock
+
+ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
+AUTH = {"Authorization": "Bearer tok_test"}
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    server: FakeKirimServer,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, aiohttp.ClientResponse]:
+    """POST to the fake server; return status, decoded JSON (or raw bytes) and response."""
+    data = raw if raw is not None else None
+    json_body = body if raw is None else None
+    async with http.post(
+        f"{server.url}/labels",
+        json=json_body,
+        data=data,
+        headers=AUTH if headers is None else headers,
+    ) as resp:
+        content = await resp.read()
+        try:
+            decoded: Any = json.loads(content)
+        except ValueError:
+            decoded = content
+        return resp.status, decoded, resp
+
+
+class TestSuccess:
+    """A valid create answers 201 with the documented envelope."""
+
+    async def test_answers_201_with_full_label(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        status, body, _ = await post(http, server, {"name": "bug", "color": "red"})
+        assert status == 201
+        data = body["data"]
+        assert re.fullmatch(f"lbl_{ULID}", data["id"])
+        assert re.fullmatch(f"req_{ULID}", body["request_id"])
+        assert data["object"] == "label"
+        assert (data["name"], data["color"], data["team_id"]) == ("bug", "red", "team_default")
+        assert parse_rfc3339(data["created_at"]).tzinfo is not None
+        assert parse_rfc3339(data["updated_at"]) == parse_rfc3339(data["created_at"])
+        assert label_from_envelope(body).name == "bug"
+        assert server.labels == [data]
+
+    async def test_color_defaults_to_gray(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        _, body, _ = await post(http, server, {"name": "bug"})
+        assert body["data"]["color"] == "gray"
+
+    async def test_ids_are_unique(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        bodies = [(await post(http, server, {"name": f"n{i}"}))[1] for i in range(20)]
+        assert len({b["data"]["id"] for b in bodies}) == 20
+        assert len({b["request_id"] for b in bodies}) == 20
+
+    async def test_ignores_unknown_request_fields(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        status, _, _ = await post(http, server, {"name": "bug", "description": "x"})
+        assert status == 201
+
+
+class TestAuthentication:
+    """Every request needs ``Authorization: Bearer <token>``."""
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "tok_test"},
+            {"Authorization": "Basic tok_test"},
+        ],
+    )
+    async def test_rejects_with_401(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession, headers: dict[str, str]
+    ) -> None:
+        status, body, _ = await post(http, server, {"name": "bug"}, headers=headers)
+        assert status == 401
+        assert body["error"]["type"] == "authentication_error"
+        assert body["error"]["request_id"].startswith("req_")
+        assert server.labels == []
+
+    async def test_random_token_by_default(self) -> None:
+        async with FakeKirimServer() as one, FakeKirimServer() as two:
+            assert one.token != two.token
+            assert one.token not in repr(one)
+
+
+class TestValidation:
+    """Bad bodies answer 400 with ``param`` naming the field; nothing is stored."""
+
+    @pytest.mark.parametrize(
+        ("body", "code", "param"),
+        [
+            ({}, "missing_field", "name"),
+            ({"color": "red"}, "missing_field", "name"),
+            ({"name": ""}, "string_too_short", "name"),
+            ({"name": "x" * 51}, "string_too_long", "name"),
+            ({"name": 5}, "invalid_type", "name"),
+            ({"name": None}, "invalid_type", "name"),
+            ({"name": "ok", "color": "purple"}, "invalid_enum_value", "color"),
+            ({"name": "ok", "color": 1}, "invalid_type", "color"),
+            ({"name": "ok", "team_id": "t" * 65}, "string_too_long", "team_id"),
+            ({"name": "ok", "team_id": ""}, "string_too_short", "team_id"),
+            ({"name": "ok", "team_id": 9}, "invalid_type", "team_id"),
+            ([{"name": "ok"}], "invalid_body", None),
+            ("name", "invalid_body", None),
+        ],
+    )
+    async def test_rejects_field(
+        self,
+        server: FakeKirimServer,
+        http: aiohttp.ClientSession,
+        body: Any,
+        code: str,
+        param: str | None,
+    ) -> None:
+        status, answer, _ = await post(http, server, body)
+        assert status == 400
+        error = answer["error"]
+        assert (error["code"], error.get("param")) == (code, param)
+        assert error["type"] == "invalid_request_error"
+        assert error["message"]
+        assert error["request_id"].startswith("req_")
+        assert server.labels == []
+
+    async def test_accepts_limits(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        async with FakeKirimServer(token="tok_test", teams=["t" * 64]) as wide:
+            status, _, _ = await post(http, wide, {"name": "x" * 50, "team_id": "t" * 64})
+        assert status == 201
+
+    @pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe"])
+    async def test_rejects_non_json(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession, raw: bytes
+    ) -> None:
+        status, answer, _ = await post(http, server, raw=raw)
+        assert status == 400
+        assert answer["error"]["code"] == "invalid_json"
+
+
+class TestTeamsAndUniqueness:
+    """Names are unique per team; single-team orgs resolve team_id, multi-team ones need it."""
+
+    async def test_duplicate_name_is_invalid_field_value_on_name(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        await post(http, server, {"name": "bug"})
+        status, answer, _ = await post(http, server, {"name": "bug", "color": "red"})
+        assert status == 400
+        assert (answer["error"]["code"], answer["error"]["param"]) == (
+            "invalid_field_value",
+            "name",
+        )
+        assert len(server.labels) == 1
+
+    async def test_same_name_in_another_team_is_fine(self, http: aiohttp.ClientSession) -> None:
+        async with FakeKirimServer(token="tok_test", teams=["a", "b"]) as server:
+            assert (await post(http, server, {"name": "bug", "team_id": "a"}))[0] == 201
+            assert (await post(http, server, {"name": "bug", "team_id": "b"}))[0] == 201
+            assert (await post(http, server, {"name": "bug", "team_id": "a"}))[0] == 400
+            assert {(label["team_id"], label["name"]) for label in server.labels} == {
+                ("a", "bug"),
+                ("b", "bug"),
+            }
+
+    async def test_multi_team_org_requires_team_id(self, http: aiohttp.ClientSession) -> None:
+        async with FakeKirimServer(token="tok_test", teams=["a", "b"]) as server:
+            status, answer, _ = await post(http, server, {"name": "bug"})
+        assert status == 400
+        assert (answer["error"]["code"], answer["error"]["param"]) == ("missing_field", "team_id")
+
+    async def test_single_team_org_resolves_and_accepts_its_id(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        _, auto, _ = await post(http, server, {"name": "one"})
+        _, explicit, _ = await post(http, server, {"name": "two", "team_id": "team_default"})
+        assert auto["data"]["team_id"] == explicit["data"]["team_id"] == "team_default"
+
+    async def test_unknown_team_is_rejected(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        status, answer, _ = await post(http, server, {"name": "bug", "team_id": "nope"})
+        assert status == 400
+        assert answer["error"]["param"] == "team_id"
+
+
+class TestRateLimit:
+    """A token bucket answers 429 with Retry-After and X-RateLimit-* headers."""
+
+    async def test_burst_then_429_then_refill(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        async with FakeKirimServer(token="tok_test", rate=2, burst=3, clock=clock) as server:
+            statuses = [(await post(http, server, {"name": f"n{i}"}))[0] for i in range(4)]
+            assert statuses == [201, 201, 201, 429]
+            status, answer, resp = await post(http, server, {"name": "late"})
+            assert status == 429
+            assert answer["error"]["type"] == "rate_limit_error"
+            assert answer["error"]["code"] == "rate_limit_exceeded"
+            assert float(resp.headers["Retry-After"]) == pytest.approx(0.5)
+            assert resp.headers["X-RateLimit-Limit"] == "3"
+            assert resp.headers["X-RateLimit-Remaining"] == "0"
+            assert float(resp.headers["X-RateLimit-Reset"]) == pytest.approx(1.5)
+            clock.advance(0.5)
+            status, _, resp = await post(http, server, {"name": "late"})
+            assert status == 201
+            assert resp.headers["X-RateLimit-Remaining"] == "0"
+            assert server.stats.rate_limited == 2
+            assert len(server.labels) == 4
+
+    async def test_burst_defaults_to_rate(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        async with FakeKirimServer(token="tok_test", rate=2.5, clock=clock) as server:
+            statuses = [(await post(http, server, {"name": f"n{i}"}))[0] for i in range(4)]
+        assert statuses == [201, 201, 201, 429]
+
+    @pytest.mark.parametrize(
+        ("style", "check"),
+        [
+            ("integer", lambda v: v == "1"),
+            ("http-date", lambda v: email.utils.parsedate_to_datetime(v).tzinfo is not None),
+            ("none", lambda v: v is None),
+        ],
+    )
+    async def test_retry_after_styles(
+        self, http: aiohttp.ClientSession, clock: FakeClock, style: Any, check: Any
+    ) -> None:
+        async with FakeKirimServer(
+            token="tok_test", rate=10, burst=1, retry_after=style, clock=clock
+        ) as server:
+            await post(http, server, {"name": "a"})
+            status, _, resp = await post(http, server, {"name": "b"})
+        assert status == 429
+        assert check(resp.headers.get("Retry-After"))
+
+    async def test_rejected_requests_do_not_spend_tokens(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        async with FakeKirimServer(token="tok_test", rate=1, burst=1, clock=clock) as server:
+            await post(http, server, {"name": "a"})
+            for _ in range(5):
+                await post(http, server, {"name": "b"})
+            clock.advance(1.0)
+            assert (await post(http, server, {"name": "b"}))[0] == 201
+
+    def test_rejects_bad_rate(self) -> None:
+        with pytest.raises(ValueError, match="rate"):
+            FakeKirimServer(rate=0)
+
+
+class TestFaults:
+    """Faults misbehave as named, by script or by probability."""
+
+    async def test_500_has_json_error_and_stores_nothing(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        server.script(Fault.SERVER_ERROR)
+        status, answer, _ = await post(http, server, {"name": "bug"})
+        assert status == 500
+        assert answer["error"]["type"] == "api_error"
+        assert answer["error"]["request_id"].startswith("req_")
+        assert server.labels == []
+
+    async def test_502_is_html(self, server: FakeKirimServer, http: aiohttp.ClientSession) -> None:
+        server.script(Fault.BAD_GATEWAY)
+        status, answer, resp = await post(http, server, {"name": "bug"})
+        assert status == 502
+        assert resp.content_type == "text/html"
+        assert answer.startswith(b"<html>")
+        assert server.labels == []
+
+    async def test_503_is_empty(self, server: FakeKirimServer, http: aiohttp.ClientSession) -> None:
+        server.script(Fault.UNAVAILABLE)
+        status, answer, _ = await post(http, server, {"name": "bug"})
+        assert (status, answer) == (503, b"")
+        assert server.labels == []
+
+    async def test_store_then_drop(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        server.script(Fault.STORE_THEN_DROP)
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await post(http, server, {"name": "bug"})
+        assert [label["name"] for label in server.labels] == ["bug"]
+        assert server.stats.dropped == 1
+        assert sum(server.stats.by_status.values()) == 0
+
+    async def test_store_then_truncate(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        server.script(Fault.STORE_THEN_TRUNCATE)
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await post(http, server, {"name": "bug"})
+        assert [label["name"] for label in server.labels] == ["bug"]
+        assert server.stats.truncated == 1
+
+    async def test_store_then_delay_stores_before_answering(
+        self, http: aiohttp.ClientSession
+    ) -> None:
+        async with FakeKirimServer(token="tok_test", answer_delay=60) as server:
+            server.script(Fault.STORE_THEN_DELAY)
+            with pytest.raises(asyncio.TimeoutError):
+                await post_with_timeout(http, server, 0.2)
+            assert [label["name"] for label in server.labels] == ["bug"]
+            # Closing ends the pending answer instead of waiting out the delay.
+            await asyncio.wait_for(server.close(), timeout=10)
+
+    async def test_latency_then_normal_answer(self, http: aiohttp.ClientSession) -> None:
+        async with FakeKirimServer(token="tok_test", fault_latency=0.01) as server:
+            server.script(Fault.LATENCY)
+            status, _, _ = await post(http, server, {"name": "bug"})
+        assert status == 201
+        assert server.stats.faults[Fault.LATENCY] == 1
+
+    async def test_script_runs_in_order_then_stops(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        server.script(Fault.UNAVAILABLE, None, Fault.SERVER_ERROR)
+        statuses = [(await post(http, server, {"name": f"n{i}"}))[0] for i in range(4)]
+        assert statuses == [503, 201, 500, 201]
+
+    async def test_probabilities_are_seeded(self, http: aiohttp.ClientSession) -> None:
+        async def run() -> list[int]:
+            faults = {Fault.SERVER_ERROR: 0.3, Fault.UNAVAILABLE: 0.2}
+            async with FakeKirimServer(token="tok_test", faults=faults, seed=7) as server:
+                return [(await post(http, server, {"name": f"n{i}"}))[0] for i in range(60)]
+
+        first, second = await run(), await run()
+        assert first == second
+        assert {500, 503, 201} == set(first)
+
+    def test_rejects_probabilities_over_one(self) -> None:
+        with pytest.raises(ValueError, match="at most 1"):
+            FakeKirimServer(faults={Fault.SERVER_ERROR: 0.6, Fault.UNAVAILABLE: 0.6})
+
+
+async def post_with_timeout(
+    http: aiohttp.ClientSession, server: FakeKirimServer, seconds: float
+) -> None:
+    async with http.post(
+        f"{server.url}/labels",
+        json={"name": "bug"},
+        headers=AUTH,
+        timeout=aiohttp.ClientTimeout(total=seconds),
+    ) as resp:
+        await resp.read()
+
+
+class TestIntrospection:
+    """Counters tell tests what the server saw."""
+
+    async def test_counts_requests_statuses_and_concurrency(
+        self, http: aiohttp.ClientSession
+    ) -> None:
+        async with FakeKirimServer(token="tok_test", latency=0.05) as server:
+            await asyncio.gather(*(post(http, server, {"name": f"n{i}"}) for i in range(8)))
+            await post(http, server, {"name": "n0"})
+        stats = server.stats
+        assert stats.requests == 9
+        assert stats.by_status == {201: 8, 400: 1}
+        assert stats.max_in_flight == 8
+        assert stats.in_flight == 0
+
+    async def test_url_needs_a_started_server(self) -> None:
+        server = FakeKirimServer()
+        with pytest.raises(RuntimeError, match="not started"):
+            _ = server.url
+        async with server:
+            assert server.url.startswith("http://127.0.0.1:")
+            assert server.url.endswith("/v1")
+            with pytest.raises(RuntimeError, match="already started"):
+                await server.start()
+
+
+class TestThreadAndFixture:
+    """The server also runs on its own thread, and as a pytest fixture."""
+
+    async def test_running_in_thread(self, http: aiohttp.ClientSession) -> None:
+        with FakeKirimServer(token="tok_test").running_in_thread() as server:
+            status, _, _ = await post(http, server, {"name": "bug"})
+            assert status == 201
+            assert len(server.labels) == 1
+
+    async def test_fixture(
+        self, kirim_server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        status, _, _ = await post(
+            http,
+            kirim_server,
+            {"name": "bug"},
+            headers={"Authorization": f"Bearer {kirim_server.token}"},
+        )
+        assert status == 201
+
+    @pytest.mark.kirim_server(teams=["a", "b"], token="tok_test")
+    async def test_fixture_marker_configures_server(
+        self, kirim_server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        assert kirim_server.teams == ("a", "b")
+        status, _, _ = await post(http, kirim_server, {"name": "bug"})
+        assert status == 400
+
+
+def test_standalone_module_serves_until_sigint() -> None:
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kirim_async.testing",
+            "--port",
+            "0",
+            "--token",
+            "tok_test",
+            "--rate",
+            "5",
+            "--fault",
+            "503=0.0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = re.search(r"(http://\S+)", first)
+        assert url, first
+        assert proc.stdout.readline().strip() == "token: tok_test"
+
+        async def create() -> int:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"{url.group(1)}/labels", json={"name": "bug"}, headers=AUTH) as resp,
+            ):
+                return resp.status
+
+        assert asyncio.run(create()) == 201
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_standalone_module_rejects_bad_fault() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kirim_async.testing", "--fault", "boom=1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "KIND=PROBABILITY" in result.stderr
