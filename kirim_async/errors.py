@@ -3,19 +3,43 @@
 Every exception the library raises on purpose is a :class:`KirimError`::
 
     KirimError
-    ├── InvalidParameterError      (also a ValueError) bad input, caught before any I/O
-    └── MalformedResponseError     a success answer that does not match the contract
+    ├── InvalidParameterError        bad input, caught before any I/O (also a ValueError)
+    ├── MalformedResponseError       an answer that does not match the API contract
+    ├── APIConnectionError           no answer: connection refused, reset or cut short
+    │   └── APITimeoutError          no answer in time
+    └── APIStatusError               an error answer; the HTTP status picks the class
+        ├── InvalidRequestError          400, 422
+        │   └── DuplicateLabelError      the name is taken in that team
+        ├── AuthenticationError          401
+        ├── PermissionDeniedError        403
+        ├── NotFoundError                404
+        ├── RateLimitError               429 (see ``retry_after``)
+        └── ServerError                  5xx
+
+Any other status (a 3xx, since redirects are not followed, or an unlisted 4xx) is a
+plain :class:`APIStatusError`.
 """
 
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "DuplicateLabelError",
     "InvalidParameterError",
+    "InvalidRequestError",
     "KirimError",
     "MalformedResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
 ]
 
 _SHORT = reprlib.Repr()
@@ -36,8 +60,25 @@ def excerpt(body: bytes) -> str:
     return text + ("…" if len(body) > EXCERPT_LIMIT else "")
 
 
+def _restore(cls: type[KirimError], args: tuple[Any, ...], state: dict[str, Any]) -> KirimError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class KirimError(Exception):
-    """Base class of every error kirim-async raises on purpose."""
+    """Base class of every error kirim-async raises on purpose.
+
+    Attributes:
+        attempts: How many attempts the call made before giving up with this error.
+    """
+
+    attempts: int = 1
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword arguments, which Exception's default pickling loses.
+        return (_restore, (type(self), self.args, self.__dict__))
 
 
 class InvalidParameterError(KirimError, ValueError):
@@ -45,7 +86,7 @@ class InvalidParameterError(KirimError, ValueError):
 
     Attributes:
         field: The name of the offending field, e.g. ``"name"``.
-        rule: The rule it breaks, e.g. ``"must be 1-50 characters"``.
+        rule: The rule it breaks, e.g. ``"must be a string of 1-50 characters"``.
         value: The offending value as given.
     """
 
@@ -54,9 +95,6 @@ class InvalidParameterError(KirimError, ValueError):
         self.rule = rule
         self.value = value
         super().__init__(f"{field}: {rule} (got {shorten(value)})")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.field, self.rule, self.value))
 
 
 class MalformedResponseError(KirimError):
@@ -89,3 +127,110 @@ class MalformedResponseError(KirimError):
         if body:
             parts.append(f"body={self.body_excerpt!r}")
         super().__init__("; ".join(parts))
+
+
+class APIConnectionError(KirimError):
+    """The request got no usable answer: the connection failed or was cut.
+
+    Attributes:
+        request_may_have_been_sent: False only when the connection failed before the
+            request left, so that the server cannot have acted on it.
+    """
+
+    def __init__(self, message: str, *, request_may_have_been_sent: bool = True) -> None:
+        self.request_may_have_been_sent = request_may_have_been_sent
+        super().__init__(message)
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer came within the timeout (or the call's overall deadline)."""
+
+
+class APIStatusError(KirimError):
+    """The API answered with an error status.
+
+    Attributes:
+        status: The HTTP status.
+        code: The error's ``code``, e.g. ``"invalid_field_value"``, when the body had one.
+        type: The error's ``type``, when the body had one.
+        message: The error's ``message``, or the HTTP reason when the body had none.
+        param: The request field the error is about, when the body named one.
+        request_id: The server's id for the request, for support.
+        headers: The answer's headers.
+        body: The decoded JSON body, or the body's start as text when it was not JSON.
+        retry_after: Seconds the server asked to wait (``Retry-After``), when it did.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        message: str,
+        code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.code = code
+        self.type = type
+        self.param = param
+        self.request_id = request_id
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self.body = body
+        self.retry_after = retry_after
+        super().__init__(self._one_line())
+
+    def _one_line(self) -> str:
+        head = f"{self.status} {self.code}" if self.code else str(self.status)
+        details = [
+            f"{key}={value}"
+            for key, value in (
+                ("param", self.param),
+                ("request_id", self.request_id),
+                ("retry_after", self.retry_after),
+            )
+            if value is not None
+        ]
+        tail = f" ({', '.join(details)})" if details else ""
+        return f"{head}: {self.message}{tail}"
+
+
+class InvalidRequestError(APIStatusError):
+    """400 or 422: the API rejected the request's content."""
+
+
+class DuplicateLabelError(InvalidRequestError):
+    """The label's name is already taken in its team.
+
+    Attributes:
+        after_ambiguous_attempt: True when an earlier attempt of the same call may
+            have created the label (it timed out, lost its connection after sending,
+            or met a 5xx): the name may be taken by this very call.
+    """
+
+    after_ambiguous_attempt: bool = False
+
+
+class AuthenticationError(APIStatusError):
+    """401: the token is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the token may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the endpoint or resource does not exist."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests; ``retry_after`` says when to try again, if the API said."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the API (or a proxy in front of it) failed."""

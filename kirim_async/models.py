@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 import attrs
 
+from ._validators import text
 from .errors import InvalidParameterError
 
 __all__ = ["CreateLabel", "Label", "LabelColor"]
@@ -57,17 +57,6 @@ def _to_color(value: object) -> LabelColor:
     raise InvalidParameterError("color", f"must be one of {_COLOR_NAMES}", value)
 
 
-def _text(min_length: int, max_length: int) -> Any:
-    """An attrs validator: a ``str`` of *min_length* to *max_length* characters."""
-    rule = f"must be a string of {min_length}-{max_length} characters"
-
-    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if not isinstance(value, str) or not min_length <= len(value) <= max_length:
-            raise InvalidParameterError(attribute.name, rule, value)
-
-    return validate
-
-
 @attrs.frozen(kw_only=True)
 class CreateLabel:
     """The body of ``POST /labels``.
@@ -82,10 +71,10 @@ class CreateLabel:
         InvalidParameterError: A field breaks the API's rules.
     """
 
-    name: str = attrs.field(validator=_text(1, NAME_MAX_LENGTH))
+    name: str = attrs.field(validator=text(1, NAME_MAX_LENGTH))
     color: LabelColor = attrs.field(default=LabelColor.GRAY, converter=_to_color)
     team_id: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_text(1, TEAM_ID_MAX_LENGTH))
+        default=None, validator=attrs.validators.optional(text(1, TEAM_ID_MAX_LENGTH))
     )
 
 

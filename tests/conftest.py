@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from kirim_async.testing import FakeKirimServer
 
@@ -43,3 +45,94 @@ class FakeClock:
 def clock() -> FakeClock:
     """A clock for the code's own time hooks, so that no test really waits."""
     return FakeClock()
+
+
+class Answer:
+    """One scripted answer: status, headers, body, optionally streamed without a length."""
+
+    def __init__(
+        self,
+        status: int = 201,
+        body: bytes | dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        chunked: bool = False,
+    ) -> None:
+        self.status = status
+        self.body = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
+        self.headers = headers or {}
+        self.chunked = chunked
+
+
+def label_body(name: str = "bug", request_id: str = "req_1") -> dict[str, object]:
+    """A valid success body."""
+    return {
+        "data": {
+            "id": "lbl_01HXYZABCDEFGHJKMNPQRSTVWX",
+            "object": "label",
+            "name": name,
+            "color": "gray",
+            "team_id": "team_1",
+            "created_at": "2025-01-02T03:04:05Z",
+            "updated_at": "2025-01-02T03:04:05Z",
+        },
+        "request_id": request_id,
+    }
+
+
+class ScriptedServer:
+    """An aiohttp test server that answers from a script and records each request."""
+
+    def __init__(self) -> None:
+        self.answers: list[Answer] = []
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.url = ""
+
+    def script(self, *answers: Answer) -> None:
+        self.answers.extend(answers)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.path, dict(request.headers), await request.read()))
+        answer = self.answers.pop(0) if self.answers else Answer(201, label_body())
+        if answer.chunked:
+            response = web.StreamResponse(status=answer.status, headers=answer.headers)
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            await response.write(answer.body)
+            await response.write_eof()
+            return response
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedServer]:
+    """A ScriptedServer on loopback; ``.url`` is the base URL to give a client."""
+    fake = ScriptedServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    yield fake
+    await runner.cleanup()
+
+
+class SleepRecorder:
+    """A sleep hook that records each wait and moves a FakeClock instead of waiting."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.waits: list[float] = []
+        self.clock = clock
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.clock is not None:
+            self.clock.advance(seconds)
+
+
+@pytest.fixture
+def sleeps(clock: FakeClock) -> SleepRecorder:
+    """A sleep hook tied to the test's FakeClock."""
+    return SleepRecorder(clock)

@@ -1,0 +1,311 @@
+"""KirimClient and its ``labels`` resource: config, sans-I/O core, retries and transport."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._config import (
+    DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_TIMEOUT,
+    CallOptions,
+    ClientConfig,
+    RetryPolicy,
+    resolve_config,
+)
+from ._events import Hooks, RequestEvent, ResponseEvent
+from ._retry import Retrier
+from ._sansio import build_create_label, build_headers, decipher_label, user_agent
+from ._transport import AIOHTTP_VERSION, RawResponse, Transport
+from .models import CreateLabel, Label, LabelColor
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["KirimClient", "LabelResponse", "Labels"]
+
+_NO_HOOKS = Hooks()
+
+
+@attrs.frozen(kw_only=True)
+class LabelResponse:
+    """A created label with what the exchange that created it said.
+
+    Attributes:
+        label: The created label.
+        status: The HTTP status of the successful answer.
+        headers: The successful answer's headers.
+        request_id: The server's id for the successful request.
+        attempts: How many attempts the call took (1 when nothing was retried).
+        elapsed: Seconds the whole call took, retries and waits included.
+    """
+
+    label: Label
+    status: int
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    request_id: str | None
+    attempts: int
+    elapsed: float
+
+
+class Labels:
+    """The ``/labels`` resource, reached as ``client.labels``."""
+
+    def __init__(self, client: KirimClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        name: str | CreateLabel,
+        *,
+        color: LabelColor | str | None = None,
+        team_id: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+    ) -> Label:
+        """Create a label.
+
+        Args:
+            name: The label's name, or a whole :class:`CreateLabel`.
+            color: A :class:`LabelColor` or its value; gray when not given.
+            team_id: The team; the client's ``team_id`` applies when not given.
+            timeout: Seconds each attempt may take (default: the client's).
+            max_retries: Retries after the first attempt (default: the client's).
+            deadline: Seconds the whole call may take, retries included.
+
+        Returns:
+            The created :class:`Label`; its ``request_id`` is the server's request id.
+
+        Raises:
+            InvalidParameterError: A field breaks the API's rules; nothing was sent.
+            DuplicateLabelError: The name is taken in the team. ``after_ambiguous_attempt``
+                says an earlier attempt of this call may have taken it.
+            RateLimitError: Still rate limited after the retries, or asked to wait
+                longer than ``max_retry_after``.
+            APIStatusError: Any other error answer (see :mod:`kirim_async.errors`).
+            APIConnectionError: No usable answer (``APITimeoutError`` for timeouts).
+            MalformedResponseError: The answer does not match the API contract.
+        """
+        response = await self.create_with_response(
+            name,
+            color=color,
+            team_id=team_id,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+        )
+        return response.label
+
+    async def create_with_response(
+        self,
+        name: str | CreateLabel,
+        *,
+        color: LabelColor | str | None = None,
+        team_id: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+    ) -> LabelResponse:
+        """Like :meth:`create`, but return the label with status, headers and attempts."""
+        request = self._request(name, color, team_id)
+        return await self._client._create(
+            request, timeout=timeout, max_retries=max_retries, deadline=deadline
+        )
+
+    def _request(
+        self, name: str | CreateLabel, color: LabelColor | str | None, team_id: str | None
+    ) -> CreateLabel:
+        if isinstance(name, CreateLabel):
+            if color is not None or team_id is not None:
+                raise TypeError("pass either a CreateLabel or name/color/team_id, not both")
+            return name
+        if color is None:
+            return CreateLabel(name=name, team_id=team_id)
+        return CreateLabel(name=name, color=color, team_id=team_id)
+
+
+class KirimClient:
+    """An async client for the Kirim API.
+
+    Use it as ``async with KirimClient() as client:`` or close it with
+    :meth:`aclose`. It holds one aiohttp session with a connection pool, opened on first
+    use; a caller's own ``session`` is used as is and never closed.
+
+    Args:
+        token: The API token; ``KIRIM_API_TOKEN`` when not given.
+        base_url: The API's base URL; ``KIRIM_BASE_URL`` or ``https://api.kirim.chat/v1``.
+            Plain ``http://`` is refused unless the host is loopback or
+            ``allow_insecure_http`` is set.
+        team_id: The team for calls that give none (multi-team organisations).
+        timeout: Seconds each attempt may take.
+        max_retries: Retries after a failed attempt; 0 disables retrying.
+        max_retry_after: The longest ``Retry-After`` slept on; longer raises at once.
+        deadline: Seconds a whole call may take, retries and waits included.
+        session: An aiohttp session of the caller's to send requests through.
+        allow_insecure_http: Permit plain ``http://`` to a non-loopback host.
+        hooks: Callbacks for request, response and retry events.
+        trace_configs: aiohttp trace configs, for the session the client opens.
+        connection_limit: Connections in the pool of the session the client opens.
+        max_response_bytes: Answers with a longer body raise ``MalformedResponseError``.
+        sleep: Awaited to wait before a retry (tests pass a fake to never wait).
+        clock: Monotonic clock for deadlines and elapsed times.
+        wall_clock: Unix time, to read ``Retry-After`` dates.
+
+    Raises:
+        InvalidParameterError: A missing or malformed token (the error never shows it),
+            a refused base URL, or an out-of-range option.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        base_url: str | None = None,
+        team_id: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        deadline: float | None = None,
+        session: aiohttp.ClientSession | None = None,
+        allow_insecure_http: bool = False,
+        hooks: Hooks | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config: ClientConfig = resolve_config(
+            token=token,
+            base_url=base_url,
+            allow_insecure_http=allow_insecure_http,
+            team_id=team_id,
+            timeout=timeout,
+            deadline=deadline,
+            retry=RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after),
+            max_response_bytes=max_response_bytes,
+        )
+        self._headers = build_headers(self._config.token, user_agent(AIOHTTP_VERSION))
+        self._hooks = hooks or _NO_HOOKS
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._transport = Transport(
+            session=session,
+            trace_configs=trace_configs,
+            connection_limit=connection_limit,
+            max_response_bytes=max_response_bytes,
+        )
+        self._retrier = Retrier(
+            policy=self._config.retry, sleep=sleep, clock=clock, on_retry=self._hooks.on_retry
+        )
+        self.labels = Labels(self)
+
+    def __repr__(self) -> str:
+        return f"KirimClient(base_url={self._config.base_url!r}, team_id={self._config.team_id!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL this client talks to."""
+        return self._config.base_url
+
+    @property
+    def team_id(self) -> str | None:
+        """The team applied to calls that give none."""
+        return self._config.team_id
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The client's retry rules."""
+        return self._config.retry
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._transport.closed
+
+    async def __aenter__(self) -> KirimClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a caller's session stays open). Safe to repeat."""
+        await self._transport.aclose()
+
+    async def _create(
+        self,
+        request: CreateLabel,
+        *,
+        timeout: float | None,
+        max_retries: int | None,
+        deadline: float | None,
+    ) -> LabelResponse:
+        config = self._config
+        if request.team_id is None and config.team_id is not None:
+            request = attrs.evolve(request, team_id=config.team_id)
+        options = CallOptions(
+            timeout=config.timeout if timeout is None else timeout,
+            max_retries=config.retry.max_retries if max_retries is None else max_retries,
+            deadline=config.deadline if deadline is None else deadline,
+        )
+        outgoing = build_create_label(config.base_url, self._headers, request)
+        hooks = self._hooks
+        attempt_number = 0
+
+        async def attempt(attempt_timeout: float) -> tuple[RawResponse, Label]:
+            nonlocal attempt_number
+            attempt_number += 1
+            if hooks.on_request is not None:
+                hooks.on_request(
+                    RequestEvent(method=outgoing.method, url=outgoing.url, attempt=attempt_number)
+                )
+            sent_at = self._clock()
+            raw = await self._transport.send(outgoing, timeout=attempt_timeout)
+            if hooks.on_response is not None:
+                hooks.on_response(
+                    ResponseEvent(
+                        method=outgoing.method,
+                        url=outgoing.url,
+                        attempt=attempt_number,
+                        status=raw.status,
+                        request_id=raw.headers.get("X-Request-Id"),
+                        elapsed=self._clock() - sent_at,
+                    )
+                )
+            label = decipher_label(
+                raw.status, raw.reason, raw.headers, raw.body, self._wall_clock()
+            )
+            return raw, label
+
+        started = self._clock()
+        (raw, label), attempts = await self._retrier.run(
+            attempt,
+            timeout=options.timeout,
+            max_retries=options.max_retries,
+            deadline=options.deadline,
+            description=f"create label {request.name!r}",
+        )
+        return LabelResponse(
+            label=label,
+            status=raw.status,
+            headers=raw.headers,
+            request_id=label.request_id,
+            attempts=attempts,
+            elapsed=self._clock() - started,
+        )

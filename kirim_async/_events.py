@@ -1,0 +1,54 @@
+"""Observability hooks: what the client reports about each request, answer and retry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from .errors import KirimError
+
+__all__ = ["Hooks", "RequestEvent", "ResponseEvent", "RetryEvent"]
+
+
+@attrs.frozen(kw_only=True)
+class RequestEvent:
+    """A request is about to be sent (once per attempt)."""
+
+    method: str
+    url: str
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class ResponseEvent:
+    """An answer arrived (any status), before it is deciphered."""
+
+    method: str
+    url: str
+    attempt: int
+    status: int
+    request_id: str | None
+    elapsed: float
+
+
+@attrs.frozen(kw_only=True)
+class RetryEvent:
+    """An attempt failed and the call will try again after ``wait`` seconds."""
+
+    attempt: int
+    wait: float
+    error: KirimError
+    request_id: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Hooks:
+    """Callbacks for request, response and retry events; each is optional.
+
+    They run inline on the event loop: keep them quick and do not raise from them.
+    """
+
+    on_request: Callable[[RequestEvent], None] | None = None
+    on_response: Callable[[ResponseEvent], None] | None = None
+    on_retry: Callable[[RetryEvent], None] | None = None

@@ -1,0 +1,221 @@
+"""The retry policy, carried out by the ``backoff`` library.
+
+A call makes its first attempt directly; only after a retryable failure does it enter
+backoff's loop (the decorator costs a few microseconds even when nothing fails). backoff
+decides whether to go on (``giveup``, tries) and how long to wait (the wait generator,
+fed each error), and reports each retry (``on_backoff``). backoff 2.2's async loop
+sleeps with a hard-wired ``asyncio.sleep``, so it is handed a zero wait and the real wait
+is slept in ``on_backoff`` through the client's injectable ``sleep``: tests never wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Generic, TypeVar
+
+import attrs
+import backoff
+
+from ._config import RetryPolicy
+from ._events import RetryEvent
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    DuplicateLabelError,
+    KirimError,
+    ServerError,
+)
+
+__all__ = ["RETRYABLE_STATUSES", "Retrier", "is_ambiguous", "is_retryable"]
+
+logger = logging.getLogger("kirim_async")
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+Attempt = Callable[[float], Awaitable[T]]
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def is_retryable(error: KirimError) -> bool:
+    """Whether trying again may succeed: 429, 500, 502-504, connection errors, timeouts."""
+    if isinstance(error, APIConnectionError):
+        return True
+    return isinstance(error, APIStatusError) and error.status in RETRYABLE_STATUSES
+
+
+def is_ambiguous(error: KirimError) -> bool:
+    """Whether the server may have acted on the request despite the error.
+
+    A timeout, a connection lost after sending, or a 5xx leaves a create undecided:
+    the label may exist. A connection refused before sending does not.
+    """
+    if isinstance(error, APIConnectionError):
+        return error.request_may_have_been_sent
+    return isinstance(error, ServerError)
+
+
+def retry_after_wait(retry_after: float) -> float:
+    """``Retry-After`` plus a small upward jitter: never earlier than the server asked."""
+    return retry_after + random.uniform(0.0, min(1.0, 0.1 * retry_after + 0.05))
+
+
+@attrs.define
+class _Call(Generic[T]):
+    """The state of one call across its attempts; backoff's handlers are its methods."""
+
+    attempt: Attempt[T]
+    retrier: Retrier
+    max_retries: int
+    timeout: float
+    deadline_at: float | None
+    description: str
+    attempts: int = 0
+    ambiguous: bool = False
+    _pending: KirimError | None = None
+    _next_wait: float = 0.0
+
+    async def run_once(self) -> T:
+        """One attempt, its timeout bounded by the call's deadline."""
+        timeout = self.timeout
+        if self.deadline_at is not None:
+            remaining = self.deadline_at - self.retrier.clock()
+            if remaining <= 0:
+                raise APITimeoutError(f"{self.description}: the call's deadline has passed")
+            timeout = min(timeout, remaining)
+        self.attempts += 1
+        try:
+            return await self.attempt(timeout)
+        except KirimError as error:
+            if is_ambiguous(error):
+                self.ambiguous = True
+            raise
+
+    async def replay_then_run(self) -> T:
+        """As backoff's target: the first failure (already met) first, then real attempts."""
+        if self._pending is not None:
+            error, self._pending = self._pending, None
+            raise error
+        return await self.run_once()
+
+    def should_give_up(self, error: Exception) -> bool:
+        """As backoff's ``giveup``: retry only retryable errors, within budget and caps."""
+        if not isinstance(error, KirimError) or not is_retryable(error):
+            return True
+        if self.attempts > self.max_retries:
+            return True
+        retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+        return retry_after is not None and retry_after > self.retrier.policy.max_retry_after
+
+    def waits(self) -> Generator[float, Any, None]:
+        """As backoff's wait generator: it is sent each error and yields backoff's own wait.
+
+        The real wait goes to :meth:`sleep_before_retry`; backoff gets 0 (see module doc).
+        A wait that would end past the deadline stops the retries instead.
+        """
+        policy = self.retrier.policy
+        expo = backoff.expo(base=2, factor=policy.initial_wait, max_value=policy.max_wait)
+        next(expo)  # backoff's generators are primed with one next()
+        error = yield 0.0
+        while True:
+            exponential = backoff.full_jitter(next(expo))
+            retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+            wait = exponential if retry_after is None else retry_after_wait(retry_after)
+            if self.deadline_at is not None and self.retrier.clock() + wait >= self.deadline_at:
+                return
+            self._next_wait = wait
+            error = yield 0.0
+
+    async def sleep_before_retry(self, details: Any) -> None:
+        """As backoff's ``on_backoff``: log, tell the hook, then wait."""
+        error: KirimError = details["exception"]
+        request_id = error.request_id if isinstance(error, APIStatusError) else None
+        logger.debug(
+            "%s: attempt %d of %d failed (%s); retrying in %.3fs; request_id=%s",
+            self.description,
+            self.attempts,
+            self.max_retries + 1,
+            error,
+            self._next_wait,
+            request_id,
+        )
+        if self.retrier.on_retry is not None:
+            self.retrier.on_retry(
+                RetryEvent(
+                    attempt=self.attempts, wait=self._next_wait, error=error, request_id=request_id
+                )
+            )
+        await self.retrier.sleep(self._next_wait)
+
+    async def retry_after(self, first: KirimError) -> T:
+        self._pending = first
+        retrying = backoff.on_exception(
+            self.waits,
+            KirimError,
+            giveup=self.should_give_up,
+            on_backoff=self.sleep_before_retry,
+            jitter=None,
+            logger=None,
+        )(self.replay_then_run)
+        result: T = await retrying()
+        return result
+
+
+@attrs.define
+class Retrier:
+    """Runs attempts of a call under a :class:`RetryPolicy`.
+
+    Args:
+        policy: The retry rules.
+        sleep: Awaited with the seconds to wait before each retry.
+        clock: A monotonic clock, for deadlines.
+        on_retry: Called once per retry, before the wait.
+    """
+
+    policy: RetryPolicy
+    sleep: Sleep
+    clock: Callable[[], float]
+    on_retry: Callable[[RetryEvent], None] | None = None
+
+    async def run(
+        self,
+        attempt: Attempt[T],
+        *,
+        timeout: float,
+        max_retries: int,
+        deadline: float | None,
+        description: str,
+    ) -> tuple[T, int]:
+        """Run *attempt* until it succeeds or the policy gives up.
+
+        Args:
+            attempt: Makes one attempt, given its timeout in seconds.
+            timeout: The timeout of each attempt.
+            max_retries: Retries allowed after the first attempt.
+            deadline: Seconds the whole call may take, retries and waits included.
+            description: What the call does, for log lines.
+
+        Returns:
+            The attempt's result and the number of attempts made.
+
+        Raises:
+            KirimError: The last error, with ``attempts`` set; a duplicate met after
+                an ambiguous attempt has ``after_ambiguous_attempt`` set.
+        """
+        deadline_at = None if deadline is None else self.clock() + deadline
+        call = _Call(attempt, self, max_retries, timeout, deadline_at, description)
+        try:
+            try:
+                return await call.run_once(), 1
+            except KirimError as first:
+                if max_retries == 0 or call.should_give_up(first):
+                    raise
+                return await call.retry_after(first), call.attempts
+        except KirimError as error:
+            error.attempts = call.attempts
+            if isinstance(error, DuplicateLabelError) and call.ambiguous:
+                error.after_ambiguous_attempt = True
+            raise

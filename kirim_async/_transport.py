@@ -1,0 +1,150 @@
+"""The HTTP transport: the only module that imports aiohttp's client.
+
+It sends an :class:`~kirim_async._sansio.OutgoingRequest` and returns the raw answer,
+turning every aiohttp failure into an :class:`~kirim_async.errors.APIConnectionError`
+that says whether the request may have reached the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import aiohttp
+import attrs
+
+from ._config import DEFAULT_CONNECTION_LIMIT, DEFAULT_MAX_RESPONSE_BYTES
+from ._sansio import OutgoingRequest
+from .errors import APIConnectionError, APITimeoutError, MalformedResponseError
+
+__all__ = ["AIOHTTP_VERSION", "RawResponse", "Transport"]
+
+AIOHTTP_VERSION = aiohttp.__version__
+
+# Connecting failed, so nothing can have reached the server: plainly safe to retry.
+_NOT_SENT: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+)
+
+
+@attrs.frozen
+class RawResponse:
+    """An answer as it came off the wire."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Transport:
+    """Sends requests over one pooled aiohttp session.
+
+    Args:
+        session: A session of the caller's, used as is and never closed here.
+        trace_configs: aiohttp trace configs for the session this transport opens.
+        connection_limit: The pool's size, for the session this transport opens.
+        max_response_bytes: Answers with a longer body are refused unread.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self._trace_configs = list(trace_configs)
+        self._connection_limit = connection_limit
+        self._max_response_bytes = max_response_bytes
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Opened lazily, inside a running loop: aiohttp warns about sessions made outside.
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connection_limit),
+                trace_configs=self._trace_configs or None,
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def send(self, request: OutgoingRequest, *, timeout: float) -> RawResponse:
+        """Send *request* and read the whole answer within *timeout* seconds.
+
+        Raises:
+            APITimeoutError: No complete answer within *timeout*.
+            APIConnectionError: The connection failed or broke.
+            MalformedResponseError: The body is longer than the configured cap.
+        """
+        session = self._open()
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,  # the Authorization header must not follow a redirect
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                body = await self._read(response)
+                return RawResponse(
+                    status=response.status,
+                    reason=response.reason or "",
+                    headers=response.headers,
+                    body=body,
+                )
+        except _NOT_SENT as exc:
+            error_class = (
+                APITimeoutError if isinstance(exc, asyncio.TimeoutError) else APIConnectionError
+            )
+            raise error_class(
+                f"could not connect to {request.url}: {exc}", request_may_have_been_sent=False
+            ) from exc
+        except asyncio.TimeoutError as exc:
+            raise APITimeoutError(
+                f"no complete answer from {request.url} within {timeout:g}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise APIConnectionError(
+                f"connection to {request.url} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        cap = self._max_response_bytes
+        length = response.content_length
+        if length is not None and length > cap:
+            raise MalformedResponseError(
+                f"response body of {length} bytes exceeds the {cap}-byte limit",
+                status=response.status,
+            )
+        if length is not None:
+            return await response.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > cap:
+                raise MalformedResponseError(
+                    f"response body exceeds the {cap}-byte limit", status=response.status
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        """Close the session if this transport opened it; a caller's session stays open."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()

@@ -1,0 +1,48 @@
+"""attrs validators that raise :class:`~kirim_async.errors.InvalidParameterError`."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    import attrs
+
+Validator = Any  # attrs' validator protocol: (instance, attribute, value) -> None
+
+
+def text(min_length: int, max_length: int) -> Validator:
+    """A ``str`` of *min_length* to *max_length* characters."""
+    rule = f"must be a string of {min_length}-{max_length} characters"
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, str) or not min_length <= len(value) <= max_length:
+            raise InvalidParameterError(attribute.name, rule, value)
+
+    return validate
+
+
+def non_negative(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A finite ``int`` or ``float`` >= 0 (not a bool)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidParameterError(attribute.name, "must be a finite number >= 0", value)
+
+
+def positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A finite ``int`` or ``float`` > 0 (not a bool)."""
+    non_negative(instance, attribute, value)
+    if value == 0:
+        raise InvalidParameterError(attribute.name, "must be > 0", value)
+
+
+def count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A whole number >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidParameterError(attribute.name, "must be a whole number >= 0", value)

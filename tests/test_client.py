@@ -1,0 +1,438 @@
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+
+from kirim_async import (
+    APIStatusError,
+    AuthenticationError,
+    CreateLabel,
+    DuplicateLabelError,
+    Hooks,
+    InvalidParameterError,
+    InvalidRequestError,
+    KirimClient,
+    KirimError,
+    Label,
+    LabelColor,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+    ServerError,
+)
+from kirim_async.testing import FakeKirimServer, Fault
+
+from .conftest import Answer, ScriptedServer, SleepRecorder, label_body
+
+SECRET = "sk_live_SECRET_TOKEN_7f3a"
+
+
+def client_for(server: Any, **options: Any) -> KirimClient:
+    token = getattr(server, "token", SECRET)
+    return KirimClient(token, base_url=server.url, **options)
+
+
+class TestConstruction:
+    """The token and base URL come from arguments, then the environment, then defaults."""
+
+    def test_token_and_base_url_from_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("KIRIM_API_TOKEN", "tok_env")
+        monkeypatch.setenv("KIRIM_BASE_URL", "http://127.0.0.1:9/v1/")
+        client = KirimClient()
+        assert client.base_url == "http://127.0.0.1:9/v1"
+        assert client._config.token == "tok_env"
+
+    def test_arguments_win_over_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("KIRIM_API_TOKEN", "tok_env")
+        monkeypatch.setenv("KIRIM_BASE_URL", "http://127.0.0.1:9/v1")
+        client = KirimClient("tok_arg", base_url="https://example.test/v2")
+        assert client.base_url == "https://example.test/v2"
+        assert client._config.token == "tok_arg"
+
+    def test_default_base_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("KIRIM_BASE_URL", raising=False)
+        assert KirimClient("tok").base_url == "https://api.kirim.chat/v1"
+
+    def test_missing_token_is_a_clear_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("KIRIM_API_TOKEN", raising=False)
+        with pytest.raises(InvalidParameterError, match="KIRIM_API_TOKEN") as info:
+            KirimClient()
+        assert info.value.field == "token"
+        assert "token=" in str(info.value)
+
+    @pytest.mark.parametrize("suffix", ["\r\nX-Evil: 1", "\n", "\x00", "\x7f"])
+    def test_token_with_control_characters_is_rejected(self, suffix: str) -> None:
+        with pytest.raises(InvalidParameterError, match="control characters") as info:
+            KirimClient(SECRET + suffix)
+        assert SECRET not in str(info.value)
+        assert SECRET not in repr(info.value.value)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://api.kirim.chat/v1",
+            "http://10.0.0.5/v1",
+            "ftp://x/v1",
+            "not a url",
+            "https://user:pw@api.kirim.chat/v1",
+        ],
+    )
+    def test_refuses_unsafe_base_urls(self, url: str) -> None:
+        with pytest.raises(InvalidParameterError) as info:
+            KirimClient("tok", base_url=url)
+        assert info.value.field == "base_url"
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:80/v1"]
+    )
+    def test_plain_http_is_fine_on_loopback(self, url: str) -> None:
+        assert KirimClient("tok", base_url=url).base_url == url
+
+    def test_plain_http_elsewhere_needs_opt_in(self) -> None:
+        client = KirimClient("tok", base_url="http://kirim.internal/v1", allow_insecure_http=True)
+        assert client.base_url == "http://kirim.internal/v1"
+
+    @pytest.mark.parametrize(
+        ("options", "field"),
+        [
+            ({"timeout": 0}, "timeout"),
+            ({"timeout": -1}, "timeout"),
+            ({"max_retries": -1}, "max_retries"),
+            ({"max_retries": 1.5}, "max_retries"),
+            ({"deadline": 0}, "deadline"),
+            ({"team_id": ""}, "team_id"),
+            ({"max_retry_after": float("nan")}, "max_retry_after"),
+        ],
+    )
+    def test_rejects_bad_options(self, options: dict[str, Any], field: str) -> None:
+        with pytest.raises(InvalidParameterError) as info:
+            KirimClient("tok", **options)
+        assert info.value.field == field
+
+
+class TestLifecycle:
+    """One session per client, closed by aclose; a caller's session is never closed."""
+
+    async def test_async_with_closes(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            await client.labels.create("bug")
+            session = client._transport._session
+            assert session is not None
+        assert client.is_closed
+        assert session.closed
+
+    async def test_reuses_one_session(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            await client.labels.create("a")
+            first = client._transport._session
+            await client.labels.create("b")
+            assert client._transport._session is first
+
+    async def test_aclose_is_idempotent_and_use_after_close_fails(
+        self, server: FakeKirimServer
+    ) -> None:
+        client = client_for(server)
+        await client.labels.create("bug")
+        await client.aclose()
+        await client.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await client.labels.create("again")
+
+    async def test_callers_session_is_used_and_left_open(self, server: FakeKirimServer) -> None:
+        async with aiohttp.ClientSession() as session:
+            async with client_for(server, session=session) as client:
+                await client.labels.create("bug")
+            assert not session.closed
+            assert server.stats.requests == 1
+
+    async def test_never_used_client_closes_cleanly(self) -> None:
+        async with KirimClient("tok", base_url="http://127.0.0.1:9/v1"):
+            pass
+
+    async def test_no_unclosed_session_warning(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            await client.labels.create("bug")
+        del client
+        gc.collect()  # filterwarnings=error turns a ResourceWarning here into a failure
+
+
+class TestCreate:
+    """labels.create sends the request and returns the Label."""
+
+    async def test_by_name(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            label = await client.labels.create("bug", color="red")
+        assert isinstance(label, Label)
+        assert (label.name, label.color, label.team_id) == ("bug", LabelColor.RED, "team_default")
+        assert label.id == server.labels[0]["id"]
+        assert label.request_id is not None
+        assert label.request_id.startswith("req_")
+
+    async def test_with_a_create_label(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            label = await client.labels.create(CreateLabel(name="bug", color=LabelColor.SKY))
+        assert label.color is LabelColor.SKY
+
+    async def test_create_label_and_fields_together_is_misuse(
+        self, server: FakeKirimServer
+    ) -> None:
+        async with client_for(server) as client:
+            with pytest.raises(TypeError, match="not both"):
+                await client.labels.create(CreateLabel(name="bug"), color="red")
+
+    async def test_invalid_input_fails_before_sending(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            with pytest.raises(InvalidParameterError, match="name"):
+                await client.labels.create("x" * 51)
+            with pytest.raises(InvalidParameterError, match="color"):
+                await client.labels.create("ok", color="purple")
+        assert server.stats.requests == 0
+
+    async def test_client_team_id_applies_when_call_gives_none(self) -> None:
+        async with (
+            FakeKirimServer(teams=["a", "b"]) as server,
+            client_for(server, team_id="b") as client,
+        ):
+            default = await client.labels.create("one")
+            explicit = await client.labels.create("two", team_id="a")
+            in_request = await client.labels.create(CreateLabel(name="three", team_id="a"))
+        assert (default.team_id, explicit.team_id, in_request.team_id) == ("b", "a", "a")
+
+    async def test_create_with_response(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            response = await client.labels.create_with_response("bug")
+        assert response.status == 201
+        assert response.attempts == 1
+        assert response.request_id == response.label.request_id
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert response.elapsed >= 0
+
+    async def test_sends_the_documented_request(self, scripted: ScriptedServer) -> None:
+        async with client_for(scripted) as client:
+            await client.labels.create("bug", team_id="t1")
+        path, headers, body = scripted.requests[0]
+        assert path == "/v1/labels"
+        assert headers["Authorization"] == f"Bearer {SECRET}"
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body) == {"name": "bug", "color": "gray", "team_id": "t1"}
+        assert re.fullmatch(
+            r"kirim-async/\d+\.\d+\.\d+\S* aiohttp/\S+ python/\d+\.\d+\.\d+\S*",
+            headers["User-Agent"],
+        )
+
+    async def test_200_is_success_too(self, scripted: ScriptedServer) -> None:
+        scripted.script(Answer(200, label_body("bug")))
+        async with client_for(scripted) as client:
+            assert (await client.labels.create("bug")).name == "bug"
+
+    async def test_unknown_color_and_fields_in_answer(self, scripted: ScriptedServer) -> None:
+        body = label_body()
+        body["data"]["color"] = "ultraviolet"  # type: ignore[index]
+        body["data"]["archived"] = False  # type: ignore[index]
+        scripted.script(Answer(201, body))
+        async with client_for(scripted) as client:
+            assert (await client.labels.create("bug")).color == "ultraviolet"
+
+
+class TestErrors:
+    """Error answers become the typed error the status names, whatever the body."""
+
+    @pytest.mark.parametrize(
+        ("answer", "cls"),
+        [
+            (
+                Answer(400, {"error": {"code": "invalid_type", "param": "name"}}),
+                InvalidRequestError,
+            ),
+            (Answer(422, {"error": {"code": "x"}}), InvalidRequestError),
+            (Answer(401, {"error": {"code": "invalid_api_key"}}), AuthenticationError),
+            (Answer(403, b"forbidden"), PermissionDeniedError),
+            (Answer(404, b""), NotFoundError),
+            (Answer(409, b"conflict"), APIStatusError),
+            (Answer(501, b"<html>not implemented</html>"), ServerError),
+        ],
+    )
+    async def test_status_picks_class_and_is_not_retried(
+        self, scripted: ScriptedServer, answer: Answer, cls: type[APIStatusError]
+    ) -> None:
+        scripted.script(answer)
+        async with client_for(scripted) as client:
+            with pytest.raises(APIStatusError) as info:
+                await client.labels.create("bug")
+        assert type(info.value) is cls
+        assert info.value.status == answer.status
+        assert len(scripted.requests) == 1
+
+    async def test_duplicate_from_the_fake_server(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            await client.labels.create("bug")
+            with pytest.raises(DuplicateLabelError) as info:
+                await client.labels.create("bug")
+        err = info.value
+        assert (err.status, err.code, err.param) == (400, "invalid_field_value", "name")
+        assert err.after_ambiguous_attempt is False
+        assert err.request_id is not None
+        assert err.request_id.startswith("req_")
+        assert isinstance(err, InvalidRequestError)
+
+    async def test_wrong_token(self, server: FakeKirimServer) -> None:
+        async with KirimClient("wrong", base_url=server.url) as client:
+            with pytest.raises(AuthenticationError):
+                await client.labels.create("bug")
+
+    @pytest.mark.parametrize(
+        "answer",
+        [Answer(201, b"<html>"), Answer(201, b""), Answer(201, {"data": {"id": 1}})],
+    )
+    async def test_malformed_success(self, scripted: ScriptedServer, answer: Answer) -> None:
+        scripted.script(answer)
+        async with client_for(scripted) as client:
+            with pytest.raises(MalformedResponseError):
+                await client.labels.create("bug")
+        assert len(scripted.requests) == 1  # the label may exist: never retried
+
+    async def test_errors_pickle(self, scripted: ScriptedServer) -> None:
+        import pickle
+
+        scripted.script(Answer(429, {"error": {"code": "rl"}}, {"Retry-After": "500"}))
+        async with client_for(scripted) as client:
+            with pytest.raises(RateLimitError) as info:
+                await client.labels.create("bug")
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert (copy.status, copy.code, copy.retry_after, str(copy)) == (
+            429,
+            "rl",
+            500.0,
+            str(info.value),
+        )
+
+
+class TestSecurity:
+    """The token never leaks; redirects are not followed; huge bodies are not read."""
+
+    async def test_token_appears_nowhere(
+        self, scripted: ScriptedServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        scripted.script(
+            Answer(500, b""),
+            Answer(429, {"error": {"code": "rl"}}, {"Retry-After": "0"}),
+            Answer(401, {"error": {"code": "bad"}}),
+        )
+        seen: list[str] = []
+        recorder = SleepRecorder()
+        hooks = Hooks(
+            on_request=lambda e: seen.append(repr(e)),
+            on_response=lambda e: seen.append(repr(e)),
+            on_retry=lambda e: seen.append(repr(e)),
+        )
+        client = client_for(scripted, sleep=recorder, hooks=hooks)
+        seen += [repr(client), str(client), repr(client._config), repr(client._transport)]
+        with pytest.raises(AuthenticationError) as info:
+            await client.labels.create("bug")
+        await client.aclose()
+        err = info.value
+        seen += [str(err), repr(err), repr(err.headers), repr(err.body), repr(err.__dict__)]
+        seen += [record.getMessage() for record in caplog.records]
+        seen += [repr(record.args) for record in caplog.records]
+        assert len(scripted.requests) == 3
+        assert any("retrying" in text for text in seen)
+        assert not [text for text in seen if SECRET in text]
+
+    async def test_redirect_is_not_followed(self, scripted: ScriptedServer) -> None:
+        scripted.script(Answer(307, b"", {"Location": f"{scripted.url}/elsewhere"}))
+        async with client_for(scripted) as client:
+            with pytest.raises(APIStatusError) as info:
+                await client.labels.create("bug")
+        assert type(info.value) is APIStatusError
+        assert info.value.status == 307
+        assert [path for path, _, _ in scripted.requests] == ["/v1/labels"]
+
+    @pytest.mark.parametrize("chunked", [False, True])
+    async def test_oversized_body_is_refused(self, scripted: ScriptedServer, chunked: bool) -> None:
+        scripted.script(Answer(201, b"x" * (2 << 20), chunked=chunked))
+        async with client_for(scripted) as client:
+            with pytest.raises(MalformedResponseError, match="exceeds"):
+                await client.labels.create("bug")
+
+    async def test_body_cap_is_configurable(self, scripted: ScriptedServer) -> None:
+        scripted.script(Answer(201, label_body()))
+        async with client_for(scripted, max_response_bytes=100) as client:
+            with pytest.raises(MalformedResponseError, match="100-byte"):
+                await client.labels.create("bug")
+
+
+class TestObservability:
+    """Hooks see every request, answer and retry; aiohttp trace configs pass through."""
+
+    async def test_hooks(self, server: FakeKirimServer) -> None:
+        events: list[object] = []
+        hooks = Hooks(on_request=events.append, on_response=events.append, on_retry=events.append)
+        server.script(Fault.UNAVAILABLE)
+        async with client_for(server, hooks=hooks, sleep=SleepRecorder()) as client:
+            await client.labels.create("bug")
+        kinds = [type(e).__name__ for e in events]
+        assert kinds == [
+            "RequestEvent",
+            "ResponseEvent",
+            "RetryEvent",
+            "RequestEvent",
+            "ResponseEvent",
+        ]
+        first, answer, retry = events[0], events[1], events[2]
+        assert isinstance(first, RequestEvent)
+        assert (first.method, first.url, first.attempt) == ("POST", f"{server.url}/labels", 1)
+        assert isinstance(answer, ResponseEvent)
+        assert answer.status == 503
+        assert isinstance(retry, RetryEvent)
+        assert retry.attempt == 1
+        assert isinstance(retry.error, ServerError)
+        assert isinstance(events[4], ResponseEvent)
+        assert events[4].status == 201
+
+    async def test_trace_configs_pass_through(self, server: FakeKirimServer) -> None:
+        started: list[str] = []
+
+        async def on_start(_s: object, _ctx: SimpleNamespace, params: Any) -> None:
+            started.append(str(params.url))
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(on_start)
+        async with client_for(server, trace_configs=[trace]) as client:
+            await client.labels.create("bug")
+        assert started == [f"{server.url}/labels"]
+
+
+def test_label_is_frozen_value() -> None:
+    label = Label(
+        id="lbl_1",
+        object="label",
+        name="n",
+        color="red",
+        team_id="t",
+        created_at=attrs.NOTHING,  # type: ignore[arg-type]
+        updated_at=attrs.NOTHING,  # type: ignore[arg-type]
+    )
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        label.name = "x"  # type: ignore[misc]
+
+
+def test_kirim_error_is_base_of_all() -> None:
+    import kirim_async
+
+    for name in kirim_async.__all__:
+        obj = getattr(kirim_async, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, KirimError), name

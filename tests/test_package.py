@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kirim_async
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(kirim_async.__all__) == sorted(
+        [
+            "APIConnectionError",
+            "APIStatusError",
+            "APITimeoutError",
+            "AuthenticationError",
+            "CreateLabel",
+            "DuplicateLabelError",
+            "Hooks",
+            "InvalidParameterError",
+            "InvalidRequestError",
+            "KirimClient",
+            "KirimError",
+            "Label",
+            "LabelColor",
+            "LabelResponse",
+            "Labels",
+            "MalformedResponseError",
+            "NotFoundError",
+            "PermissionDeniedError",
+            "RateLimitError",
+            "RequestEvent",
+            "ResponseEvent",
+            "RetryEvent",
+            "RetryPolicy",
+            "ServerError",
+            "__version__",
+        ]
+    )
+    for name in kirim_async.__all__:
+        assert hasattr(kirim_async, name), name
+
+
+def test_ships_py_typed_and_version() -> None:
+    assert (Path(kirim_async.__file__).parent / "py.typed").exists()
+    assert kirim_async.__version__.count(".") == 2
+
+
+def test_pure_modules_do_not_import_aiohttp() -> None:
+    code = (
+        "import sys\n"
+        "import kirim_async.models, kirim_async.errors, kirim_async._config\n"
+        "import kirim_async._converters, kirim_async._sansio, kirim_async._retry\n"
+        "assert 'aiohttp' not in sys.modules, sorted(m for m in sys.modules if 'aiohttp' in m)\n"
+    )
+    # Importing the package itself pulls in the client, so load the modules without it.
+    code = "import sys, types\n" + code.replace(
+        "import sys\n",
+        "pkg = types.ModuleType('kirim_async'); "
+        f"pkg.__path__ = [{str(Path(kirim_async.__file__).parent)!r}]; "
+        "sys.modules['kirim_async'] = pkg\n",
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_testing_does_not_import_the_client() -> None:
+    code = (
+        "import sys, types\n"
+        "pkg = types.ModuleType('kirim_async'); "
+        f"pkg.__path__ = [{str(Path(kirim_async.__file__).parent)!r}]; "
+        "sys.modules['kirim_async'] = pkg\n"
+        "import kirim_async.testing\n"
+        "assert 'kirim_async._client' not in sys.modules\n"
+        "assert 'kirim_async._transport' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,367 @@
+from __future__ import annotations
+
+import email.utils
+import logging
+import socket
+from typing import Any
+
+import pytest
+
+from kirim_async import (
+    APIConnectionError,
+    APITimeoutError,
+    DuplicateLabelError,
+    InvalidRequestError,
+    KirimClient,
+    RateLimitError,
+    ServerError,
+)
+from kirim_async._retry import retry_after_wait
+from kirim_async.testing import FakeKirimServer, Fault
+
+from .conftest import Answer, FakeClock, ScriptedServer, SleepRecorder, label_body
+
+RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
+
+
+def client_for(server: Any, sleeps: SleepRecorder, **options: Any) -> KirimClient:
+    return KirimClient(
+        getattr(server, "token", "tok"),
+        base_url=server.url,
+        sleep=sleeps,
+        clock=sleeps.clock or FakeClock(),
+        **options,
+    )
+
+
+class TestWhatIsRetried:
+    """429, 500, 502, 503, 504, connection errors and timeouts are retried; 4xx never."""
+
+    @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+    async def test_retried_statuses(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder, status: int
+    ) -> None:
+        scripted.script(Answer(status, b""), Answer(status, b""))
+        async with client_for(scripted, sleeps) as client:
+            response = await client.labels.create_with_response("bug")
+        assert response.attempts == 3
+        assert len(scripted.requests) == 3
+        assert len(sleeps.waits) == 2
+
+    @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 501, 505])
+    async def test_not_retried(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder, status: int
+    ) -> None:
+        scripted.script(Answer(status, b""))
+        async with client_for(scripted, sleeps) as client:
+            with pytest.raises(Exception) as info:  # noqa: PT011 - the class is tested elsewhere
+                await client.labels.create("bug")
+        assert info.value.attempts == 1  # type: ignore[attr-defined]
+        assert len(scripted.requests) == 1
+        assert sleeps.waits == []
+
+    async def test_gives_up_after_max_retries_with_last_error(
+        self, server: FakeKirimServer, sleeps: SleepRecorder
+    ) -> None:
+        server.script(Fault.SERVER_ERROR, Fault.BAD_GATEWAY, Fault.UNAVAILABLE)
+        async with client_for(server, sleeps) as client:
+            with pytest.raises(ServerError) as info:
+                await client.labels.create("bug")
+        assert info.value.status == 503
+        assert info.value.attempts == 3
+        assert server.stats.requests == 3
+
+    @pytest.mark.parametrize(
+        ("client_max", "call_max", "requests"),
+        [
+            (0, None, 1),
+            (5, None, 6),
+            (5, 0, 1),
+            (0, 3, 4),
+            (2, 1, 2),
+        ],
+    )
+    async def test_max_retries_per_client_and_per_call(
+        self,
+        server: FakeKirimServer,
+        sleeps: SleepRecorder,
+        client_max: int,
+        call_max: int | None,
+        requests: int,
+    ) -> None:
+        server.script(*[Fault.UNAVAILABLE] * 10)
+        async with client_for(server, sleeps, max_retries=client_max) as client:
+            with pytest.raises(ServerError):
+                await client.labels.create("bug", max_retries=call_max)
+        assert server.stats.requests == requests
+
+    async def test_success_after_retry_returns_label(
+        self, server: FakeKirimServer, sleeps: SleepRecorder
+    ) -> None:
+        server.script(Fault.SERVER_ERROR)
+        async with client_for(server, sleeps) as client:
+            response = await client.labels.create_with_response("bug")
+        assert response.attempts == 2
+        assert [label["name"] for label in server.labels] == ["bug"]
+
+
+class TestWaits:
+    """Exponential from 0.5 s, doubling, capped at 8 s, with full jitter; or Retry-After."""
+
+    async def test_exponential_capped_jittered(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(*[Answer(503, b"")] * 8)
+        async with client_for(scripted, sleeps, max_retries=8) as client:
+            await client.labels.create("bug")
+        ceilings = [0.5, 1, 2, 4, 8, 8, 8, 8]
+        assert len(sleeps.waits) == 8
+        for wait, ceiling in zip(sleeps.waits, ceilings, strict=True):
+            assert 0 <= wait <= ceiling
+
+    def test_jitter_spreads_waits(self) -> None:
+        import backoff
+
+        draws = {round(backoff.full_jitter(8.0), 3) for _ in range(50)}
+        assert len(draws) > 10
+
+    @pytest.mark.parametrize("value", ["2", "0.75"])
+    async def test_retry_after_seconds_with_upward_jitter(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder, value: str
+    ) -> None:
+        scripted.script(*[Answer(429, RL, {"Retry-After": value})] * 2)
+        async with client_for(scripted, sleeps) as client:
+            await client.labels.create("bug")
+        asked = float(value)
+        assert len(sleeps.waits) == 2
+        for wait in sleeps.waits:
+            assert asked <= wait <= asked + 0.1 * asked + 0.05
+
+    def test_retry_after_jitter_never_shortens(self) -> None:
+        waits = [retry_after_wait(3.0) for _ in range(200)]
+        assert min(waits) >= 3.0
+        assert max(waits) <= 3.35
+        assert len(set(waits)) > 1
+
+    async def test_retry_after_http_date(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        now = 1_800_000_000.0
+        date = email.utils.formatdate(now + 5, usegmt=True)
+        scripted.script(Answer(503, b"", {"Retry-After": date}))
+        async with client_for(scripted, sleeps, wall_clock=lambda: now) as client:
+            await client.labels.create("bug")
+        assert 5.0 <= sleeps.waits[0] <= 5.55
+
+    async def test_unparseable_retry_after_falls_back_to_exponential(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(Answer(429, RL, {"Retry-After": "whenever"}))
+        async with client_for(scripted, sleeps) as client:
+            await client.labels.create("bug")
+        assert 0 <= sleeps.waits[0] <= 0.5
+
+    async def test_retry_after_above_cap_raises_at_once(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(Answer(429, RL, {"Retry-After": "61"}))
+        async with client_for(scripted, sleeps) as client:
+            with pytest.raises(RateLimitError) as info:
+                await client.labels.create("bug")
+        assert info.value.retry_after == 61.0
+        assert info.value.attempts == 1
+        assert sleeps.waits == []
+
+    async def test_cap_is_configurable(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(Answer(429, RL, {"Retry-After": "61"}))
+        async with client_for(scripted, sleeps, max_retry_after=120) as client:
+            await client.labels.create("bug")
+        assert sleeps.waits[0] >= 61
+
+    async def test_rate_limited_by_fake_server(self, sleeps: SleepRecorder) -> None:
+        clock = sleeps.clock
+        assert clock is not None
+        async with (
+            FakeKirimServer(rate=1, burst=1, clock=clock) as server,
+            client_for(server, sleeps) as client,
+        ):
+            await client.labels.create("one")
+            await client.labels.create("two")  # 429, waits Retry-After on the fake clock
+        assert server.stats.rate_limited == 1
+        assert 1.0 <= sleeps.waits[0] <= 1.2
+        assert len(server.labels) == 2
+
+
+class TestLogging:
+    """Each retry logs one line on logger kirim_async: attempt, reason, wait, request_id."""
+
+    async def test_one_line_per_retry(
+        self, server: FakeKirimServer, sleeps: SleepRecorder, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG, logger="kirim_async")
+        server.script(Fault.SERVER_ERROR, Fault.UNAVAILABLE)
+        async with client_for(server, sleeps) as client:
+            await client.labels.create("bug")
+        records = [r for r in caplog.records if r.name == "kirim_async"]
+        assert len(records) == 2
+        first = records[0].getMessage()
+        assert "attempt 1 of 3" in first
+        assert "500 internal_error" in first
+        assert f"retrying in {sleeps.waits[0]:.3f}s" in first
+        assert "request_id=req_" in first
+        assert "\n" not in first
+        assert "attempt 2 of 3" in records[1].getMessage()
+
+
+class TestSafeRetriesOfCreate:
+    """A duplicate met after an ambiguous attempt says the call itself may have created it."""
+
+    @pytest.mark.parametrize("fault", [Fault.STORE_THEN_DROP, Fault.STORE_THEN_TRUNCATE])
+    async def test_lost_answer_then_duplicate(
+        self, server: FakeKirimServer, sleeps: SleepRecorder, fault: Fault
+    ) -> None:
+        server.script(fault)
+        async with client_for(server, sleeps) as client:
+            with pytest.raises(DuplicateLabelError) as info:
+                await client.labels.create("bug")
+        assert info.value.after_ambiguous_attempt is True
+        assert info.value.attempts == 2
+        assert len(server.labels) == 1
+
+    async def test_timed_out_answer_then_duplicate(self, sleeps: SleepRecorder) -> None:
+        async with FakeKirimServer(answer_delay=60) as server:
+            server.script(Fault.STORE_THEN_DELAY)
+            async with client_for(server, sleeps, timeout=0.2) as client:
+                with pytest.raises(DuplicateLabelError) as info:
+                    await client.labels.create("bug")
+        assert info.value.after_ambiguous_attempt is True
+        assert len(server.labels) == 1
+
+    async def test_5xx_then_duplicate_is_flagged(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        duplicate = {"error": {"code": "invalid_field_value", "param": "name", "message": "t"}}
+        scripted.script(Answer(500, b""), Answer(400, duplicate))
+        async with client_for(scripted, sleeps) as client:
+            with pytest.raises(DuplicateLabelError) as info:
+                await client.labels.create("bug")
+        assert info.value.after_ambiguous_attempt is True
+
+    async def test_429_then_duplicate_is_not_flagged(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        duplicate = {"error": {"code": "invalid_field_value", "param": "name", "message": "t"}}
+        scripted.script(Answer(429, RL, {"Retry-After": "0"}), Answer(400, duplicate))
+        async with client_for(scripted, sleeps) as client:
+            with pytest.raises(DuplicateLabelError) as info:
+                await client.labels.create("bug")
+        assert info.value.after_ambiguous_attempt is False
+
+    async def test_lost_answer_then_other_4xx_is_plain(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(Answer(502, b"<html>"), Answer(400, {"error": {"code": "nope"}}))
+        async with client_for(scripted, sleeps) as client:
+            with pytest.raises(InvalidRequestError) as info:
+                await client.labels.create("bug")
+        assert type(info.value) is InvalidRequestError
+
+    async def test_refused_connection_is_retried_as_plainly_safe(
+        self, sleeps: SleepRecorder
+    ) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = FakeKirimServer(port=port)
+
+        async def start_server_then_record(seconds: float) -> None:
+            if not sleeps.waits:
+                await server.start()
+            await sleeps(seconds)
+
+        client = KirimClient(
+            server.token, base_url=f"http://127.0.0.1:{port}/v1", sleep=start_server_then_record
+        )
+        try:
+            response = await client.labels.create_with_response("bug")
+        finally:
+            await client.aclose()
+            await server.close()
+        assert response.attempts == 2
+        assert len(sleeps.waits) == 1
+
+    async def test_refused_connection_error_says_not_sent(self, sleeps: SleepRecorder) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        async with KirimClient(
+            "tok", base_url=f"http://127.0.0.1:{port}/v1", sleep=sleeps
+        ) as client:
+            with pytest.raises(APIConnectionError) as info:
+                await client.labels.create("bug")
+        assert info.value.request_may_have_been_sent is False
+        assert info.value.attempts == 3
+
+
+class TestTimeouts:
+    """A total timeout per attempt, per client or per call; an optional overall deadline."""
+
+    async def test_attempt_timeout_per_client(self, sleeps: SleepRecorder) -> None:
+        async with FakeKirimServer(answer_delay=60) as server:
+            server.script(Fault.STORE_THEN_DELAY, Fault.STORE_THEN_DELAY)
+            async with client_for(server, sleeps, timeout=0.1, max_retries=1) as client:
+                with pytest.raises(APITimeoutError) as info:
+                    await client.labels.create("bug")
+        assert info.value.request_may_have_been_sent is True
+        assert info.value.attempts == 2
+
+    async def test_attempt_timeout_per_call(self, sleeps: SleepRecorder) -> None:
+        async with FakeKirimServer(answer_delay=60) as server:
+            server.script(Fault.STORE_THEN_DELAY)
+            async with client_for(server, sleeps, max_retries=0) as client:
+                with pytest.raises(APITimeoutError, match=r"0\.1s"):
+                    await client.labels.create("bug", timeout=0.1)
+
+    async def test_deadline_stops_retries_whose_wait_would_pass_it(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(*[Answer(429, RL, {"Retry-After": "4"})] * 5)
+        async with client_for(scripted, sleeps, max_retries=5, deadline=10) as client:
+            with pytest.raises(RateLimitError) as info:
+                await client.labels.create("bug")
+        assert len(sleeps.waits) == 2  # 4 s + 4 s fit in 10 s; a third would not
+        assert info.value.attempts == 3
+
+    async def test_deadline_bounds_the_attempt_timeout(self) -> None:
+        async with FakeKirimServer(answer_delay=60) as server:
+            server.script(Fault.STORE_THEN_DELAY)
+            async with KirimClient(server.token, base_url=server.url, timeout=30) as client:
+                with pytest.raises(APITimeoutError):
+                    await client.labels.create("bug", deadline=0.2, max_retries=0)
+
+    async def test_deadline_already_passed(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        clock = sleeps.clock
+        assert clock is not None
+
+        async def slow_sleep(seconds: float) -> None:
+            clock.advance(100)
+
+        scripted.script(Answer(503, b""))
+        async with KirimClient(
+            "tok", base_url=scripted.url, sleep=slow_sleep, clock=clock, deadline=50
+        ) as client:
+            with pytest.raises(APITimeoutError, match="deadline"):
+                await client.labels.create("bug")
+
+
+async def test_success_after_retries_is_the_label(
+    scripted: ScriptedServer, sleeps: SleepRecorder
+) -> None:
+    scripted.script(Answer(502, b"<html>"), Answer(201, label_body("bug", "req_ok")))
+    async with client_for(scripted, sleeps) as client:
+        label = await client.labels.create("bug")
+    assert label.request_id == "req_ok"

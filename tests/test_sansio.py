@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import email.utils
+import json
+from typing import Any
+
+import pytest
+
+from kirim_async import (
+    APIStatusError,
+    AuthenticationError,
+    DuplicateLabelError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+from kirim_async._sansio import (
+    build_create_label,
+    build_headers,
+    decipher_label,
+    error_from_response,
+    parse_retry_after,
+    user_agent,
+)
+from kirim_async.models import CreateLabel
+
+from .conftest import label_body
+
+NOW = 1_700_000_000.0
+
+
+def error_body(code: str = "some_code", param: str | None = None, **extra: Any) -> bytes:
+    error: dict[str, Any] = {"type": "invalid_request_error", "code": code, "message": "Nope."}
+    if param is not None:
+        error["param"] = param
+    error["request_id"] = "req_e"
+    error.update(extra)
+    return json.dumps({"error": error}).encode()
+
+
+class TestBuildRequest:
+    """Requests carry the documented method, path, headers and body."""
+
+    def test_create_label(self) -> None:
+        headers = build_headers("tok", "agent/1")
+        request = build_create_label(
+            "https://api.kirim.chat/v1", headers, CreateLabel(name="bug", color="red")
+        )
+        assert (request.method, request.url) == ("POST", "https://api.kirim.chat/v1/labels")
+        assert json.loads(request.body) == {"name": "bug", "color": "red"}
+        assert request.headers["Authorization"] == "Bearer tok"
+        assert request.headers["Content-Type"] == "application/json"
+        assert "tok" not in repr(request)
+
+    def test_user_agent_names_all_three_versions(self) -> None:
+        agent = user_agent("3.99.0")
+        assert agent.startswith("kirim-async/")
+        assert " aiohttp/3.99.0 python/3." in agent
+
+
+class TestParseRetryAfter:
+    """Retry-After is delta-seconds (maybe fractional) or an HTTP-date (RFC 9110 10.2.3)."""
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("3", 3.0),
+            ("0", 0.0),
+            ("0.25", 0.25),
+            (" 1.5 ", 1.5),
+            (email.utils.formatdate(NOW + 30, usegmt=True), 30.0),
+            (email.utils.formatdate(NOW - 30, usegmt=True), 0.0),
+            (None, None),
+            ("", None),
+            ("soon", None),
+            ("-1", None),
+            ("inf", None),
+            ("nan", None),
+            ("Mon, 99 Foo 2025 99:99:99 GMT", None),
+        ],
+    )
+    def test_parses(self, value: str | None, expected: float | None) -> None:
+        assert parse_retry_after(value, NOW) == expected
+
+
+class TestDecipher:
+    """Any 2xx is a success; the status picks the error class; code and param refine it."""
+
+    @pytest.mark.parametrize("status", [200, 201, 202])
+    def test_any_2xx_is_success(self, status: int) -> None:
+        label = decipher_label(status, "OK", {}, json.dumps(label_body()).encode(), NOW)
+        assert label.name == "bug"
+
+    @pytest.mark.parametrize(
+        ("body", "reason"),
+        [(b"<html>", "not JSON"), (b"", "not JSON"), (b'{"data": 1}', r"\$\.data")],
+    )
+    def test_bad_success_body_is_malformed(self, body: bytes, reason: str) -> None:
+        with pytest.raises(MalformedResponseError, match=reason) as info:
+            decipher_label(201, "Created", {}, body, NOW)
+        assert info.value.status == 201
+
+    @pytest.mark.parametrize(
+        ("status", "body", "cls"),
+        [
+            (400, error_body(), InvalidRequestError),
+            (422, error_body(), InvalidRequestError),
+            (400, error_body("invalid_field_value", "name"), DuplicateLabelError),
+            (422, error_body("invalid_field_value", "name"), DuplicateLabelError),
+            (400, error_body("invalid_field_value", "team_id"), InvalidRequestError),
+            (400, error_body("string_too_long", "name"), InvalidRequestError),
+            (409, error_body("invalid_field_value", "name"), APIStatusError),
+            (401, error_body(), AuthenticationError),
+            (403, error_body(), PermissionDeniedError),
+            (404, b"404: Not Found", NotFoundError),
+            (429, error_body(), RateLimitError),
+            (500, error_body(), ServerError),
+            (502, b"<html>bad gateway</html>", ServerError),
+            (503, b"", ServerError),
+            (504, b"{truncated", ServerError),
+            (599, b"", ServerError),
+            (302, b"", APIStatusError),
+            (418, b"", APIStatusError),
+        ],
+    )
+    def test_status_picks_class(self, status: int, body: bytes, cls: type[Exception]) -> None:
+        with pytest.raises(APIStatusError) as info:
+            decipher_label(status, "Reason", {}, body, NOW)
+        assert type(info.value) is cls
+        assert info.value.status == status
+
+    def test_json_error_fields(self) -> None:
+        err = error_from_response(
+            400, "Bad Request", {"X-Other": "1"}, error_body("string_too_long", "name"), NOW
+        )
+        assert (err.code, err.type, err.param, err.message, err.request_id) == (
+            "string_too_long",
+            "invalid_request_error",
+            "name",
+            "Nope.",
+            "req_e",
+        )
+        assert err.body["error"]["code"] == "string_too_long"
+        assert err.headers == {"X-Other": "1"}
+        assert str(err) == "400 string_too_long: Nope. (param=name, request_id=req_e)"
+        assert "\n" not in str(err)
+
+    def test_non_json_error_keeps_an_excerpt(self) -> None:
+        html = b"<html><body>" + b"x" * 500 + b"</body></html>"
+        err = error_from_response(502, "Bad Gateway", {}, html, NOW)
+        assert err.code is None
+        assert err.body.startswith("<html><body>")
+        assert len(err.body) < 300
+        assert str(err).startswith("502: Bad Gateway; body: '<html><body>")
+
+    def test_empty_error_body(self) -> None:
+        err = error_from_response(503, "Service Unavailable", {}, b"", NOW)
+        assert str(err) == "503: Service Unavailable; empty body"
+
+    @pytest.mark.parametrize(
+        "body",
+        [b'{"error": "string"}', b'{"error": {"code": 5, "message": ["x"]}}', b"[1, 2]", b"null"],
+    )
+    def test_odd_json_error_shapes_do_not_crash(self, body: bytes) -> None:
+        err = error_from_response(400, "Bad Request", {}, body, NOW)
+        assert type(err) is InvalidRequestError
+        assert err.code is None
+
+    def test_request_id_falls_back_to_body_then_header(self) -> None:
+        body = json.dumps({"error": {"code": "x"}, "request_id": "req_top"}).encode()
+        assert error_from_response(500, "", {}, body, NOW).request_id == "req_top"
+        header = {"X-Request-Id": "req_hdr"}
+        assert error_from_response(500, "", header, b"", NOW).request_id == "req_hdr"
+
+    def test_rate_limit_carries_retry_after(self) -> None:
+        err = error_from_response(429, "", {"Retry-After": "1.5"}, error_body(), NOW)
+        assert isinstance(err, RateLimitError)
+        assert err.retry_after == 1.5
+        assert "retry_after=1.5" in str(err)
+
+    def test_redirect_says_it_is_not_followed(self) -> None:
+        err = error_from_response(301, "Moved Permanently", {"Location": "https://x"}, b"", NOW)
+        assert "redirects are not followed" in str(err)
