@@ -9,7 +9,9 @@ Example::
 from ._client import KirimClient, LabelResponse, Labels
 from ._config import RetryPolicy
 from ._events import Hooks, RequestEvent, ResponseEvent, RetryEvent
+from ._outcomes import BulkError, BulkResult, ExistsReason, LabelOutcome, OutcomeStatus, SkipReason
 from ._version import __version__
+from .bulk import bulk_create_labels, iter_bulk_create_labels
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -32,8 +34,11 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
+    "BulkError",
+    "BulkResult",
     "CreateLabel",
     "DuplicateLabelError",
+    "ExistsReason",
     "Hooks",
     "InvalidParameterError",
     "InvalidRequestError",
@@ -41,10 +46,12 @@ __all__ = [
     "KirimError",
     "Label",
     "LabelColor",
+    "LabelOutcome",
     "LabelResponse",
     "Labels",
     "MalformedResponseError",
     "NotFoundError",
+    "OutcomeStatus",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestEvent",
@@ -52,5 +59,8 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "SkipReason",
     "__version__",
+    "bulk_create_labels",
+    "iter_bulk_create_labels",
 ]

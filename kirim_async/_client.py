@@ -22,6 +22,7 @@ from ._config import (
     resolve_config,
 )
 from ._events import Hooks, RequestEvent, ResponseEvent
+from ._pacing import RateGate
 from ._retry import Retrier
 from ._sansio import build_create_label, build_headers, decipher_label, user_agent
 from ._transport import AIOHTTP_VERSION, RawResponse, Transport
@@ -248,6 +249,15 @@ class KirimClient:
         """Close the connection pool (a caller's session stays open). Safe to repeat."""
         await self._transport.aclose()
 
+    def _new_gate(self, max_wait: float) -> RateGate:
+        """A rate-limit gate on this client's clocks and sleep, for one bulk job."""
+        return RateGate(
+            max_wait=max_wait,
+            sleep=self._retrier.sleep,
+            clock=self._clock,
+            wall_clock=self._wall_clock,
+        )
+
     async def _create(
         self,
         request: CreateLabel,
@@ -255,6 +265,7 @@ class KirimClient:
         timeout: float | None,
         max_retries: int | None,
         deadline: float | None,
+        gate: RateGate | None = None,
     ) -> LabelResponse:
         config = self._config
         if request.team_id is None and config.team_id is not None:
@@ -271,12 +282,16 @@ class KirimClient:
         async def attempt(attempt_timeout: float) -> tuple[RawResponse, Label]:
             nonlocal attempt_number
             attempt_number += 1
+            if gate is not None:
+                await gate.wait_turn()
             if hooks.on_request is not None:
                 hooks.on_request(
                     RequestEvent(method=outgoing.method, url=outgoing.url, attempt=attempt_number)
                 )
             sent_at = self._clock()
             raw = await self._transport.send(outgoing, timeout=attempt_timeout)
+            if gate is not None:
+                gate.observe(raw.status, raw.headers)
             if hooks.on_response is not None:
                 hooks.on_response(
                     ResponseEvent(
@@ -300,6 +315,7 @@ class KirimClient:
             max_retries=options.max_retries,
             deadline=options.deadline,
             description=f"create label {request.name!r}",
+            gate=gate,
         )
         return LabelResponse(
             label=label,

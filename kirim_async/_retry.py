@@ -20,12 +20,14 @@ import backoff
 
 from ._config import RetryPolicy
 from ._events import RetryEvent
+from ._pacing import RateGate
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     DuplicateLabelError,
     KirimError,
+    RateLimitError,
     ServerError,
 )
 
@@ -73,26 +75,39 @@ class _Call(Generic[T]):
     timeout: float
     deadline_at: float | None
     description: str
+    gate: RateGate | None = None
     attempts: int = 0
+    failed_attempts: int = 0
     ambiguous: bool = False
     _pending: KirimError | None = None
     _next_wait: float = 0.0
 
     async def run_once(self) -> T:
-        """One attempt, its timeout bounded by the call's deadline."""
-        timeout = self.timeout
-        if self.deadline_at is not None:
-            remaining = self.deadline_at - self.retrier.clock()
-            if remaining <= 0:
-                raise APITimeoutError(f"{self.description}: the call's deadline has passed")
-            timeout = min(timeout, remaining)
-        self.attempts += 1
-        try:
-            return await self.attempt(timeout)
-        except KirimError as error:
-            if is_ambiguous(error):
-                self.ambiguous = True
-            raise
+        """One attempt, its timeout bounded by the call's deadline.
+
+        With a gate, a 429 is handed to the gate and the attempt made again once it
+        opens: waiting out a rate limit does not spend the error-retry budget.
+        """
+        while True:
+            timeout = self.timeout
+            if self.deadline_at is not None:
+                remaining = self.deadline_at - self.retrier.clock()
+                if remaining <= 0:
+                    raise APITimeoutError(f"{self.description}: the call's deadline has passed")
+                timeout = min(timeout, remaining)
+            self.attempts += 1
+            try:
+                return await self.attempt(timeout)
+            except RateLimitError as error:
+                if self.gate is None:
+                    self.failed_attempts += 1
+                    raise
+                self.gate.rate_limited(error)  # raises when the job's wait budget is spent
+            except KirimError as error:
+                self.failed_attempts += 1
+                if is_ambiguous(error):
+                    self.ambiguous = True
+                raise
 
     async def replay_then_run(self) -> T:
         """As backoff's target: the first failure (already met) first, then real attempts."""
@@ -105,7 +120,9 @@ class _Call(Generic[T]):
         """As backoff's ``giveup``: retry only retryable errors, within budget and caps."""
         if not isinstance(error, KirimError) or not is_retryable(error):
             return True
-        if self.attempts > self.max_retries:
+        if self.gate is not None and self.gate.is_halted:
+            return True  # the job's rate-limit budget is spent, or the job is stopping
+        if self.failed_attempts > self.max_retries:
             return True
         retry_after = error.retry_after if isinstance(error, APIStatusError) else None
         return retry_after is not None and retry_after > self.retrier.policy.max_retry_after
@@ -188,6 +205,7 @@ class Retrier:
         max_retries: int,
         deadline: float | None,
         description: str,
+        gate: RateGate | None = None,
     ) -> tuple[T, int]:
         """Run *attempt* until it succeeds or the policy gives up.
 
@@ -197,6 +215,7 @@ class Retrier:
             max_retries: Retries allowed after the first attempt.
             deadline: Seconds the whole call may take, retries and waits included.
             description: What the call does, for log lines.
+            gate: A shared rate-limit gate that 429s are handed to (the bulk helper's).
 
         Returns:
             The attempt's result and the number of attempts made.
@@ -206,14 +225,15 @@ class Retrier:
                 an ambiguous attempt has ``after_ambiguous_attempt`` set.
         """
         deadline_at = None if deadline is None else self.clock() + deadline
-        call = _Call(attempt, self, max_retries, timeout, deadline_at, description)
+        call = _Call(attempt, self, max_retries, timeout, deadline_at, description, gate)
         try:
             try:
-                return await call.run_once(), 1
+                result = await call.run_once()
             except KirimError as first:
                 if max_retries == 0 or call.should_give_up(first):
                     raise
                 return await call.retry_after(first), call.attempts
+            return result, call.attempts
         except KirimError as error:
             error.attempts = call.attempts
             if isinstance(error, DuplicateLabelError) and call.ambiguous:

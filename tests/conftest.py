@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -136,3 +139,24 @@ class SleepRecorder:
 def sleeps(clock: FakeClock) -> SleepRecorder:
     """A sleep hook tied to the test's FakeClock."""
     return SleepRecorder(clock)
+
+
+@pytest.fixture(scope="module")
+def standalone_server() -> Iterator[str]:
+    """``python -m kirim_async.testing`` in its own process; yields its base URL.
+
+    Its memory (the stored labels) is then not the test's, which measures the client's.
+    """
+    with subprocess.Popen(
+        [sys.executable, "-m", "kirim_async.testing", "--port", "0", "--token", "tok"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        match = re.search(r"(http://\S+)", proc.stdout.readline())
+        assert match, "the standalone server did not print its URL"
+        try:
+            yield match.group(1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

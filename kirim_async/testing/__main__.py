@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         default="seconds",
         help="form of the Retry-After header on 429 (default: %(default)s)",
     )
+    parser.add_argument(
+        "--no-rate-limit-headers",
+        dest="rate_limit_headers",
+        action="store_false",
+        help="leave X-RateLimit-* headers out of answers",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
     parser.add_argument(
         "--fault",
@@ -88,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate=args.rate,
             burst=args.burst,
             retry_after=args.retry_after,
+            rate_limit_headers=args.rate_limit_headers,
             latency=args.latency,
             faults=dict(args.fault),
             answer_delay=args.answer_delay,

@@ -85,6 +85,8 @@ class FakeKirimServer:
         burst: The bucket's capacity; defaults to ``ceil(rate)``.
         retry_after: How 429 answers say when to come back: fractional ``"seconds"``,
             whole ``"integer"`` seconds, an ``"http-date"``, or ``"none"`` at all.
+        rate_limit_headers: Send ``X-RateLimit-Limit/Remaining/Reset`` on every answer
+            while rate limiting (the real API does not document them).
         latency: Seconds added to every request before it is answered.
         faults: Probability of each :class:`Fault` per request (summing to <= 1).
         fault_latency: Seconds added by ``Fault.LATENCY``.
@@ -103,6 +105,7 @@ class FakeKirimServer:
         rate: float | None = None,
         burst: int | None = None,
         retry_after: RetryAfterStyle = "seconds",
+        rate_limit_headers: bool = True,
         latency: float = 0.0,
         faults: Mapping[Fault, float] | None = None,
         fault_latency: float = 0.05,
@@ -119,6 +122,7 @@ class FakeKirimServer:
         self.port = port
         self.teams = tuple(teams)
         self.retry_after = retry_after
+        self.rate_limit_headers = rate_limit_headers
         self.latency = latency
         self.fault_latency = fault_latency
         self.answer_delay = answer_delay
@@ -362,7 +366,7 @@ class FakeKirimServer:
         )
 
     def _rate_limit_headers(self) -> dict[str, str]:
-        if self._bucket is None:
+        if self._bucket is None or not self.rate_limit_headers:
             return {}
         return {
             "X-RateLimit-Limit": str(self._bucket.burst),

@@ -1,0 +1,232 @@
+"""The rate-limit gate that the bulk helper's requests share.
+
+Every request waits its turn at the gate before it is sent. A 429 closes the gate until
+its ``Retry-After`` deadline, so a rate limit pauses the whole job once instead of
+waking N sleeping workers together. Between 429s the gate paces sends ahead of time:
+
+- When answers carry ``X-RateLimit-Limit/Remaining/Reset``, the gate mirrors the
+  server's token bucket: its rate is ``(Limit - Remaining) / Reset`` (tokens used over
+  the time to refill them), its capacity ``Limit``. The headers are hints: a 429 always
+  wins, and empties the mirror.
+- Without them, it paces additively-increase/multiplicatively-decrease: the first 429
+  caps the send rate at 70 % of the rate measured so far, each further 429 (at most one
+  per closing of the gate) cuts it by 30 % again, and the rate grows back linearly
+  (10 % of the cut rate per second) to probe for more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import math
+from collections.abc import Awaitable, Callable, Generator, Mapping
+
+import attrs
+import backoff
+
+from .errors import RateLimitError
+
+__all__ = ["RateGate"]
+
+_DECREASE = 0.7
+_PROBE_PER_SECOND = 0.1
+_MIN_RATE = 0.5
+_EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
+_HEADER_RATE_SAMPLES = 5
+
+
+def _header_float(headers: Mapping[str, str], name: str) -> float | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+@attrs.define
+class RateGate:
+    """Paces and pauses the sends of one bulk job.
+
+    Args:
+        max_wait: Seconds the gate may stay closed by 429s over the whole job; past
+            that, :meth:`rate_limited` raises and every later turn fails at once.
+        sleep: Awaited to wait (injectable for tests).
+        clock: Monotonic seconds.
+        wall_clock: Unix time, for an ``X-RateLimit-Reset`` given as a timestamp.
+    """
+
+    max_wait: float
+    sleep: Callable[[float], Awaitable[None]]
+    clock: Callable[[], float]
+    wall_clock: Callable[[], float]
+
+    sends: int = attrs.field(default=0, init=False)
+    """Requests let through."""
+    rate_limited_count: int = attrs.field(default=0, init=False)
+    """429 answers met."""
+    throttled_seconds: float = attrs.field(default=0.0, init=False)
+    """Seconds the gate has been closed by 429s."""
+
+    _lock: asyncio.Lock = attrs.field(init=False, factory=asyncio.Lock)
+    _open_at: float = attrs.field(init=False, default=0.0)
+    _halt: BaseException | None = attrs.field(init=False, default=None)
+    # The pacer: a token bucket; rate None means "not pacing".
+    _rate: float | None = attrs.field(init=False, default=None)
+    _capacity: float = attrs.field(init=False, default=1.0)
+    _tokens: float = attrs.field(init=False, default=0.0)
+    _stamp: float = attrs.field(init=False, default=0.0)
+    _from_headers: bool = attrs.field(init=False, default=False)
+    _header_rates: list[float] = attrs.field(init=False, factory=list)
+    # Additive increase (no headers): rate = cut_rate * (1 + probe * seconds since cut).
+    _cut_rate: float = attrs.field(init=False, default=0.0)
+    _cut_at: float = attrs.field(init=False, default=0.0)
+    # Send-rate measurement, for the first cut.
+    _first_send_at: float | None = attrs.field(init=False, default=None)
+    _answered: int = attrs.field(init=False, default=0)
+    _waits: Generator[float, None, None] | None = attrs.field(init=False, default=None)
+
+    @property
+    def is_halted(self) -> bool:
+        """Whether the gate refuses every turn (budget spent, or the job stopping)."""
+        return self._halt is not None
+
+    @property
+    def rate(self) -> float | None:
+        """The current paced send rate (requests a second), or None when not pacing."""
+        return self._current_rate(self.clock())
+
+    async def wait_turn(self) -> None:
+        """Wait until a request may be sent, and count it as sent.
+
+        Raises:
+            RateLimitError: The job's rate-limit wait budget is spent.
+            BaseException: Whatever :meth:`halt` was given.
+        """
+        if self._halt is not None:
+            raise self._halted()
+        now = self.clock()
+        if self._rate is None and now >= self._open_at and not self._lock.locked():
+            self._count_send(now)
+            return
+        # One waiter at a time computes its slot and sleeps; the rest queue in order.
+        async with self._lock:
+            while True:
+                if self._halt is not None:
+                    raise self._halted()
+                now = self.clock()
+                delay = max(self._open_at - now, self._token_delay(now))
+                if delay <= 0:
+                    self._tokens = max(0.0, self._tokens - 1.0)
+                    self._count_send(now)
+                    return
+                await self.sleep(delay)
+
+    def _count_send(self, now: float) -> None:
+        self.sends += 1
+        if self._first_send_at is None:
+            self._first_send_at = now
+
+    def _current_rate(self, now: float) -> float | None:
+        if self._rate is None or self._from_headers:
+            return self._rate
+        return self._cut_rate * (1.0 + _PROBE_PER_SECOND * (now - self._cut_at))
+
+    def _token_delay(self, now: float) -> float:
+        rate = self._current_rate(now)
+        if rate is None:
+            return 0.0
+        if now > self._stamp:  # the stamp is in the future while the gate is closed
+            self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * rate)
+            self._stamp = now
+        # A whole token, give or take float rounding (else a sub-nanosecond wait loops).
+        return 0.0 if self._tokens >= 1.0 - 1e-9 else (1.0 - self._tokens) / rate
+
+    def halt(self, error: BaseException) -> None:
+        """Make every waiting and later turn raise *error*: the job is stopping."""
+        if self._halt is None:
+            self._halt = error
+
+    def _halted(self) -> BaseException:
+        # Each refused turn gets its own copy of a KirimError: outcomes must not share
+        # one mutable exception (the retrier sets attempts on it).
+        assert self._halt is not None  # noqa: S101 - only called when halted
+        return copy.copy(self._halt) if isinstance(self._halt, RateLimitError) else self._halt
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from an answer: count it, and read any ``X-RateLimit-*`` hints."""
+        self._answered += 1
+        if status == 429:
+            self.rate_limited_count += 1
+        else:
+            self._waits = None  # a success ends a run of 429s without Retry-After
+        limit = _header_float(headers, "X-RateLimit-Limit")
+        remaining = _header_float(headers, "X-RateLimit-Remaining")
+        reset = _header_float(headers, "X-RateLimit-Reset")
+        if limit is None or remaining is None or reset is None or limit < 1:
+            return
+        if reset > _EPOCH_THRESHOLD:
+            reset = max(0.0, reset - self.wall_clock())
+        used = limit - remaining
+        # Tokens used over the time to refill them; the headers are rounded, so only
+        # answers with several tokens used give a usable estimate.
+        if used < max(2.0, 0.1 * limit) or reset <= 0:
+            return
+        self._header_rates.append(used / (reset + 0.0005))
+        del self._header_rates[:-_HEADER_RATE_SAMPLES]
+        rate = sorted(self._header_rates)[len(self._header_rates) // 2]
+        now = self.clock()
+        if not self._from_headers:
+            in_flight = max(0, self.sends - self._answered)
+            self._tokens = max(0.0, remaining - in_flight)
+            self._stamp = now
+        else:
+            self._token_delay(now)  # settle the bucket at the old rate first
+        self._from_headers = True
+        self._rate = rate
+        self._capacity = max(1.0, limit)
+
+    def rate_limited(self, error: RateLimitError) -> None:
+        """Close the gate for a 429 and slow the pacer.
+
+        Raises:
+            RateLimitError: *error*, when the job's wait budget cannot cover the wait
+                (or was spent before).
+            BaseException: Whatever :meth:`halt` was given, once the job is stopping.
+        """
+        if self._halt is not None:
+            raise error if isinstance(self._halt, RateLimitError) else self._halt
+        now = self.clock()
+        wait = error.retry_after if error.retry_after is not None else self._next_backoff()
+        new_open_at = now + wait
+        added = max(0.0, new_open_at - max(self._open_at, now))
+        if self.throttled_seconds + added > self.max_wait:
+            self.halt(error)
+            raise error
+        already_closed = now < self._open_at
+        if added:
+            self.throttled_seconds += added
+            self._open_at = new_open_at
+        self._tokens = 0.0
+        self._stamp = new_open_at
+        if not self._from_headers and not already_closed:
+            self._cut(now)
+
+    def _cut(self, now: float) -> None:
+        current = self._current_rate(now)
+        if current is None:
+            elapsed = now - (self._first_send_at or now)
+            current = self.sends / elapsed if elapsed > 0 else float(self.sends or 1)
+        self._cut_rate = max(_MIN_RATE, current * _DECREASE)
+        self._cut_at = now
+        self._rate = self._cut_rate
+        self._capacity = 2.0  # little burst: the server's is unknown
+
+    def _next_backoff(self) -> float:
+        # A 429 without Retry-After: exponential waits from 0.5 s to 8 s, full jitter.
+        if self._waits is None:
+            self._waits = backoff.expo(base=2, factor=0.5, max_value=8)
+            next(self._waits)  # backoff's generators are primed with one next()
+        return backoff.full_jitter(next(self._waits))

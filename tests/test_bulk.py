@@ -1,0 +1,549 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from kirim_async import (
+    AuthenticationError,
+    BulkError,
+    CreateLabel,
+    ExistsReason,
+    InvalidParameterError,
+    KirimClient,
+    LabelOutcome,
+    OutcomeStatus,
+    RateLimitError,
+    ServerError,
+    SkipReason,
+    bulk_create_labels,
+    iter_bulk_create_labels,
+)
+from kirim_async.testing import FakeKirimServer, Fault
+
+from .conftest import Answer, FakeClock, ScriptedServer, SleepRecorder
+
+RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
+
+
+def client_for(server: Any, sleeps: SleepRecorder | None = None, **options: Any) -> KirimClient:
+    if sleeps is not None:
+        options.setdefault("sleep", sleeps)
+        if sleeps.clock is not None:
+            options.setdefault("clock", sleeps.clock)
+    return KirimClient(getattr(server, "token", "tok"), base_url=server.url, **options)
+
+
+class TestInputs:
+    """Items are CreateLabels, mappings or names, from an iterable or an async iterable."""
+
+    async def test_every_kind_of_item(self, server: FakeKirimServer) -> None:
+        items: list[Any] = [
+            CreateLabel(name="a", color="red"),
+            {"name": "b", "color": "sky"},
+            {"name": "c", "color": None, "team_id": None},
+            "d",
+        ]
+        async with client_for(server) as client:
+            result = await bulk_create_labels(client, items)
+        assert [o.status for o in result.outcomes] == [OutcomeStatus.CREATED] * 4
+        assert {(label["name"], label["color"]) for label in server.labels} == {
+            ("a", "red"),
+            ("b", "sky"),
+            ("c", "gray"),
+            ("d", "gray"),
+        }
+
+    async def test_async_iterable(self, server: FakeKirimServer) -> None:
+        async def names() -> AsyncIterator[str]:
+            for i in range(30):
+                yield f"n{i}"
+
+        async with client_for(server) as client:
+            result = await bulk_create_labels(client, names(), concurrency=4)
+        assert len(result.created) == 30
+        assert [o.index for o in result.outcomes] == list(range(30))
+
+    async def test_iterator_yields_in_completion_order_with_index(self) -> None:
+        async with FakeKirimServer() as server, client_for(server) as client:
+            server.script(Fault.LATENCY)  # the first item answers last
+            outcomes = [o async for o in iter_bulk_create_labels(client, ["slow", "a", "b"])]
+        assert sorted(o.index for o in outcomes) == [0, 1, 2]
+        assert outcomes[-1].index == 0
+
+    async def test_input_is_read_lazily(self, server: FakeKirimServer) -> None:
+        pulled = 0
+
+        def names() -> Iterator[str]:
+            nonlocal pulled
+            for i in range(10_000):
+                pulled += 1
+                yield f"n{i}"
+
+        concurrency = 4
+        yielded = 0
+        most_ahead = 0
+        async with client_for(server) as client:
+            stream = iter_bulk_create_labels(client, names(), concurrency=concurrency)
+            async with contextlib.aclosing(stream):
+                async for _ in stream:
+                    yielded += 1
+                    most_ahead = max(most_ahead, pulled - yielded)
+                    if yielded == 300:
+                        break
+        assert most_ahead <= 2 * concurrency + 1
+        assert pulled < 300 + 2 * concurrency + 2
+
+    @pytest.mark.parametrize(
+        ("options", "field"),
+        [
+            ({"concurrency": 0}, "concurrency"),
+            ({"concurrency": True}, "concurrency"),
+            ({"on_duplicate": "ignore"}, "on_duplicate"),
+            ({"max_rate_limit_wait": -1}, "max_rate_limit_wait"),
+            ({"max_retries": -1}, "max_retries"),
+        ],
+    )
+    async def test_rejects_bad_options(
+        self, server: FakeKirimServer, options: dict[str, Any], field: str
+    ) -> None:
+        async with client_for(server) as client:
+            with pytest.raises(InvalidParameterError) as info:
+                await bulk_create_labels(client, ["a"], **options)
+        assert info.value.field == field
+        assert server.stats.requests == 0
+
+
+class TestConcurrency:
+    """At most ``concurrency`` requests are in flight, as the server counts them."""
+
+    @pytest.mark.parametrize("concurrency", [1, 5, 16])
+    async def test_bounded_in_flight(self, concurrency: int) -> None:
+        async with FakeKirimServer(latency=0.01) as server, client_for(server) as client:
+            names = [f"n{i}" for i in range(4 * concurrency)]
+            await bulk_create_labels(client, names, concurrency=concurrency)
+        assert server.stats.max_in_flight == concurrency
+
+
+class TestOutcomes:
+    """Exactly one outcome per item, with the status the issue names."""
+
+    async def test_invalid_items_do_not_stop_the_job(self, server: FakeKirimServer) -> None:
+        items: list[Any] = [
+            "ok-1",
+            "",
+            {"name": "x" * 51},
+            {"name": "ok-2", "color": "purple"},
+            {"color": "red"},
+            {"name": "ok-3", "size": 3},
+            42,
+            "ok-4",
+        ]
+        async with client_for(server) as client:
+            result = await bulk_create_labels(client, items)
+        statuses = [o.status.value for o in result.outcomes]
+        assert statuses == [
+            "created",
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid",
+            "created",
+        ]
+        invalid = result.invalid
+        assert [o.error.field for o in invalid if isinstance(o.error, InvalidParameterError)] == [
+            "name",
+            "name",
+            "color",
+            "name",
+            "size",
+            "item",
+        ]
+        assert invalid[0].request == ""
+        assert all(o.attempts == 0 for o in invalid)
+        assert server.stats.requests == 2
+
+    async def test_repeats_are_skipped_pointing_at_the_first(self) -> None:
+        items: list[Any] = [
+            "bug",
+            {"name": "bug", "team_id": "b"},
+            {"name": "bug", "color": "red"},
+            CreateLabel(name="bug", team_id="a"),
+            {"name": "bug", "team_id": "b"},
+        ]
+        async with (
+            FakeKirimServer(teams=["a", "b"]) as server,
+            client_for(server, team_id="a") as client,
+        ):
+            result = await bulk_create_labels(client, items)
+        skipped = result.skipped
+        assert [(o.index, o.skip_reason, o.first_index) for o in skipped] == [
+            (2, SkipReason.REPEAT, 0),
+            (3, SkipReason.REPEAT, 0),
+            (4, SkipReason.REPEAT, 1),
+        ]
+        assert server.stats.requests == 2
+        assert result.ok
+
+    async def test_without_dedupe_repeats_are_sent(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            result = await bulk_create_labels(client, ["bug", "bug"], concurrency=1, dedupe=False)
+        assert [o.status for o in result.outcomes] == [OutcomeStatus.CREATED, OutcomeStatus.EXISTS]
+
+    async def test_pre_existing_name_is_exists(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            await client.labels.create("bug")
+            result = await bulk_create_labels(client, ["bug"])
+        (outcome,) = result.outcomes
+        assert outcome.status is OutcomeStatus.EXISTS
+        assert outcome.exists_reason is ExistsReason.PRE_EXISTING
+        assert outcome.request_id is not None
+        assert result.ok
+
+    async def test_on_duplicate_error_fails_pre_existing_only(
+        self, server: FakeKirimServer
+    ) -> None:
+        async with client_for(server, sleep=SleepRecorder()) as client:
+            await client.labels.create("old")
+            server.script(Fault.STORE_THEN_DROP)
+            result = await bulk_create_labels(
+                client, ["new", "old"], concurrency=1, on_duplicate="error"
+            )
+        new, old = result.outcomes
+        assert new.status is OutcomeStatus.EXISTS
+        assert new.exists_reason is ExistsReason.EARLIER_ATTEMPT
+        assert new.attempts == 2
+        assert old.status is OutcomeStatus.FAILED
+        assert not result.ok
+
+    async def test_lost_answer_is_exists_from_earlier_attempt(
+        self, server: FakeKirimServer
+    ) -> None:
+        server.script(Fault.STORE_THEN_TRUNCATE)
+        async with client_for(server, sleep=SleepRecorder()) as client:
+            result = await bulk_create_labels(client, ["bug"])
+        (outcome,) = result.outcomes
+        assert outcome.status is OutcomeStatus.EXISTS
+        assert outcome.exists_reason is ExistsReason.EARLIER_ATTEMPT
+        assert result.counts[OutcomeStatus.EXISTS] == 1
+
+    async def test_failed_after_retries(self, server: FakeKirimServer) -> None:
+        server.script(Fault.SERVER_ERROR, Fault.SERVER_ERROR)
+        async with client_for(server, sleep=SleepRecorder()) as client:
+            result = await bulk_create_labels(client, ["bug"], max_retries=1)
+        (outcome,) = result.outcomes
+        assert outcome.status is OutcomeStatus.FAILED
+        assert isinstance(outcome.error, ServerError)
+        assert outcome.attempts == 2
+        assert outcome.request_id is not None
+        with pytest.raises(BulkError, match="1 of 1 items not done") as info:
+            result.raise_for_failures()
+        assert info.value.result is result
+
+    async def test_created_outcome_carries_label(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            result = await bulk_create_labels(client, [CreateLabel(name="bug", color="red")])
+        (outcome,) = result.created
+        assert outcome.label is not None
+        assert outcome.label.id == server.labels[0]["id"]
+        assert outcome.request == CreateLabel(name="bug", color="red")
+        assert outcome.attempts == 1
+        assert outcome.request_id == outcome.label.request_id
+
+    async def test_authentication_error_stops_the_job(self) -> None:
+        concurrency = 4
+        async with (
+            FakeKirimServer(latency=0.01) as server,
+            KirimClient("wrong", base_url=server.url) as client,
+        ):
+            result = await bulk_create_labels(
+                client, [f"n{i}" for i in range(200)], concurrency=concurrency
+            )
+        assert server.stats.requests <= concurrency
+        assert len(result.outcomes) == 200
+        assert len(result.failed) == server.stats.requests
+        assert all(isinstance(o.error, AuthenticationError) for o in result.failed)
+        stopped = result.skipped
+        assert len(stopped) == 200 - server.stats.requests
+        assert all(o.skip_reason is SkipReason.STOPPED for o in stopped)
+        assert all(isinstance(o.error, AuthenticationError) for o in stopped)
+        assert not result.ok
+
+    async def test_result_views_and_figures(self, server: FakeKirimServer) -> None:
+        async with client_for(server) as client:
+            await client.labels.create("old")
+            result = await bulk_create_labels(client, ["a", "old", "", "a", "b"])
+        assert [o.index for o in result.outcomes] == [0, 1, 2, 3, 4]
+        assert result.counts == {
+            OutcomeStatus.CREATED: 2,
+            OutcomeStatus.EXISTS: 1,
+            OutcomeStatus.INVALID: 1,
+            OutcomeStatus.FAILED: 0,
+            OutcomeStatus.SKIPPED: 1,
+        }
+        assert [o.index for o in result.created] == [0, 4]
+        assert [o.index for o in result.existing] == [1]
+        assert [o.index for o in result.invalid] == [2]
+        assert [o.index for o in result.skipped] == [3]
+        assert result.failed == ()
+        assert not result.ok  # an invalid item is not done
+        assert result.requests_sent == 3
+        assert result.rate_limited == 0
+        assert result.elapsed >= 0
+
+    async def test_on_outcome_sync_and_async_once_each(self, server: FakeKirimServer) -> None:
+        seen: list[int] = []
+        awaited: list[int] = []
+
+        async def record(outcome: LabelOutcome) -> None:
+            awaited.append(outcome.index)
+
+        async with client_for(server) as client:
+            await bulk_create_labels(
+                client, ["a", "b", "", "a"], on_outcome=lambda o: seen.append(o.index)
+            )
+            await bulk_create_labels(client, ["c", "d"], on_outcome=record)
+        assert sorted(seen) == [0, 1, 2, 3]
+        assert sorted(awaited) == [0, 1]
+
+
+class TestRateLimits:
+    """One shared gate: 429s pause the job once; pacing avoids most of them."""
+
+    async def test_rate_limit_waits_do_not_spend_retry_budget(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(*[Answer(429, RL, {"Retry-After": "1"})] * 5)
+        async with client_for(scripted, sleeps) as client:
+            result = await bulk_create_labels(client, ["bug"], max_retries=0)
+        (outcome,) = result.outcomes
+        assert outcome.status is OutcomeStatus.CREATED
+        assert outcome.attempts == 6
+        assert result.rate_limited == 5
+        assert result.requests_sent == 6
+        assert sum(sleeps.waits) >= 5
+
+    async def test_throttled_too_long_fails_the_rest(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(*[Answer(429, RL, {"Retry-After": "10"})] * 100)
+        async with client_for(scripted, sleeps) as client:
+            result = await bulk_create_labels(
+                client, [f"n{i}" for i in range(20)], concurrency=2, max_rate_limit_wait=25
+            )
+        assert len(result.failed) == 20
+        assert all(isinstance(o.error, RateLimitError) for o in result.failed)
+        assert sum(sleeps.waits) <= 25
+        assert len(scripted.requests) <= 5  # no request once the budget is spent
+
+    async def test_paced_job_meets_few_429s(self) -> None:
+        async with FakeKirimServer(rate=400, burst=20) as server, client_for(server) as client:
+            result = await bulk_create_labels(client, [f"n{i}" for i in range(600)], concurrency=32)
+        assert len(result.created) == 600
+        assert server.stats.rate_limited <= 0.05 * 600
+        assert result.rate_limited == server.stats.rate_limited
+
+    async def test_paced_without_rate_limit_headers(self) -> None:
+        async with (
+            FakeKirimServer(rate=400, burst=20, rate_limit_headers=False) as server,
+            client_for(server) as client,
+        ):
+            result = await bulk_create_labels(client, [f"n{i}" for i in range(600)], concurrency=32)
+        assert len(result.created) == 600
+        assert server.stats.rate_limited <= 0.05 * 600
+
+
+async def test_faulty_rate_limited_job_accounts_for_every_item() -> None:
+    """2,000 items at concurrency 32 against 200/s, with 500s, drops and truncations."""
+    faults = {
+        Fault.SERVER_ERROR: 0.05,
+        Fault.STORE_THEN_DROP: 0.02,
+        Fault.STORE_THEN_TRUNCATE: 0.01,
+    }
+    valid = [f"label-{i}" for i in range(2000)]
+    items: list[Any] = []
+    for i, name in enumerate(valid):
+        items.append(name)
+        if i % 100 == 0:
+            items.append({"name": name, "color": "red"})  # a repeat
+        if i % 150 == 0:
+            items.append({"name": "", "color": "red"})  # invalid
+    async with (
+        FakeKirimServer(rate=200, burst=20, faults=faults, seed=4) as server,
+        client_for(server, max_retries=6) as client,
+    ):
+        result = await bulk_create_labels(client, items, concurrency=32)
+    assert [o.index for o in result.outcomes] == list(range(len(items)))
+    assert {label["name"] for label in server.labels} == set(valid)
+    assert len(server.labels) == len(valid)
+    created = {o.request.name for o in result.created}
+    from_lost_answers = {
+        o.request.name for o in result.existing if o.exists_reason is ExistsReason.EARLIER_ATTEMPT
+    }
+    assert created | from_lost_answers == set(valid)
+    assert not created & from_lost_answers
+    assert result.failed == ()
+    assert server.stats.rate_limited <= 0.10 * server.stats.requests
+    assert server.stats.dropped + server.stats.truncated > 0
+
+
+async def test_cancellation_stops_at_once_and_leaves_nothing_running() -> None:
+    done: list[LabelOutcome] = []
+    concurrency = 8
+    job: asyncio.Future[Any] | None = None
+
+    def record_then_cancel(outcome: LabelOutcome) -> None:
+        done.append(outcome)
+        if len(done) == 40 and job is not None:
+            job.cancel()
+
+    # The server runs on its own thread, so that this loop holds only the client's tasks.
+    with FakeKirimServer(latency=0.02).running_in_thread() as server:
+        async with client_for(server) as client:
+            job = asyncio.ensure_future(
+                bulk_create_labels(
+                    client,
+                    [f"n{i}" for i in range(500)],
+                    concurrency=concurrency,
+                    on_outcome=record_then_cancel,
+                )
+            )
+            with pytest.raises(asyncio.CancelledError):
+                await job
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+            assert len(done) == 40
+            requests_at_cancel = server.stats.requests
+    # Closing the server let its in-flight handlers finish: what they stored is there.
+    stored = {label["name"] for label in server.labels}
+    reported = {o.request.name for o in done if o.status is OutcomeStatus.CREATED}
+    assert reported <= stored
+    assert len(stored - reported) <= concurrency  # answers lost to the cancellation
+    assert requests_at_cancel <= len(done) + concurrency
+    assert server.stats.requests == requests_at_cancel  # nothing sent after cancelling
+
+
+class TestRateGate:
+    """The gate alone, on a fake clock."""
+
+    def make(self, clock: FakeClock, sleeps: SleepRecorder, max_wait: float = 60) -> Any:
+        from kirim_async._pacing import RateGate
+
+        return RateGate(max_wait=max_wait, sleep=sleeps, clock=clock, wall_clock=lambda: 0.0)
+
+    def rl(self, retry_after: float | None) -> RateLimitError:
+        return RateLimitError(status=429, message="slow", retry_after=retry_after)
+
+    async def test_a_429_closes_the_gate_for_everyone_once(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        gate.rate_limited(self.rl(2.0))
+        await asyncio.gather(*(gate.wait_turn() for _ in range(10)))
+        assert sleeps.waits[0] == pytest.approx(2.0)
+        assert gate.sends == 10
+        assert gate.throttled_seconds == pytest.approx(2.0)
+
+    async def test_overlapping_429s_extend_rather_than_add(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        for _ in range(20):
+            gate.observe(429, {})
+            gate.rate_limited(self.rl(1.0))
+        assert gate.throttled_seconds == pytest.approx(1.0)
+        assert gate.rate_limited_count == 20
+
+    async def test_headers_set_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        gate = self.make(clock, sleeps)
+        headers = {
+            "X-RateLimit-Limit": "50",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "0.100",
+        }
+        gate.observe(201, headers)
+        assert gate.rate == pytest.approx(500, rel=0.01)
+        for _ in range(100):
+            await gate.wait_turn()
+        assert sum(sleeps.waits) == pytest.approx(100 / gate.rate, rel=0.02)
+
+    async def test_reset_as_unix_time(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        from kirim_async._pacing import RateGate
+
+        gate = RateGate(max_wait=60, sleep=sleeps, clock=clock, wall_clock=lambda: 1_800_000_000)
+        gate.observe(
+            201,
+            {
+                "X-RateLimit-Limit": "100",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": "1800000010",
+            },
+        )
+        assert gate.rate == pytest.approx(10, rel=0.01)
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {},
+            {"X-RateLimit-Limit": "x", "X-RateLimit-Remaining": "1", "X-RateLimit-Reset": "1"},
+            {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "50", "X-RateLimit-Reset": "0"},
+        ],
+    )
+    async def test_useless_headers_are_ignored(
+        self, clock: FakeClock, sleeps: SleepRecorder, headers: dict[str, str]
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        gate.observe(201, headers)
+        assert gate.rate is None
+
+    async def test_aimd_without_headers(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        gate = self.make(clock, sleeps)
+        for _ in range(100):
+            await gate.wait_turn()
+            clock.advance(0.01)  # 100 sends a second
+        gate.rate_limited(self.rl(0.5))
+        assert gate.rate == pytest.approx(70, rel=0.05)
+        gate.rate_limited(self.rl(0.5))  # same closing: no second cut
+        assert gate.rate == pytest.approx(70, rel=0.05)
+        clock.advance(10)
+        assert gate.rate == pytest.approx(140, rel=0.05)  # probes back up linearly
+        gate.rate_limited(self.rl(0.5))
+        assert gate.rate == pytest.approx(98, rel=0.05)
+
+    async def test_missing_retry_after_backs_off_exponentially(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        closed = []
+        for _ in range(5):
+            before = gate.throttled_seconds
+            clock.advance(100)
+            gate.rate_limited(self.rl(None))
+            closed.append(gate.throttled_seconds - before)
+        for wait, ceiling in zip(closed, [0.5, 1, 2, 4, 8], strict=True):
+            assert 0 <= wait <= ceiling
+
+    async def test_budget_exhaustion_fails_every_later_turn(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps, max_wait=5)
+        gate.rate_limited(self.rl(4))
+        exhausting = self.rl(10)
+        with pytest.raises(RateLimitError) as info:
+            gate.rate_limited(exhausting)
+        assert info.value is exhausting
+        refused = []
+        for _ in range(2):
+            with pytest.raises(RateLimitError) as info:
+                await gate.wait_turn()
+            refused.append(info.value)
+        assert refused[0] is not refused[1]
+        assert refused[0].retry_after == 10
+        later = self.rl(1)
+        with pytest.raises(RateLimitError) as info:
+            gate.rate_limited(later)  # a 429 after the budget is spent fails at once
+        assert info.value is later
