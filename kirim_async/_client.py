@@ -197,6 +197,11 @@ class KirimClient:
             max_response_bytes=max_response_bytes,
         )
         self._headers = build_headers(self._config.token, user_agent(AIOHTTP_VERSION))
+        self._defaults = CallOptions(
+            timeout=self._config.timeout,
+            max_retries=self._config.retry.max_retries,
+            deadline=self._config.deadline,
+        )
         self._hooks = hooks or _NO_HOOKS
         self._clock = clock
         self._wall_clock = wall_clock
@@ -270,11 +275,13 @@ class KirimClient:
         config = self._config
         if request.team_id is None and config.team_id is not None:
             request = attrs.evolve(request, team_id=config.team_id)
-        options = CallOptions(
-            timeout=config.timeout if timeout is None else timeout,
-            max_retries=config.retry.max_retries if max_retries is None else max_retries,
-            deadline=config.deadline if deadline is None else deadline,
-        )
+        options = self._defaults
+        if timeout is not None or max_retries is not None or deadline is not None:
+            options = CallOptions(
+                timeout=options.timeout if timeout is None else timeout,
+                max_retries=options.max_retries if max_retries is None else max_retries,
+                deadline=options.deadline if deadline is None else deadline,
+            )
         outgoing = build_create_label(config.base_url, self._headers, request)
         hooks = self._hooks
         attempt_number = 0

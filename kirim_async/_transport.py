@@ -62,6 +62,7 @@ class Transport:
         self._connection_limit = connection_limit
         self._max_response_bytes = max_response_bytes
         self._closed = False
+        self._last_timeout = aiohttp.ClientTimeout(total=None)
 
     @property
     def closed(self) -> bool:
@@ -96,7 +97,7 @@ class Transport:
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,  # the Authorization header must not follow a redirect
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=self._timeout(timeout),
             ) as response:
                 body = await self._read(response)
                 return RawResponse(
@@ -120,6 +121,13 @@ class Transport:
             raise APIConnectionError(
                 f"connection to {request.url} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        # Most calls use the client's default: reuse its (immutable) ClientTimeout.
+        cached = self._last_timeout
+        if cached.total != seconds:
+            cached = self._last_timeout = aiohttp.ClientTimeout(total=seconds)
+        return cached
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self._max_response_bytes

@@ -1,0 +1,290 @@
+"""Benchmarks: kirim-async against raw aiohttp (and httpx) in the same run.
+
+    python benchmarks/run.py [--quick] [--repeat N] [--only SCENARIO]
+
+The fake server and each client run in their own processes (pinned to different cores
+when ``taskset`` exists), variants are interleaved (A B A B ...), and the table shows
+medians and ratios, so the figures hold on a noisy machine. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "bench-token"
+TASKSET = shutil.which("taskset") if (os.cpu_count() or 1) >= 2 else None
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    variants: list[str]
+    n: int
+    concurrency: int
+    server_args: list[str] = field(default_factory=list)
+    memory_n: int | None = None  # scenario 4: a second, larger input for the same variant
+
+
+def pinned(core: int, command: list[str]) -> list[str]:
+    return [TASKSET, "-c", str(core), *command] if TASKSET else command
+
+
+class Server:
+    """``python -m kirim_async.testing`` in its own process, on core 0."""
+
+    def __init__(self, extra: Sequence[str]) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "kirim_async.testing",
+            "--port",
+            "0",
+            "--token",
+            TOKEN,
+            *extra,
+        ]
+        self.proc = subprocess.Popen(pinned(0, command), stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        match = re.search(r"(http://\S+)", self.proc.stdout.readline())
+        if not match:
+            self.stop()
+            raise RuntimeError("the fake server did not start")
+        self.url = match.group(1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def run_client(variant: str, scenario: Scenario, n: int, prefix: str) -> dict[str, Any]:
+    server = Server(scenario.server_args)
+    try:
+        command = [
+            sys.executable,
+            str(HERE / "variants.py"),
+            variant,
+            "--url",
+            server.url,
+            "--token",
+            TOKEN,
+            "--n",
+            str(n),
+            "--concurrency",
+            str(scenario.concurrency),
+            "--prefix",
+            prefix,
+        ]
+        out = subprocess.run(pinned(1, command), capture_output=True, text=True, check=False)
+        if out.returncode:
+            raise RuntimeError(f"{variant} failed:\n{out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        server.stop()
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    scale = 5 if quick else 1
+    return [
+        Scenario(
+            "overhead",
+            "1. Per-request overhead (concurrency 1)",
+            ["kirim_sequential", "raw_sequential"],
+            5_000 // scale,
+            1,
+        ),
+        Scenario(
+            "throughput",
+            "2. Concurrent throughput (concurrency 64)",
+            ["kirim_bulk", "raw_gather", "httpx_gather"],
+            20_000 // (2 * scale),
+            64,
+        ),
+        Scenario(
+            "ratelimit",
+            "3. Rate limit (500/s, burst 50, 5 ms latency, concurrency 64)",
+            ["kirim_bulk", "backoff_retry_after", "backoff_full_jitter"],
+            3_000 // scale,
+            64,
+            ["--rate", "500", "--burst", "50", "--latency", "0.005"],
+        ),
+        Scenario(
+            "memory",
+            "4. Memory (iter_bulk_create_labels over an async generator)",
+            ["kirim_iter_memory"],
+            20_000 // scale,
+            32,
+            memory_n=200_000 // scale,
+        ),
+    ]
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r.get(key, 0)) for r in runs)
+
+
+def measure(scenario: Scenario, repeat: int) -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = {}
+    plan = [(v, scenario.n) for v in scenario.variants]
+    if scenario.memory_n:
+        plan.append((f"{scenario.variants[0]}@{scenario.memory_n}", scenario.memory_n))
+    for round_ in range(repeat):
+        for label, n in plan:  # interleaved: A B A B ...
+            variant = label.split("@")[0]
+            runs = results.setdefault(label, [])
+            runs.append(run_client(variant, scenario, n, f"r{round_}"))
+            print(f"  {label} run {round_ + 1}: {runs[-1]['wall']:.2f}s", file=sys.stderr)
+    return results
+
+
+def row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table(scenario: Scenario, results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    lines = [
+        f"### {scenario.title}",
+        "",
+        row(["variant", "requests", "wall s", "req/s", "client CPU µs/req", "peak RSS MB", "429s"]),
+        row(["---"] * 7),
+    ]
+    for label, runs in results.items():
+        n = runs[0]["n"]
+        wall = median(runs, "wall")
+        lines.append(
+            row(
+                [
+                    label,
+                    n,
+                    f"{wall:.2f}",
+                    f"{n / wall:,.0f}",
+                    f"{median(runs, 'cpu') / n * 1e6:.0f}",
+                    f"{median(runs, 'rss_kb') / 1024:.1f}",
+                    f"{median(runs, 'rate_limited'):.0f}",
+                ]
+            )
+        )
+    lines += ["", *verdicts(scenario, results), ""]
+    return lines
+
+
+def check(name: str, value: float, target: str, ok: bool) -> str:
+    return f"- {name}: **{value:.3f}** (target {target}) {'✅ met' if ok else '❌ missed'}"
+
+
+def verdicts(scenario: Scenario, results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    def per_request_cpu(label: str) -> float:
+        return median(results[label], "cpu") / results[label][0]["n"]
+
+    def throughput(label: str) -> float:
+        return results[label][0]["n"] / median(results[label], "wall")
+
+    if scenario.key == "overhead":
+        ratio = per_request_cpu("kirim_sequential") / per_request_cpu("raw_sequential")
+        return [
+            check("client CPU per request, kirim / raw aiohttp", ratio, "≤ 1.10", ratio <= 1.10)
+        ]
+    if scenario.key == "throughput":
+        ratio = throughput("kirim_bulk") / throughput("raw_gather")
+        httpx = throughput("raw_gather") / throughput("httpx_gather")
+        return [
+            check(
+                "throughput, bulk_create_labels / raw aiohttp gather",
+                ratio,
+                "≥ 0.93",
+                ratio >= 0.93,
+            ),
+            f"- raw aiohttp / httpx throughput: **{httpx:.1f}x** (reported, no target)",
+        ]
+    if scenario.key == "ratelimit":
+        ideal = (scenario.n - 50) / 500
+        lines = []
+        for label, runs in results.items():
+            wall = median(runs, "wall")
+            limited = median(runs, "rate_limited")
+            lines.append(
+                f"- {label}: {wall / ideal:.3f}x the ideal {ideal:.2f}s, "
+                f"{limited / scenario.n:.1%} of N answered 429 "
+                f"({limited / scenario.n:.2f} per label)"
+            )
+        bulk = median(results["kirim_bulk"], "wall") / ideal
+        share = median(results["kirim_bulk"], "rate_limited") / scenario.n
+        return [
+            check("bulk_create_labels time / ideal", bulk, "≤ 1.10", bulk <= 1.10),
+            check("429 answers / N", share, "< 0.05", share < 0.05),
+            *lines,
+        ]
+    big = f"{scenario.variants[0]}@{scenario.memory_n}"
+    growth = median(results[big], "rss_kb") - median(results[scenario.variants[0]], "rss_kb")
+    return [
+        check(
+            f"peak RSS growth from {scenario.n:,} to {scenario.memory_n:,} items, MB",
+            growth / 1024,
+            "≤ 10",
+            growth / 1024 <= 10,
+        )
+    ]
+
+
+def environment() -> list[str]:
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}"
+        for name in ("kirim-async", "aiohttp", "attrs", "cattrs", "backoff", "orjson", "httpx")
+        if _installed(name)
+    )
+    return [
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}; {versions}",
+        f"- pinned with taskset: {'yes' if TASKSET else 'no'}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+    ]
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
+    parser.add_argument("--repeat", type=int, help="runs per variant (default 3, quick 1)")
+    parser.add_argument("--only", choices=[s.key for s in scenarios(False)], action="append")
+    args = parser.parse_args(argv)
+    repeat = args.repeat or (1 if args.quick else 3)
+    chosen: Callable[[Scenario], bool] = lambda s: not args.only or s.key in args.only  # noqa: E731
+    lines = [
+        "## Benchmark results" + (" (quick)" if args.quick else ""),
+        "",
+        *environment(),
+        f"- runs per variant: {repeat} (medians shown)",
+        "",
+    ]
+    for scenario in filter(chosen, scenarios(args.quick)):
+        print(f"{scenario.title} ...", file=sys.stderr)
+        lines += table(scenario, measure(scenario, repeat))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""One benchmark client run, in its own process: ``python benchmarks/variants.py NAME ...``.
+
+Prints one JSON line: wall seconds, client CPU seconds, peak RSS, requests, 429s met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import backoff
+
+try:
+    import orjson
+
+    dumps: Callable[[Any], bytes] = orjson.dumps
+    loads: Callable[[bytes], Any] = orjson.loads
+except ImportError:  # the benchmark still runs, with the stdlib's JSON for everyone
+    dumps = lambda obj: json.dumps(obj).encode()  # noqa: E731
+    loads = json.loads
+
+from kirim_async import KirimClient, bulk_create_labels, iter_bulk_create_labels
+
+
+class RateLimitedError(Exception):
+    def __init__(self, retry_after: float | None) -> None:
+        self.retry_after = retry_after
+
+
+def names(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{i:07d}" for i in range(count)]
+
+
+async def kirim_sequential(args: argparse.Namespace) -> dict[str, Any]:
+    async with KirimClient(args.token, base_url=args.url) as client:
+        for name in names(args.prefix, args.n):
+            await client.labels.create(name)
+    return {}
+
+
+async def raw_sequential(args: argparse.Namespace) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        for name in names(args.prefix, args.n):
+            body = dumps({"name": name, "color": "gray"})
+            async with session.post(f"{args.url}/labels", data=body, headers=headers) as resp:
+                payload = loads(await resp.read())
+                assert resp.status == 201, payload
+    return {}
+
+
+async def kirim_bulk(args: argparse.Namespace) -> dict[str, Any]:
+    async with KirimClient(args.token, base_url=args.url) as client:
+        result = await bulk_create_labels(
+            client, names(args.prefix, args.n), concurrency=args.concurrency
+        )
+    assert len(result.created) == args.n, result.counts
+    return {"rate_limited": result.rate_limited}
+
+
+async def raw_gather(args: argparse.Namespace) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
+    semaphore = asyncio.Semaphore(args.concurrency)
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def create(name: str) -> None:
+            async with semaphore:
+                body = dumps({"name": name, "color": "gray"})
+                async with session.post(f"{args.url}/labels", data=body, headers=headers) as resp:
+                    payload = loads(await resp.read())
+                    assert resp.status == 201, payload
+
+        await asyncio.gather(*(create(n) for n in names(args.prefix, args.n)))
+    return {}
+
+
+async def httpx_gather(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
+    semaphore = asyncio.Semaphore(args.concurrency)
+    limits = httpx.Limits(max_connections=args.concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def create(name: str) -> None:
+            async with semaphore:
+                body = dumps({"name": name, "color": "gray"})
+                resp = await client.post(f"{args.url}/labels", content=body, headers=headers)
+                payload = loads(resp.content)
+                assert resp.status_code == 201, payload
+
+        await asyncio.gather(*(create(n) for n in names(args.prefix, args.n)))
+    return {}
+
+
+def _per_request_backoff(
+    wait_gen: Any, jitter: Any, **wait_kwargs: Any
+) -> Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]:
+    """Raw aiohttp under a semaphore, each request retried on 429 by its own decorator."""
+
+    async def run(args: argparse.Namespace) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
+        semaphore = asyncio.Semaphore(args.concurrency)
+        met = 0
+        connector = aiohttp.TCPConnector(limit=args.concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            @backoff.on_exception(
+                wait_gen, RateLimitedError, jitter=jitter, logger=None, **wait_kwargs
+            )
+            async def post(body: bytes) -> None:
+                nonlocal met
+                async with session.post(f"{args.url}/labels", data=body, headers=headers) as resp:
+                    payload = loads(await resp.read())
+                    if resp.status == 429:
+                        met += 1
+                        value = resp.headers.get("Retry-After")
+                        raise RateLimitedError(float(value) if value else None)
+                    assert resp.status == 201, payload
+
+            async def create(name: str) -> None:
+                async with semaphore:
+                    await post(dumps({"name": name, "color": "gray"}))
+
+            await asyncio.gather(*(create(n) for n in names(args.prefix, args.n)))
+        return {"rate_limited": met}
+
+    return run
+
+
+backoff_retry_after = _per_request_backoff(
+    backoff.runtime, None, value=lambda e: e.retry_after or 0.5
+)
+backoff_full_jitter = _per_request_backoff(backoff.expo, backoff.full_jitter, factor=0.05)
+
+
+async def kirim_iter_memory(args: argparse.Namespace) -> dict[str, Any]:
+    async def generated() -> AsyncIterator[str]:
+        for i in range(args.n):
+            yield f"{args.prefix}-{i:07d}"
+
+    count = 0
+    async with KirimClient(args.token, base_url=args.url) as client:
+        async for _ in iter_bulk_create_labels(
+            client, generated(), concurrency=args.concurrency, dedupe=False
+        ):
+            count += 1
+    assert count == args.n
+    return {}
+
+
+VARIANTS: dict[str, Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]] = {
+    "kirim_sequential": kirim_sequential,
+    "raw_sequential": raw_sequential,
+    "kirim_bulk": kirim_bulk,
+    "raw_gather": raw_gather,
+    "httpx_gather": httpx_gather,
+    "backoff_retry_after": backoff_retry_after,
+    "backoff_full_jitter": backoff_full_jitter,
+    "kirim_iter_memory": kirim_iter_memory,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variant", choices=sorted(VARIANTS))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--prefix", default="bench")
+    args = parser.parse_args()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    extra = asyncio.run(VARIANTS[args.variant](args))
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = {"wall": wall, "cpu": cpu, "rss_kb": after.ru_maxrss, "n": args.n, **extra}
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
