@@ -14,7 +14,6 @@ import inspect
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
@@ -103,6 +102,41 @@ async def _numbered(items: Items) -> AsyncGenerator[tuple[int, object], None]:
 
 
 @attrs.define
+class _Planner:
+    """Validates items and spots repeats: what a job would send, with no I/O.
+
+    Args:
+        default_team_id: The team of items that name none (the client's).
+        dedupe: Whether to skip repeats of an earlier item's (team, name).
+    """
+
+    default_team_id: str | None
+    dedupe: bool
+    first_seen: dict[tuple[str | None, str], int] = attrs.field(factory=dict)
+
+    def prepare(self, index: int, item: object) -> CreateLabel | LabelOutcome:
+        """The request to send for *item*, or its outcome when nothing is to be sent."""
+        try:
+            request = _to_request(item)
+        except InvalidParameterError as error:
+            return LabelOutcome(
+                index=index, request=item, status=OutcomeStatus.INVALID, error=error
+            )
+        if self.dedupe:
+            key = (request.team_id or self.default_team_id, request.name)
+            first = self.first_seen.setdefault(key, index)
+            if first != index:
+                return LabelOutcome(
+                    index=index,
+                    request=request,
+                    status=OutcomeStatus.SKIPPED,
+                    skip_reason=SkipReason.REPEAT,
+                    first_index=first,
+                )
+        return request
+
+
+@attrs.define
 class _Job:
     """The state of one bulk job; the generator below drives it."""
 
@@ -111,8 +145,7 @@ class _Job:
     concurrency: int
     on_duplicate: OnDuplicate
     max_retries: int | None
-    dedupe: bool
-    first_seen: dict[tuple[str | None, str], int] = attrs.field(factory=dict)
+    planner: _Planner
     stop_error: KirimError | None = None
     in_flight: set[asyncio.Task[LabelOutcome]] = attrs.field(factory=set)
     finished: asyncio.Queue[LabelOutcome] = attrs.field(factory=asyncio.Queue)
@@ -123,26 +156,10 @@ class _Job:
 
     def prepare(self, index: int, item: object) -> CreateLabel | LabelOutcome:
         """Validate and de-duplicate an item: the request to send, or its outcome now."""
-        try:
-            request = _to_request(item)
-        except InvalidParameterError as error:
-            return LabelOutcome(
-                index=index, request=item, status=OutcomeStatus.INVALID, error=error
-            )
-        if self.dedupe:
-            key = (request.team_id or self.client.team_id, request.name)
-            first = self.first_seen.setdefault(key, index)
-            if first != index:
-                return LabelOutcome(
-                    index=index,
-                    request=request,
-                    status=OutcomeStatus.SKIPPED,
-                    skip_reason=SkipReason.REPEAT,
-                    first_index=first,
-                )
-        if self.stop_error is not None:
-            return self._stopped(index, request)
-        return request
+        prepared = self.planner.prepare(index, item)
+        if self.stop_error is not None and isinstance(prepared, CreateLabel):
+            return self._stopped(index, prepared)
+        return prepared
 
     def _stopped(self, index: int, request: CreateLabel) -> LabelOutcome:
         return LabelOutcome(
@@ -288,7 +305,7 @@ def _new_job(
         concurrency=concurrency,
         on_duplicate=on_duplicate,
         max_retries=max_retries,
-        dedupe=dedupe,
+        planner=_Planner(default_team_id=client.team_id, dedupe=dedupe),
     )
 
 
@@ -302,7 +319,7 @@ async def iter_bulk_create_labels(
     max_rate_limit_wait: float = DEFAULT_MAX_RATE_LIMIT_WAIT,
     dedupe: bool = True,
     on_outcome: OnOutcome | None = None,
-) -> AsyncIterator[LabelOutcome]:
+) -> AsyncGenerator[LabelOutcome, None]:
     """Create a label per item, yielding each outcome as it completes.
 
     Items are read lazily: at most ``concurrency`` requests are in flight and at most

@@ -226,7 +226,7 @@ class FakeKirimServer:
             response = await self._handle(request)
         finally:
             stats.in_flight -= 1
-        if response is None:  # the connection was dropped on purpose; nothing is sent
+        if response is None:  # the connection is gone (dropped on purpose, or by the client)
             return web.Response()
         if not response.prepared:  # a truncated answer counted itself
             stats.by_status[response.status] += 1
@@ -257,7 +257,11 @@ class FakeKirimServer:
         if fault is Fault.LATENCY:
             await self._pause(self.fault_latency)
 
-        response = self._process(await request.read(), request_id)
+        try:
+            raw = await request.read()
+        except ConnectionResetError:  # the client went away mid-body: nothing to answer
+            return None
+        response = self._process(raw, request_id)
         if fault is Fault.STORE_THEN_DROP:
             self._drop(request)
             return None

@@ -1,0 +1,270 @@
+"""Input and output files of the ``kirim-labels`` command: rows in, report lines out.
+
+Rows come from CSV (header row; ``name`` required, ``color`` and ``team_id`` optional;
+UTF-8 with or without BOM) or JSON Lines (one object per line). Blank lines are skipped.
+Each row keeps its line number, which the report and every message use.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import attrs
+
+from ._outcomes import LabelOutcome, OutcomeStatus
+from .errors import APIStatusError, InvalidParameterError
+
+__all__ = [
+    "DONE_STATUSES",
+    "InputFileError",
+    "Row",
+    "Scan",
+    "UnreadableRow",
+    "detect_format",
+    "prescan",
+    "read_rows",
+    "report_line",
+    "resume_done_rows",
+]
+
+Format = Literal["csv", "jsonl"]
+COLUMNS = ("name", "color", "team_id")
+DONE_STATUSES = frozenset({OutcomeStatus.CREATED.value, OutcomeStatus.EXISTS.value})
+
+
+class InputFileError(Exception):
+    """The input cannot be read as a whole: a one-line reason for exit status 2."""
+
+
+@attrs.frozen
+class UnreadableRow:
+    """A line that is not a label at all; the bulk helper reports it as invalid."""
+
+    text: str
+    reason: str
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+
+@attrs.frozen
+class Row:
+    """One input row: its line number and the item for the bulk helper.
+
+    ``item`` is a mapping of the label's fields, or an :class:`UnreadableRow` (never a
+    bare string, which the bulk helper would take for a name).
+    """
+
+    line: int
+    item: Mapping[str, Any] | UnreadableRow
+
+
+def detect_format(path: str, explicit: str | None) -> Format:
+    """The input's format: ``--format``, else the file's extension (stdin: CSV)."""
+    if explicit is not None:
+        return "jsonl" if explicit in ("jsonl", "ndjson") else "csv"
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", "") or path == "-":
+        return "csv"
+    raise InputFileError(
+        f"{path}: cannot tell the format from the extension {suffix!r}; "
+        "use .csv, .jsonl, or --format"
+    )
+
+
+def _lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, str]]:
+    """Decode *stream* as UTF-8 (a BOM is dropped) into numbered lines, lazily."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    pending = ""
+    number = 0
+    while True:
+        chunk = stream.read(64 * 1024)
+        try:
+            text = pending + decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            line = number + 1 + chunk[: max(0, exc.start)].count(b"\n")
+            raise InputFileError(f"{source}: line {line}: not valid UTF-8 ({exc.reason})") from None
+        parts = text.split("\n")
+        pending = parts.pop()
+        for part in parts:
+            number += 1
+            yield number, part.rstrip("\r")
+        if not chunk:
+            if pending:
+                yield number + 1, pending.rstrip("\r")
+            return
+
+
+def read_rows(stream: IO[bytes], fmt: Format, source: str) -> Iterator[Row]:
+    """Yield the rows of *stream*, lazily.
+
+    Raises:
+        InputFileError: Bytes that are not UTF-8, or a CSV without a ``name`` column.
+    """
+    lines = _lines(stream, source)
+    if fmt == "jsonl":
+        yield from _jsonl_rows(lines)
+    else:
+        yield from _csv_rows(lines, source)
+
+
+def _jsonl_rows(lines: Iterable[tuple[int, str]]) -> Iterator[Row]:
+    for number, text in lines:
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            yield Row(number, UnreadableRow(text, f"not valid JSON: {exc}"))
+            continue
+        if isinstance(value, dict):
+            yield Row(number, value)
+        else:
+            yield Row(number, UnreadableRow(text, "not a JSON object"))
+
+
+def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
+    numbered = iter(lines)
+    header: list[str] | None = None
+    for _number, text in numbered:
+        if text.strip():
+            header = next(csv.reader([text]))
+            break
+    if header is None:
+        return
+    names = [column.strip() for column in header]
+    if "name" not in names:
+        raise InputFileError(f"{source}: the CSV header has no 'name' column (found: {header})")
+    for number, text in numbered:
+        if not text.strip():
+            continue
+        # Each physical line is one record; a quoted newline inside a field is not supported.
+        values = next(csv.reader(io.StringIO(text)))
+        record = dict(zip(names, values, strict=False))
+        item = {key: record[key] for key in COLUMNS if record.get(key, "").strip() != ""}
+        if "name" not in item and "name" in record:
+            item["name"] = record["name"]  # an empty name: reported as invalid
+        yield Row(number, item)
+
+
+@attrs.frozen
+class Scan:
+    """What a first pass over an input file found."""
+
+    rows: int
+    team_ids: frozenset[str]
+
+
+def prescan(path: Path, fmt: Format) -> Scan:
+    """Read a whole file once, before sending anything: count rows, find bad bytes.
+
+    Raises:
+        InputFileError: The file is missing, unreadable, not UTF-8, or has no ``name``.
+    """
+    rows = 0
+    teams: set[str] = set()
+    try:
+        with path.open("rb") as stream:
+            for row in read_rows(stream, fmt, str(path)):
+                rows += 1
+                if isinstance(row.item, Mapping) and isinstance(row.item.get("team_id"), str):
+                    teams.add(row.item["team_id"])
+    except OSError as exc:
+        raise InputFileError(f"{path}: {exc.strerror or exc}") from None
+    return Scan(rows=rows, team_ids=frozenset(teams))
+
+
+def _team_of(outcome: LabelOutcome) -> object:
+    if outcome.label is not None:
+        return outcome.label.team_id  # the team the server put it in
+    request = outcome.request
+    team = getattr(request, "team_id", None)
+    if team is None and isinstance(request, Mapping):
+        team = request.get("team_id")
+    return team
+
+
+def _name_of(outcome: LabelOutcome) -> object:
+    request = outcome.request
+    if isinstance(request, UnreadableRow):
+        return None
+    name = getattr(request, "name", None)
+    if name is None and isinstance(request, Mapping):
+        name = request.get("name")
+    return name
+
+
+def report_line(
+    row: int, outcome: LabelOutcome, *, first_row: int | None = None, dry_run: bool = False
+) -> str:
+    """One JSON Lines report entry for the row on line *row*: what became of it.
+
+    It never holds the token: errors' messages do not carry it.
+    """
+    error: object = outcome.error
+    code = _error_code(outcome.error)
+    if isinstance(outcome.request, UnreadableRow):
+        error, code = f"line {row}: {outcome.request.reason}", "invalid_json"
+    status = outcome.status.value
+    if dry_run and outcome.status is OutcomeStatus.CREATED:
+        status = "would-create"
+    entry: dict[str, Any] = {
+        "row": row,
+        "name": _name_of(outcome),
+        "team_id": _team_of(outcome),
+        "status": status,
+        "label_id": outcome.label.id if outcome.label else None,
+        "error_code": code,
+        "error": str(error) if error else None,
+        "request_id": outcome.request_id,
+        "attempts": outcome.attempts,
+    }
+    if outcome.exists_reason:
+        entry["exists_reason"] = outcome.exists_reason.value
+    if outcome.skip_reason:
+        entry["skip_reason"] = outcome.skip_reason.value
+    if first_row is not None:
+        entry["first_row"] = first_row
+    return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _error_code(error: Exception | None) -> str | None:
+    if isinstance(error, APIStatusError):
+        return error.code or f"http_{error.status}"
+    if isinstance(error, InvalidParameterError):
+        return f"invalid_{error.field}"
+    return type(error).__name__ if error else None
+
+
+def resume_done_rows(path: Path) -> dict[int, object]:
+    """Rows a previous report marks done (created or exists), with their names.
+
+    A missing report means nothing is done yet. Lines that are not report entries
+    (say, one cut short when the job was killed) are ignored.
+    """
+    done: dict[int, object] = {}
+    try:
+        stream = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        return done
+    except OSError as exc:
+        raise InputFileError(f"{path}: {exc.strerror or exc}") from None
+    with stream:
+        for text in stream:
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("status") in DONE_STATUSES:
+                row = entry.get("row")
+                if isinstance(row, int):
+                    done[row] = entry.get("name")
+    return done

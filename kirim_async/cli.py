@@ -1,0 +1,452 @@
+"""The ``kirim-labels`` command: seed labels from CSV or JSON Lines.
+
+    kirim-labels seed labels.csv --report report.jsonl
+    kirim-labels seed labels.csv --sandbox          # against an in-process fake server
+
+This is the only module that prints or exits. Exit status: 0 when every row was created
+or existed; 1 when any row failed, was invalid or was not sent; 2 for usage,
+configuration or input-file errors; 130 when interrupted (the report then holds every
+finished row, and ``--resume`` goes on from there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from array import array
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from ._client import KirimClient
+from ._config import TOKEN_ENV
+from ._events import Hooks, ResponseEvent
+from ._outcomes import LabelOutcome, OutcomeStatus
+from ._seedfile import (
+    InputFileError,
+    Row,
+    detect_format,
+    prescan,
+    read_rows,
+    report_line,
+    resume_done_rows,
+)
+from ._version import __version__
+from .bulk import DEFAULT_CONCURRENCY, _Planner, iter_bulk_create_labels
+from .errors import KirimError
+from .models import CreateLabel
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SANDBOX_RATE, SANDBOX_BURST = 100.0, 20
+LOG_EVERY = 2.0
+SHOWN_FAILURES = 10
+
+
+class UsageError(Exception):
+    """A one-line problem with the command line, configuration or input: exit 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kirim-labels", description="Create Kirim labels in bulk."
+    )
+    parser.add_argument("--version", action="version", version=f"kirim-async {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    seed = commands.add_parser(
+        "seed",
+        help="create a label per row of a CSV or JSON Lines file",
+        description=(
+            "Create a label per row. CSV needs a header with a 'name' column ('color' "
+            "and 'team_id' optional); JSON Lines has one object per line. The token "
+            f"comes from {TOKEN_ENV} or --token-file."
+        ),
+    )
+    seed.add_argument("file", metavar="FILE", help="input file, or - for standard input")
+    seed.add_argument("--format", choices=["csv", "jsonl"], help="default: by extension")
+    seed.add_argument("--team-id", help="team for rows that name none")
+    seed.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help="requests in flight at most (default: %(default)s)",
+    )
+    seed.add_argument(
+        "--max-retries", type=_non_negative_int, help="error retries per row (default: 2)"
+    )
+    seed.add_argument("--base-url", help="API base URL (default: KIRIM_BASE_URL or the API's)")
+    seed.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help=f"read the API token from PATH instead of {TOKEN_ENV}",
+    )
+    seed.add_argument(
+        "--report", type=Path, metavar="PATH", help="write a JSON Lines report, one line per row"
+    )
+    seed.add_argument(
+        "--resume",
+        type=Path,
+        metavar="PATH",
+        help="skip rows this earlier report marks created or exists; append to it",
+    )
+    seed.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate every row and report what would be sent; send nothing",
+    )
+    seed.add_argument(
+        "--on-duplicate",
+        choices=["skip", "error"],
+        default="skip",
+        help="a name already taken: 'skip' (counts as done) or 'error'",
+    )
+    seed.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="seed an in-process fake Kirim server (rate limited) instead",
+    )
+    verbosity = seed.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log every retry")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file is not None:
+        try:
+            token = str(args.token_file.read_text(encoding="utf-8")).strip()
+        except OSError as exc:
+            raise UsageError(f"--token-file {args.token_file}: {exc.strerror or exc}") from None
+        if not token:
+            raise UsageError(f"--token-file {args.token_file} is empty")
+        return token
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise UsageError(f"no API token: set {TOKEN_ENV} or pass --token-file PATH")
+    return token
+
+
+@attrs.define
+class Tally:
+    """Live counts for the progress display and the summary."""
+
+    total: int | None
+    started: float = attrs.field(factory=time.monotonic)
+    counts: Counter[str] = attrs.field(factory=Counter)
+    resumed: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    last_429: float = float("-inf")
+    problems: int = 0
+    failures: list[str] = attrs.field(factory=list)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def is_rate_limited(self) -> bool:
+        return time.monotonic() - self.last_429 < 1.0
+
+    def on_response(self, event: ResponseEvent) -> None:
+        self.requests += 1
+        if event.status == 429:
+            self.rate_limited += 1
+            self.last_429 = time.monotonic()
+
+    def add(self, row: int, outcome: LabelOutcome, status: str) -> None:
+        self.counts[status] += 1
+        if not outcome.is_ok:  # a repeat of a row that is done is fine
+            self.problems += 1
+            if len(self.failures) < SHOWN_FAILURES:
+                self.failures.append(f"row {row}: {status}: {outcome.error}")
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        total = f"/{self.total}" if self.total is not None else ""
+        counts = " ".join(f"{key}={self.counts[key]}" for key in ("created", "exists", "failed"))
+        sign = "  [rate-limited: waiting]" if self.is_rate_limited else ""
+        return f"{self.done}{total} rows, {self.done / elapsed:.1f} rows/s, {counts}{sign}"
+
+
+class Progress:
+    """A live bar on a TTY when tqdm is installed; else a log line every few seconds."""
+
+    def __init__(self, tally: Tally, *, quiet: bool, stream: IO[str]) -> None:
+        self._tally = tally
+        self._stream = stream
+        self._bar: Any = None
+        self._ticker: asyncio.Task[None] | None = None
+        if quiet:
+            return
+        if stream.isatty():
+            try:
+                from tqdm import tqdm  # noqa: PLC0415 - optional: the `cli` extra
+            except ImportError:
+                pass
+            else:
+                self._bar = tqdm(total=tally.total, unit="row", file=stream, dynamic_ncols=True)
+                return
+        self._ticker = asyncio.ensure_future(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_EVERY)
+            print(f"progress: {self._tally.line()}", file=self._stream, flush=True)
+
+    def update(self) -> None:
+        if self._bar is not None:
+            tally = self._tally
+            self._bar.update(1)
+            counts: dict[str, object] = {
+                key: tally.counts[key] for key in ("created", "exists", "failed")
+            }
+            if tally.is_rate_limited:
+                counts["⏸"] = "rate-limited"
+            self._bar.set_postfix(counts, refresh=False)
+
+    async def aclose(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+
+@attrs.define
+class Seeding:
+    """One ``seed`` run: reads rows, tracks which row each outcome belongs to, reports."""
+
+    args: argparse.Namespace
+    report: IO[str] | None
+    tally: Tally
+    done_rows: dict[int, object]
+    # The line of each item sent to the bulk helper, by its index: 8 bytes a row.
+    lines: array[int] = attrs.field(factory=lambda: array("q"))
+
+    def items(self, rows: Iterator[Row]) -> Iterator[Any]:
+        """The bulk helper's items, leaving out rows an earlier report marks done."""
+        for row in rows:
+            name = row.item.get("name") if isinstance(row.item, dict) else None
+            if row.line in self.done_rows and self.done_rows[row.line] == name:
+                self.tally.resumed += 1
+                continue
+            self.lines.append(row.line)
+            yield row.item
+
+    def record(self, outcome: LabelOutcome, *, dry_run: bool = False) -> None:
+        """Write the report line of *outcome* (flushed at once) and count it."""
+        row = self.lines[outcome.index]
+        first = None if outcome.first_index is None else self.lines[outcome.first_index]
+        line = report_line(row, outcome, first_row=first, dry_run=dry_run)
+        if self.report is not None:
+            self.report.write(line + "\n")
+            self.report.flush()
+        status = (
+            "would-create"
+            if dry_run and outcome.status is OutcomeStatus.CREATED
+            else (outcome.status.value)
+        )
+        self.tally.add(row, outcome, status)
+
+
+def _open_input(args: argparse.Namespace) -> tuple[IO[bytes], str]:
+    if args.file == "-":
+        return sys.stdin.buffer, "<stdin>"
+    path = Path(args.file)
+    try:
+        return path.open("rb"), str(path)
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _open_report(args: argparse.Namespace) -> IO[str] | None:
+    if args.resume is not None:
+        if args.report is not None and args.report != args.resume:
+            raise UsageError("--report and --resume name different files; --resume appends")
+        path, mode = args.resume, "a"
+    elif args.report is not None:
+        path, mode = args.report, "w"
+    else:
+        return None
+    try:
+        return Path(path).open(mode, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+
+
+async def _seed(args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row]) -> None:
+    team_ids = {row_team for row_team in [args.team_id] if row_team}
+    if args.sandbox:
+        from .testing import FakeKirimServer  # noqa: PLC0415 - only --sandbox needs a server
+
+        teams = sorted(team_ids | set(getattr(args, "file_teams", ()))) or ["team_default"]
+        async with FakeKirimServer(rate=SANDBOX_RATE, burst=SANDBOX_BURST, teams=teams) as server:
+            if not args.quiet:
+                print(
+                    f"sandbox: FakeKirimServer at {server.url}, "
+                    f"limited to {SANDBOX_RATE:g} requests/s",
+                    file=sys.stderr,
+                )
+            await _send(args, seeding, rows, token=server.token, base_url=server.url)
+    else:
+        await _send(args, seeding, rows, token=_token(args), base_url=args.base_url)
+
+
+async def _send(
+    args: argparse.Namespace,
+    seeding: Seeding,
+    rows: Iterator[Row],
+    *,
+    token: str,
+    base_url: str | None,
+) -> None:
+    progress = Progress(seeding.tally, quiet=args.quiet, stream=sys.stderr)
+    try:
+        async with KirimClient(
+            token,
+            base_url=base_url,
+            team_id=args.team_id,
+            hooks=Hooks(on_response=seeding.tally.on_response),
+        ) as client:
+            stream = iter_bulk_create_labels(
+                client,
+                seeding.items(rows),
+                concurrency=args.concurrency,
+                on_duplicate="exists" if args.on_duplicate == "skip" else "error",
+                max_retries=args.max_retries,
+            )
+            async with contextlib.aclosing(stream):
+                async for outcome in stream:
+                    seeding.record(outcome)
+                    progress.update()
+    finally:
+        await progress.aclose()
+
+
+def _dry_run(args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row]) -> None:
+    planner = _Planner(default_team_id=args.team_id, dedupe=True)
+    for index, item in enumerate(seeding.items(rows)):
+        planned = planner.prepare(index, item)
+        if isinstance(planned, CreateLabel):
+            planned = LabelOutcome(index=index, request=planned, status=OutcomeStatus.CREATED)
+        seeding.record(planned, dry_run=True)
+
+
+def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
+    elapsed = time.monotonic() - tally.started
+    order = ["would-create"] if dry_run else ["created", "exists"]
+    order += ["invalid", "failed", "skipped"]
+    lines = ["", "status        rows", "------------  ------"]
+    lines += [f"{status:<12}  {tally.counts[status]:>6}" for status in order]
+    if tally.resumed:
+        lines.append(f"{'resumed':<12}  {tally.resumed:>6}  (done in an earlier run)")
+    lines += [
+        "------------  ------",
+        f"{'total':<12}  {tally.done + tally.resumed:>6}",
+        "",
+        f"elapsed {elapsed:.1f}s, {tally.requests} requests, {tally.rate_limited} answered 429",
+    ]
+    if interrupted:
+        lines.append("interrupted: rows without a report line were not finished")
+    if tally.failures:
+        lines += ["", "first problems:", *(f"  {line}" for line in tally.failures)]
+    return "\n".join(lines)
+
+
+def _exit_status(tally: Tally, *, interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURES if tally.problems else EXIT_OK
+
+
+async def _main_async(args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row]) -> bool:
+    """Run the job; return whether it was interrupted (SIGINT or SIGTERM)."""
+    task = asyncio.current_task()
+    assert task is not None  # noqa: S101 - always inside a task here
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await _seed(args, seeding, rows)
+    except asyncio.CancelledError:
+        return True
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return False
+
+
+def seed(args: argparse.Namespace) -> int:
+    """Run ``kirim-labels seed``; return the exit status."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.verbose:
+        logging.getLogger("kirim_async").setLevel(logging.DEBUG)
+    fmt = detect_format(args.file, args.format)
+    total = None
+    if args.file != "-":
+        scan = prescan(Path(args.file), fmt)
+        total, args.file_teams = scan.rows, scan.team_ids
+    done_rows = resume_done_rows(args.resume) if args.resume else {}
+    if not args.dry_run and not args.sandbox:
+        _token(args)  # a missing token is a usage error before anything else happens
+    stream, source = _open_input(args)
+    report = _open_report(args)
+    tally = Tally(total=None if total is None else total - len(done_rows))
+    seeding = Seeding(args=args, report=report, tally=tally, done_rows=done_rows)
+    interrupted = False
+    try:
+        rows = read_rows(stream, fmt, source)
+        if args.dry_run:
+            _dry_run(args, seeding, rows)
+        else:
+            interrupted = asyncio.run(_main_async(args, seeding, rows))
+    finally:
+        if report is not None:
+            report.close()
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    if not args.quiet:
+        print(_summary(tally, interrupted=interrupted, dry_run=args.dry_run))
+    return _exit_status(tally, interrupted=interrupted)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``kirim-labels`` and ``python -m kirim_async``; returns the status."""
+    args = _parser().parse_args(argv)
+    try:
+        return seed(args)
+    except (UsageError, InputFileError) as exc:
+        print(f"kirim-labels: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KirimError as exc:  # configuration the client refused (base URL, token)
+        print(f"kirim-labels: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

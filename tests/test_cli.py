@@ -1,0 +1,283 @@
+"""kirim-labels, run as a subprocess against FakeKirimServer."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kirim_async.testing import FakeKirimServer
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TOKEN = "tok_cli_SECRET_0451"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeKirimServer]:
+    with FakeKirimServer(token=TOKEN).running_in_thread() as fake:
+        yield fake
+
+
+def run(
+    *args: str | Path,
+    token: str | None = TOKEN,
+    stdin: bytes | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KIRIM_API_TOKEN", "KIRIM_BASE_URL")}
+    if token is not None:
+        env["KIRIM_API_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "kirim_async", *map(str, args)],
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def seed(server: FakeKirimServer, path: Path, *extra: str | Path, **kw: Any) -> Any:
+    return run("seed", path, "--base-url", server.url, *extra, **kw)
+
+
+def report(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+class TestHappyPath:
+    def test_sandbox_seeds_the_example(self, tmp_path: Path) -> None:
+        out = tmp_path / "report.jsonl"
+        result = run("seed", EXAMPLES / "labels.csv", "--sandbox", "--report", out, token=None)
+        assert result.returncode == 0, result.stderr
+        lines = report(out)
+        assert len(lines) == 300
+        assert {line["status"] for line in lines} == {"created"}
+        assert "created          300" in result.stdout
+        assert "answered 429" in result.stdout
+
+    def test_against_a_server(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        out = tmp_path / "report.jsonl"
+        csv = write(tmp_path / "in.csv", "name,color,team_id\nbug,red,\n\nfeature,,team_default\n")
+        result = seed(server, csv, "--report", out)
+        assert result.returncode == 0, result.stderr
+        assert {(label["name"], label["color"]) for label in server.labels} == {
+            ("bug", "red"),
+            ("feature", "gray"),
+        }
+        lines = sorted(report(out), key=lambda line: line["row"])
+        assert [line["row"] for line in lines] == [2, 4]
+        first = lines[0]
+        assert first["status"] == "created"
+        assert first["label_id"].startswith("lbl_")
+        assert first["request_id"].startswith("req_")
+        assert first["team_id"] == "team_default"
+        assert first["attempts"] == 1
+
+    def test_csv_with_bom_and_jsonl_and_stdin(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        bom = write(tmp_path / "bom.csv", "\ufeffname\nalpha\n".encode())
+        assert seed(server, bom).returncode == 0
+        jsonl = write(tmp_path / "in.jsonl", '{"name": "beta", "color": "sky"}\n\n')
+        assert seed(server, jsonl).returncode == 0
+        piped = seed(server, Path("-"), "--format", "jsonl", stdin=b'{"name": "gamma"}\n')
+        assert piped.returncode == 0, piped.stderr
+        assert sorted(label["name"] for label in server.labels) == ["alpha", "beta", "gamma"]
+
+    def test_team_id_option_fills_rows_without_one(self, tmp_path: Path) -> None:
+        with FakeKirimServer(token=TOKEN, teams=["a", "b"]).running_in_thread() as multi:
+            csv = write(tmp_path / "in.csv", "name,team_id\none,\ntwo,b\n")
+            result = seed(multi, csv, "--team-id", "a")
+            assert result.returncode == 0, result.stdout
+            assert {(x["name"], x["team_id"]) for x in multi.labels} == {("one", "a"), ("two", "b")}
+
+
+class TestRowsThatFail:
+    def test_mixed_invalid_rows(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        out = tmp_path / "report.jsonl"
+        result = seed(server, EXAMPLES / "labels-with-errors.csv", "--report", out)
+        assert result.returncode == 1
+        by_row = {line["row"]: line for line in report(out)}
+        assert len(by_row) == 9
+        assert by_row[4]["status"] == "invalid"
+        assert by_row[4]["error_code"] == "invalid_color"
+        assert "crimson" in by_row[4]["error"]
+        assert by_row[5]["error_code"] == "invalid_name"
+        assert by_row[7]["status"] == "skipped"
+        assert by_row[7]["first_row"] == 2
+        assert "first problems:" in result.stdout
+        assert "row 4: invalid" in result.stdout
+        assert len(server.labels) == 4
+
+    def test_invalid_jsonl_lines(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        out = tmp_path / "report.jsonl"
+        jsonl = write(tmp_path / "in.jsonl", '{"name": "ok"}\n{broken\n[1]\n{"title": "x"}\n')
+        result = seed(server, jsonl, "--report", out)
+        assert result.returncode == 1
+        statuses = {line["row"]: line["status"] for line in report(out)}
+        assert statuses == {1: "created", 2: "invalid", 3: "invalid", 4: "invalid"}
+
+    def test_pre_existing_names(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\nnew\n")
+        assert seed(server, write(tmp_path / "pre.csv", "name\nbug\n")).returncode == 0
+        out = tmp_path / "report.jsonl"
+        result = seed(server, csv, "--report", out)
+        assert result.returncode == 0
+        assert {line["status"] for line in report(out)} == {"exists", "created"}
+        strict = seed(server, csv, "--on-duplicate", "error")
+        assert strict.returncode == 1
+
+    def test_rate_limited_job_completes(self, tmp_path: Path) -> None:
+        with FakeKirimServer(token=TOKEN, rate=50, burst=5).running_in_thread() as limited:
+            names = "\n".join(f"n{i}" for i in range(100))
+            result = seed(limited, write(tmp_path / "in.csv", f"name\n{names}\n"))
+            assert result.returncode == 0, result.stdout
+            assert len(limited.labels) == 100
+            assert limited.stats.rate_limited <= 10
+            assert f"{limited.stats.rate_limited} answered 429" in result.stdout
+
+    def test_authentication_failure(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        out = tmp_path / "report.jsonl"
+        csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"n{i}" for i in range(50)))
+        result = seed(server, csv, "--report", out, "--concurrency", "2", token="wrong")
+        assert result.returncode == 1
+        assert server.stats.requests <= 2
+        assert Counter(line["status"] for line in report(out))["skipped"] >= 48
+
+
+class TestUsageAndInputErrors:
+    @pytest.mark.parametrize(
+        ("content", "name", "says"),
+        [
+            (None, "missing.csv", "No such file"),
+            ("title,color\nbug,red\n", "in.csv", "no 'name' column"),
+            (b"name\nbug\n\xff\xfe\n", "in.csv", "line 3: not valid UTF-8"),
+            ("name\n", "in.txt", "cannot tell the format"),
+        ],
+    )
+    def test_bad_files_exit_2_with_one_line(
+        self, server: FakeKirimServer, tmp_path: Path, content: Any, name: str, says: str
+    ) -> None:
+        path = tmp_path / name
+        if content is not None:
+            write(path, content)
+        result = seed(server, path)
+        assert result.returncode == 2
+        assert says in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert server.stats.requests == 0
+
+    def test_missing_token_names_both_ways(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        result = seed(server, write(tmp_path / "in.csv", "name\nbug\n"), token=None)
+        assert result.returncode == 2
+        assert "KIRIM_API_TOKEN" in result.stderr
+        assert "--token-file" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+    def test_token_file(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        token_file = write(tmp_path / "token", TOKEN + "\n")
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        result = seed(server, csv, "--token-file", token_file, token=None)
+        assert result.returncode == 0, result.stderr
+
+    def test_no_option_takes_the_token(self) -> None:
+        result = run("seed", "--help")
+        assert "--token " not in result.stdout
+        assert "--token-file" in result.stdout
+
+    def test_usage_error(self) -> None:
+        result = run("seed")
+        assert result.returncode == 2
+
+    def test_token_never_in_outputs(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        out = tmp_path / "report.jsonl"
+        csv = write(tmp_path / "in.csv", "name\nbug\nbug2\n,\n")
+        seed(server, csv, "--report", out, "-v", token=TOKEN)
+        failing = seed(server, csv, "--report", out, "-v", token=TOKEN + "x")
+        for text in (failing.stdout, failing.stderr, out.read_text()):
+            assert TOKEN not in text
+
+
+class TestDryRun:
+    def test_sends_nothing_and_reports(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        out = tmp_path / "report.jsonl"
+        result = seed(
+            server, EXAMPLES / "labels-with-errors.csv", "--dry-run", "--report", out, token=None
+        )
+        assert result.returncode == 1
+        assert server.stats.requests == 0
+        statuses = Counter(line["status"] for line in report(out))
+        assert statuses == {"would-create": 4, "invalid": 4, "skipped": 1}
+
+    def test_clean_file(self, tmp_path: Path) -> None:
+        result = run("seed", EXAMPLES / "labels.csv", "--dry-run", token=None)
+        assert result.returncode == 0
+        assert "would-create     300" in result.stdout
+
+
+class TestResume:
+    def test_sigint_then_resume_finishes_without_duplicates(self, tmp_path: Path) -> None:
+        names = [f"label-{i:03d}" for i in range(200)]
+        csv = write(tmp_path / "in.csv", "name\n" + "\n".join(names) + "\n")
+        out = tmp_path / "report.jsonl"
+        with FakeKirimServer(token=TOKEN, latency=0.02).running_in_thread() as server:
+            env = dict(os.environ, KIRIM_API_TOKEN=TOKEN)
+            with subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kirim_async",
+                    "seed",
+                    str(csv),
+                    "--base-url",
+                    server.url,
+                    "--report",
+                    str(out),
+                    "--concurrency",
+                    "4",
+                    "-q",
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as proc:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:  # wait for some finished rows, not time
+                    if out.exists() and len(out.read_text().splitlines()) >= 30:
+                        break
+                    time.sleep(0.02)
+                proc.send_signal(signal.SIGINT)
+                assert proc.wait(timeout=60) == 130
+            first = report(out)
+            assert 30 <= len(first) < 200
+            resumed = seed(server, csv, "--resume", out)
+            assert resumed.returncode == 0, resumed.stdout
+            assert re.search(rf"resumed\s+{len(first)}\b", resumed.stdout), resumed.stdout
+            stored = [label["name"] for label in server.labels]
+        assert sorted(stored) == names  # every row there, none created twice
+        lines = report(out)
+        by_row: dict[int, list[str]] = {}
+        for line in lines:
+            by_row.setdefault(line["row"], []).append(line["status"])
+        assert sorted(by_row) == list(range(2, 202))  # every row accounted for
+        assert all(s.count("created") <= 1 for s in by_row.values())
+        assert all(set(s) <= {"created", "exists"} for s in by_row.values())
