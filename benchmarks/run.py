@@ -112,7 +112,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             "throughput",
             "2. Concurrent throughput (concurrency 64)",
             ["kirim_bulk", "raw_gather", "httpx_gather"],
-            20_000 // (2 * scale),
+            2_000 if quick else 20_000,
             64,
         ),
         Scenario(

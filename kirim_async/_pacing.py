@@ -163,9 +163,11 @@ class RateGate:
         else:
             self._waits = None  # a success ends a run of 429s without Retry-After
         limit = _header_float(headers, "X-RateLimit-Limit")
+        if limit is None:  # the common case without hints: one lookup, not three
+            return
         remaining = _header_float(headers, "X-RateLimit-Remaining")
         reset = _header_float(headers, "X-RateLimit-Reset")
-        if limit is None or remaining is None or reset is None or limit < 1:
+        if remaining is None or reset is None or limit < 1:
             return
         if reset > _EPOCH_THRESHOLD:
             reset = max(0.0, reset - self.wall_clock())

@@ -89,18 +89,6 @@ def _to_request(item: object) -> CreateLabel:
     )
 
 
-async def _numbered(items: Items) -> AsyncGenerator[tuple[int, object], None]:
-    index = 0
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield index, item
-            index += 1
-    else:
-        for item in items:
-            yield index, item
-            index += 1
-
-
 @attrs.define
 class _Planner:
     """Validates items and spots repeats: what a job would send, with no I/O.
@@ -247,7 +235,10 @@ class _Job:
         self, items: Items, on_outcome: OnOutcome | None
     ) -> AsyncGenerator[LabelOutcome, None]:
         """Yield one outcome per item, in completion order."""
-        numbered = _numbered(items)
+        # Plain iterables are read with next(): no await (and no loop turn) per item.
+        sync_source = None if isinstance(items, AsyncIterable) else iter(items)
+        async_source = aiter(items) if isinstance(items, AsyncIterable) else None
+        index = 0
         exhausted = False
         try:
             while True:
@@ -258,8 +249,12 @@ class _Job:
                     and self.finished.qsize() < self.concurrency
                 ):
                     try:
-                        index, item = await anext(numbered)
-                    except StopAsyncIteration:
+                        if sync_source is not None:
+                            item = next(sync_source)
+                        else:
+                            assert async_source is not None  # noqa: S101 - one of the two
+                            item = await anext(async_source)
+                    except (StopIteration, StopAsyncIteration):
                         exhausted = True
                         break
                     prepared = self.prepare(index, item)
@@ -267,6 +262,7 @@ class _Job:
                         self.finished.put_nowait(prepared)
                     else:
                         await self.dispatch(index, prepared)
+                    index += 1
                 if exhausted and not self.in_flight and self.finished.empty():
                     return
                 outcome = await self.finished.get()
@@ -277,7 +273,9 @@ class _Job:
                 yield outcome
         finally:
             await self.cancel()
-            await numbered.aclose()
+            close = getattr(async_source, "aclose", None)
+            if close is not None:  # an async generator the job consumed: end it now
+                await close()
 
 
 def _new_job(
