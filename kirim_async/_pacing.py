@@ -150,10 +150,11 @@ class RateGate:
             self._halt = error
 
     def _halted(self) -> BaseException:
-        # Each refused turn gets its own copy of a KirimError: outcomes must not share
-        # one mutable exception (the retrier sets attempts on it).
+        # Each refused turn raises its own copy: outcomes must not share one mutable
+        # exception (the retrier sets attempts on it), and raising one instance again and
+        # again would grow its traceback without end.
         assert self._halt is not None  # noqa: S101 - only called when halted
-        return copy.copy(self._halt) if isinstance(self._halt, RateLimitError) else self._halt
+        return copy.copy(self._halt)
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Learn from an answer: count it, and read any ``X-RateLimit-*`` hints."""

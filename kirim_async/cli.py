@@ -301,12 +301,21 @@ def _open_report(args: argparse.Namespace) -> IO[str] | None:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-async def _seed(args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row]) -> None:
-    team_ids = {row_team for row_team in [args.team_id] if row_team}
+@attrs.frozen
+class Target:
+    """Where to send: a token and base URL, or a sandbox with the input's teams."""
+
+    token: str | None
+    sandbox_teams: frozenset[str] = frozenset()
+
+
+async def _seed(
+    args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row], target: Target
+) -> None:
     if args.sandbox:
         from .testing import FakeKirimServer  # noqa: PLC0415 - only --sandbox needs a server
 
-        teams = sorted(team_ids | set(getattr(args, "file_teams", ()))) or ["team_default"]
+        teams = sorted(target.sandbox_teams) or ["team_default"]
         async with FakeKirimServer(rate=SANDBOX_RATE, burst=SANDBOX_BURST, teams=teams) as server:
             if not args.quiet:
                 print(
@@ -316,7 +325,8 @@ async def _seed(args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row])
                 )
             await _send(args, seeding, rows, token=server.token, base_url=server.url)
     else:
-        await _send(args, seeding, rows, token=_token(args), base_url=args.base_url)
+        assert target.token is not None  # noqa: S101 - resolved by seed()
+        await _send(args, seeding, rows, token=target.token, base_url=args.base_url)
 
 
 async def _send(
@@ -386,7 +396,9 @@ def _exit_status(tally: Tally, *, interrupted: bool) -> int:
     return EXIT_FAILURES if tally.problems else EXIT_OK
 
 
-async def _main_async(args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row]) -> bool:
+async def _main_async(
+    args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row], target: Target
+) -> bool:
     """Run the job; return whether it was interrupted (SIGINT or SIGTERM)."""
     task = asyncio.current_task()
     assert task is not None  # noqa: S101 - always inside a task here
@@ -394,7 +406,7 @@ async def _main_async(args: argparse.Namespace, seeding: Seeding, rows: Iterator
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:
-        await _seed(args, seeding, rows)
+        await _seed(args, seeding, rows, target)
     except asyncio.CancelledError:
         return True
     finally:
@@ -410,12 +422,17 @@ def seed(args: argparse.Namespace) -> int:
         logging.getLogger("kirim_async").setLevel(logging.DEBUG)
     fmt = detect_format(args.file, args.format)
     total = None
+    file_teams: frozenset[str] = frozenset()
     if args.file != "-":
         scan = prescan(Path(args.file), fmt)
-        total, args.file_teams = scan.rows, scan.team_ids
+        total, file_teams = scan.rows, scan.team_ids
     done_rows = resume_done_rows(args.resume) if args.resume else {}
-    if not args.dry_run and not args.sandbox:
-        _token(args)  # a missing token is a usage error before anything else happens
+    # A missing token is a usage error before anything else happens.
+    needs_token = not args.dry_run and not args.sandbox
+    target = Target(
+        token=_token(args) if needs_token else None,
+        sandbox_teams=file_teams | ({args.team_id} if args.team_id else frozenset()),
+    )
     stream, source = _open_input(args)
     report = _open_report(args)
     tally = Tally(total=None if total is None else total - len(done_rows))
@@ -426,7 +443,7 @@ def seed(args: argparse.Namespace) -> int:
         if args.dry_run:
             _dry_run(args, seeding, rows)
         else:
-            interrupted = asyncio.run(_main_async(args, seeding, rows))
+            interrupted = asyncio.run(_main_async(args, seeding, rows, target))
     finally:
         if report is not None:
             report.close()

@@ -71,6 +71,16 @@ class TestHappyPath:
         assert {line["status"] for line in lines} == {"created"}
         assert "created          300" in result.stdout
         assert "answered 429" in result.stdout
+        # Off a terminal, progress is a line every 2 s; the sandbox's 100/s makes the
+        # 300 rows take at least 2.8 s.
+        assert "progress: " in result.stderr
+        assert "rows/s, created=" in result.stderr
+
+    def test_against_the_standalone_server(self, standalone_server: str, tmp_path: Path) -> None:
+        csv = write(tmp_path / "in.csv", "name\nstandalone-1\nstandalone-2\n")
+        result = run("seed", csv, "--base-url", standalone_server, token="tok")
+        assert result.returncode == 0, result.stderr
+        assert "created            2" in result.stdout
 
     def test_against_a_server(self, server: FakeKirimServer, tmp_path: Path) -> None:
         out = tmp_path / "report.jsonl"
