@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -146,11 +147,15 @@ def standalone_server() -> Iterator[str]:
     """``python -m kirim_async.testing`` in its own process; yields its base URL.
 
     Its memory (the stored labels) is then not the test's, which measures the client's.
+    It runs untraced by coverage, which would slow it several times over: it only serves
+    load here (``test_standalone_module_serves_until_sigint`` covers the module).
     """
+    env = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_CONFIG"}
     with subprocess.Popen(
         [sys.executable, "-m", "kirim_async.testing", "--port", "0", "--token", "tok"],
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     ) as proc:
         assert proc.stdout is not None
         match = re.search(r"(http://\S+)", proc.stdout.readline())
