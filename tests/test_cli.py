@@ -119,6 +119,51 @@ class TestHappyPath:
             assert {(x["name"], x["team_id"]) for x in multi.labels} == {("one", "a"), ("two", "b")}
 
 
+def test_live_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a TTY the progress is a tqdm bar with counts and the rate-limited sign."""
+    pytest.importorskip("tqdm")
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    # A new pseudo-terminal is 0x0; a real one has a size, which the bar's width follows.
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
+    try:
+        with subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kirim_async",
+                "seed",
+                str(EXAMPLES / "labels.csv"),
+                "--sandbox",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=secondary,
+        ) as proc:
+            os.close(secondary)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(primary, 4096)
+                except OSError:  # the terminal closes when the command exits
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(primary)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "300/300" in screen
+    assert "row/s" in screen
+    assert "created=" in screen
+    assert "rate-limited" in screen  # the sandbox's 100/s shows the gate at work
+    assert "progress: " not in screen  # the bar, not the log lines
+
+
 class TestRowsThatFail:
     def test_mixed_invalid_rows(self, server: FakeKirimServer, tmp_path: Path) -> None:
         out = tmp_path / "report.jsonl"
