@@ -261,6 +261,7 @@ class KirimClient:
             sleep=self._retrier.sleep,
             clock=self._clock,
             wall_clock=self._wall_clock,
+            policy=self._config.retry,
         )
 
     async def _create(

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 import attrs
 import backoff
 
+from ._config import RetryPolicy
 from .errors import RateLimitError
 
 __all__ = ["RateGate"]
@@ -56,12 +57,15 @@ class RateGate:
         sleep: Awaited to wait (injectable for tests).
         clock: Monotonic seconds.
         wall_clock: Unix time, for an ``X-RateLimit-Reset`` given as a timestamp.
+        policy: The client's retry policy, whose exponential waits a 429 without
+            ``Retry-After`` closes the gate for.
     """
 
     max_wait: float
     sleep: Callable[[float], Awaitable[None]]
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
+    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
 
     sends: int = attrs.field(default=0, init=False)
     """Requests let through."""
@@ -228,8 +232,11 @@ class RateGate:
         self._capacity = 2.0  # little burst: the server's is unknown
 
     def _next_backoff(self) -> float:
-        # A 429 without Retry-After: exponential waits from 0.5 s to 8 s, full jitter.
+        # A 429 without Retry-After: the client's exponential waits, with full jitter.
         if self._waits is None:
-            self._waits = backoff.expo(base=2, factor=0.5, max_value=8)
+            policy = self.policy
+            self._waits = backoff.expo(
+                base=2, factor=policy.initial_wait, max_value=policy.max_wait
+            )
             next(self._waits)  # backoff's generators are primed with one next()
         return backoff.full_jitter(next(self._waits))

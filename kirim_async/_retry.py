@@ -230,7 +230,7 @@ class Retrier:
             try:
                 result = await call.run_once()
             except KirimError as first:
-                if max_retries == 0 or call.should_give_up(first):
+                if call.should_give_up(first):  # non-retryable, or max_retries spent
                     raise
                 return await call.retry_after(first), call.attempts
             return result, call.attempts

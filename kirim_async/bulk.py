@@ -33,6 +33,7 @@ from ._outcomes import (
     SkipReason,
 )
 from ._pacing import RateGate
+from ._validators import count, positive
 from .errors import (
     AuthenticationError,
     DuplicateLabelError,
@@ -278,6 +279,27 @@ class _Job:
                 await close()
 
 
+def _one_of_on_duplicate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value not in ("exists", "error"):
+        raise InvalidParameterError(attribute.name, "must be 'exists' or 'error'", value)
+
+
+def _wait_budget(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # Unlike the client's durations, an infinite budget is fine: never give up.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InvalidParameterError(attribute.name, "must be a number >= 0", value)
+
+
+@attrs.frozen(kw_only=True)
+class _JobOptions:
+    """A bulk job's options, checked by attrs validators before anything starts."""
+
+    concurrency: int = attrs.field(validator=attrs.validators.and_(count, positive))
+    on_duplicate: OnDuplicate = attrs.field(validator=_one_of_on_duplicate)
+    max_retries: int | None = attrs.field(validator=attrs.validators.optional(count))
+    max_rate_limit_wait: float = attrs.field(validator=_wait_budget)
+
+
 def _new_job(
     client: KirimClient,
     *,
@@ -287,22 +309,18 @@ def _new_job(
     max_rate_limit_wait: float,
     dedupe: bool,
 ) -> _Job:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidParameterError("concurrency", "must be a whole number >= 1", concurrency)
-    if on_duplicate not in ("exists", "error"):
-        raise InvalidParameterError("on_duplicate", "must be 'exists' or 'error'", on_duplicate)
-    if not max_rate_limit_wait >= 0:
-        raise InvalidParameterError("max_rate_limit_wait", "must be >= 0", max_rate_limit_wait)
-    if max_retries is not None and (
-        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-    ):
-        raise InvalidParameterError("max_retries", "must be a whole number >= 0", max_retries)
-    return _Job(
-        client=client,
-        gate=client._new_gate(max_rate_limit_wait),
+    options = _JobOptions(
         concurrency=concurrency,
         on_duplicate=on_duplicate,
         max_retries=max_retries,
+        max_rate_limit_wait=max_rate_limit_wait,
+    )
+    return _Job(
+        client=client,
+        gate=client._new_gate(options.max_rate_limit_wait),
+        concurrency=options.concurrency,
+        on_duplicate=options.on_duplicate,
+        max_retries=options.max_retries,
         planner=_Planner(default_team_id=client.team_id, dedupe=dedupe),
     )
 
