@@ -31,6 +31,7 @@ __all__ = [
     "read_rows",
     "report_line",
     "resume_done_rows",
+    "row_status",
 ]
 
 Format = Literal["csv", "jsonl"]
@@ -68,7 +69,7 @@ class Row:
 def detect_format(path: str, explicit: str | None) -> Format:
     """The input's format: ``--format``, else the file's extension (stdin: CSV)."""
     if explicit is not None:
-        return "jsonl" if explicit in ("jsonl", "ndjson") else "csv"
+        return "jsonl" if explicit == "jsonl" else "csv"
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
@@ -202,8 +203,15 @@ def _name_of(outcome: LabelOutcome) -> object:
     return name
 
 
+def row_status(outcome: LabelOutcome, *, dry_run: bool = False) -> str:
+    """The status a row is reported and counted under (``would-create`` in a dry run)."""
+    if dry_run and outcome.status is OutcomeStatus.CREATED:
+        return "would-create"
+    return outcome.status.value
+
+
 def report_line(
-    row: int, outcome: LabelOutcome, *, first_row: int | None = None, dry_run: bool = False
+    row: int, outcome: LabelOutcome, status: str, *, first_row: int | None = None
 ) -> str:
     """One JSON Lines report entry for the row on line *row*: what became of it.
 
@@ -213,9 +221,6 @@ def report_line(
     code = _error_code(outcome.error)
     if isinstance(outcome.request, UnreadableRow):
         error, code = f"line {row}: {outcome.request.reason}", "invalid_json"
-    status = outcome.status.value
-    if dry_run and outcome.status is OutcomeStatus.CREATED:
-        status = "would-create"
     entry: dict[str, Any] = {
         "row": row,
         "name": _name_of(outcome),

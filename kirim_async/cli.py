@@ -39,6 +39,7 @@ from ._seedfile import (
     read_rows,
     report_line,
     resume_done_rows,
+    row_status,
 )
 from ._version import __version__
 from .bulk import DEFAULT_CONCURRENCY, _Planner, iter_bulk_create_labels
@@ -243,7 +244,6 @@ class Progress:
 class Seeding:
     """One ``seed`` run: reads rows, tracks which row each outcome belongs to, reports."""
 
-    args: argparse.Namespace
     report: IO[str] | None
     tally: Tally
     done_rows: dict[int, object]
@@ -264,15 +264,10 @@ class Seeding:
         """Write the report line of *outcome* (flushed at once) and count it."""
         row = self.lines[outcome.index]
         first = None if outcome.first_index is None else self.lines[outcome.first_index]
-        line = report_line(row, outcome, first_row=first, dry_run=dry_run)
+        status = row_status(outcome, dry_run=dry_run)
         if self.report is not None:
-            self.report.write(line + "\n")
+            self.report.write(report_line(row, outcome, status, first_row=first) + "\n")
             self.report.flush()
-        status = (
-            "would-create"
-            if dry_run and outcome.status is OutcomeStatus.CREATED
-            else (outcome.status.value)
-        )
         self.tally.add(row, outcome, status)
 
 
@@ -436,7 +431,7 @@ def seed(args: argparse.Namespace) -> int:
     stream, source = _open_input(args)
     report = _open_report(args)
     tally = Tally(total=None if total is None else total - len(done_rows))
-    seeding = Seeding(args=args, report=report, tally=tally, done_rows=done_rows)
+    seeding = Seeding(report=report, tally=tally, done_rows=done_rows)
     interrupted = False
     try:
         rows = read_rows(stream, fmt, source)
