@@ -8,11 +8,13 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from kirim_async import KirimClient
 from kirim_async.testing import FakeKirimServer
 
 pytest_plugins = ["kirim_async.testing.pytest_plugin"]
@@ -165,3 +167,15 @@ def standalone_server() -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def client_for(
+    server: Any, sleeps: SleepRecorder | None = None, *, token: str = "tok", **options: Any
+) -> KirimClient:
+    """A client for *server*: a fake server's own token (else *token*), and *sleeps*'s
+    sleep and clock when given, so that retries never really wait."""
+    if sleeps is not None:
+        options.setdefault("sleep", sleeps)
+        if sleeps.clock is not None:
+            options.setdefault("clock", sleeps.clock)
+    return KirimClient(getattr(server, "token", token), base_url=server.url, **options)

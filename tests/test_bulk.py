@@ -26,17 +26,9 @@ from kirim_async import (
 )
 from kirim_async.testing import FakeKirimServer, Fault
 
-from .conftest import Answer, FakeClock, ScriptedServer, SleepRecorder
+from .conftest import Answer, FakeClock, ScriptedServer, SleepRecorder, client_for
 
 RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
-
-
-def client_for(server: Any, sleeps: SleepRecorder | None = None, **options: Any) -> KirimClient:
-    if sleeps is not None:
-        options.setdefault("sleep", sleeps)
-        if sleeps.clock is not None:
-            options.setdefault("clock", sleeps.clock)
-    return KirimClient(getattr(server, "token", "tok"), base_url=server.url, **options)
 
 
 class TestInputs:

@@ -34,14 +34,15 @@ from kirim_async import (
 )
 from kirim_async.testing import FakeKirimServer, Fault
 
+from . import conftest
 from .conftest import Answer, ScriptedServer, SleepRecorder, label_body
 
 SECRET = "sk_live_SECRET_TOKEN_7f3a"
 
 
 def client_for(server: Any, **options: Any) -> KirimClient:
-    token = getattr(server, "token", SECRET)
-    return KirimClient(token, base_url=server.url, **options)
+    """conftest's client_for, with this module's secret for servers that have no token."""
+    return conftest.client_for(server, token=SECRET, **options)
 
 
 class TestConstruction:

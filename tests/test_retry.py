@@ -3,7 +3,6 @@ from __future__ import annotations
 import email.utils
 import logging
 import socket
-from typing import Any
 
 import pytest
 
@@ -19,19 +18,9 @@ from kirim_async import (
 from kirim_async._retry import retry_after_wait
 from kirim_async.testing import FakeKirimServer, Fault
 
-from .conftest import Answer, FakeClock, ScriptedServer, SleepRecorder, label_body
+from .conftest import Answer, ScriptedServer, SleepRecorder, client_for, label_body
 
 RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
-
-
-def client_for(server: Any, sleeps: SleepRecorder, **options: Any) -> KirimClient:
-    return KirimClient(
-        getattr(server, "token", "tok"),
-        base_url=server.url,
-        sleep=sleeps,
-        clock=sleeps.clock or FakeClock(),
-        **options,
-    )
 
 
 class TestWhatIsRetried:
