@@ -96,15 +96,11 @@ class Labels:
             APIConnectionError: No usable answer (``APITimeoutError`` for timeouts).
             MalformedResponseError: The answer does not match the API contract.
         """
-        response = await self.create_with_response(
-            name,
-            color=color,
-            team_id=team_id,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
+        request = self._request(name, color, team_id)
+        label, _, _ = await self._client._create(
+            request, timeout=timeout, max_retries=max_retries, deadline=deadline
         )
-        return response.label
+        return label
 
     async def create_with_response(
         self,
@@ -118,8 +114,17 @@ class Labels:
     ) -> LabelResponse:
         """Like :meth:`create`, but return the label with status, headers and attempts."""
         request = self._request(name, color, team_id)
-        return await self._client._create(
+        started = self._client._clock()
+        label, raw, attempts = await self._client._create(
             request, timeout=timeout, max_retries=max_retries, deadline=deadline
+        )
+        return LabelResponse(
+            label=label,
+            status=raw.status,
+            headers=raw.headers,
+            request_id=label.request_id,
+            attempts=attempts,
+            elapsed=self._client._clock() - started,
         )
 
     def _request(
@@ -272,7 +277,8 @@ class KirimClient:
         max_retries: int | None,
         deadline: float | None,
         gate: RateGate | None = None,
-    ) -> LabelResponse:
+    ) -> tuple[Label, RawResponse, int]:
+        """Send *request*, retrying under the policy: the label, last answer and attempts."""
         config = self._config
         if request.team_id is None and config.team_id is not None:
             request = attrs.evolve(request, team_id=config.team_id)
@@ -287,16 +293,16 @@ class KirimClient:
         hooks = self._hooks
         attempt_number = 0
 
-        async def attempt(attempt_timeout: float) -> tuple[RawResponse, Label]:
+        async def attempt(attempt_timeout: float) -> tuple[Label, RawResponse]:
             nonlocal attempt_number
             attempt_number += 1
-            if gate is not None:
+            if gate is not None and not gate.pass_now():
                 await gate.wait_turn()
             if hooks.on_request is not None:
                 hooks.on_request(
                     RequestEvent(method=outgoing.method, url=outgoing.url, attempt=attempt_number)
                 )
-            sent_at = self._clock()
+            sent_at = self._clock() if hooks.on_response is not None else 0.0
             raw = await self._transport.send(outgoing, timeout=attempt_timeout)
             if gate is not None:
                 gate.observe(raw.status, raw.headers)
@@ -314,22 +320,14 @@ class KirimClient:
             label = decipher_label(
                 raw.status, raw.reason, raw.headers, raw.body, self._wall_clock()
             )
-            return raw, label
+            return label, raw
 
-        started = self._clock()
-        (raw, label), attempts = await self._retrier.run(
+        (label, raw), attempts = await self._retrier.run(
             attempt,
             timeout=options.timeout,
             max_retries=options.max_retries,
             deadline=options.deadline,
-            description=f"create label {request.name!r}",
+            describe=lambda: f"create label {request.name!r}",
             gate=gate,
         )
-        return LabelResponse(
-            label=label,
-            status=raw.status,
-            headers=raw.headers,
-            request_id=label.request_id,
-            attempts=attempts,
-            elapsed=self._clock() - started,
-        )
+        return label, raw, attempts

@@ -102,6 +102,20 @@ class RateGate:
         """The current paced send rate (requests a second), or None when not pacing."""
         return self._current_rate(self.clock())
 
+    def pass_now(self) -> bool:
+        """Take a turn without waiting if the gate is open, unpaced and unqueued.
+
+        Returns False when the caller must await :meth:`wait_turn` instead: the common
+        case of an unthrottled job then costs no coroutine per request.
+        """
+        if self._halt is not None or self._rate is not None or self._lock.locked():
+            return False
+        now = self.clock()
+        if now < self._open_at:
+            return False
+        self._count_send(now)
+        return True
+
     async def wait_turn(self) -> None:
         """Wait until a request may be sent, and count it as sent.
 
@@ -111,9 +125,7 @@ class RateGate:
         """
         if self._halt is not None:
             raise self._halted()
-        now = self.clock()
-        if self._rate is None and now >= self._open_at and not self._lock.locked():
-            self._count_send(now)
+        if self.pass_now():
             return
         # One waiter at a time computes its slot and sleeps; the rest queue in order.
         async with self._lock:

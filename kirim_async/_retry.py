@@ -74,7 +74,7 @@ class _Call(Generic[T]):
     max_retries: int
     timeout: float
     deadline_at: float | None
-    description: str
+    describe: Callable[[], str]
     gate: RateGate | None = None
     attempts: int = 0
     failed_attempts: int = 0
@@ -82,32 +82,36 @@ class _Call(Generic[T]):
     _pending: KirimError | None = None
     _next_wait: float = 0.0
 
-    async def run_once(self) -> T:
+    async def run_once(self, failed: KirimError | None = None) -> T:
         """One attempt, its timeout bounded by the call's deadline.
 
         With a gate, a 429 is handed to the gate and the attempt made again once it
         opens: waiting out a rate limit does not spend the error-retry budget.
+
+        Args:
+            failed: The error of an attempt already made (and counted) outside the call.
         """
         while True:
-            timeout = self.timeout
-            if self.deadline_at is not None:
-                remaining = self.deadline_at - self.retrier.clock()
-                if remaining <= 0:
-                    raise APITimeoutError(f"{self.description}: the call's deadline has passed")
-                timeout = min(timeout, remaining)
-            self.attempts += 1
-            try:
-                return await self.attempt(timeout)
-            except RateLimitError as error:
-                if self.gate is None:
-                    self.failed_attempts += 1
-                    raise
-                self.gate.rate_limited(error)  # raises when the job's wait budget is spent
-            except KirimError as error:
-                self.failed_attempts += 1
-                if is_ambiguous(error):
-                    self.ambiguous = True
-                raise
+            if failed is None:
+                timeout = self.timeout
+                if self.deadline_at is not None:
+                    remaining = self.deadline_at - self.retrier.clock()
+                    if remaining <= 0:
+                        raise APITimeoutError(f"{self.describe()}: the call's deadline has passed")
+                    timeout = min(timeout, remaining)
+                self.attempts += 1
+                try:
+                    return await self.attempt(timeout)
+                except KirimError as error:
+                    failed = error
+            met, failed = failed, None
+            if isinstance(met, RateLimitError) and self.gate is not None:
+                self.gate.rate_limited(met)  # raises when the job's wait budget is spent
+                continue
+            self.failed_attempts += 1
+            if is_ambiguous(met):
+                self.ambiguous = True
+            raise met
 
     async def replay_then_run(self) -> T:
         """As backoff's target: the first failure (already met) first, then real attempts."""
@@ -152,7 +156,7 @@ class _Call(Generic[T]):
         request_id = error.request_id if isinstance(error, APIStatusError) else None
         logger.debug(
             "%s: attempt %d of %d failed (%s); retrying in %.3fs; request_id=%s",
-            self.description,
+            self.describe(),
             self.attempts,
             self.max_retries + 1,
             error,
@@ -204,7 +208,7 @@ class Retrier:
         timeout: float,
         max_retries: int,
         deadline: float | None,
-        description: str,
+        describe: Callable[[], str],
         gate: RateGate | None = None,
     ) -> tuple[T, int]:
         """Run *attempt* until it succeeds or the policy gives up.
@@ -214,7 +218,8 @@ class Retrier:
             timeout: The timeout of each attempt.
             max_retries: Retries allowed after the first attempt.
             deadline: Seconds the whole call may take, retries and waits included.
-            description: What the call does, for log lines.
+            describe: Says what the call does, for log lines and errors (called only
+                when one is written: most calls never need it).
             gate: A shared rate-limit gate that 429s are handed to (the bulk helper's).
 
         Returns:
@@ -224,11 +229,19 @@ class Retrier:
             KirimError: The last error, with ``attempts`` set; a duplicate met after
                 an ambiguous attempt has ``after_ambiguous_attempt`` set.
         """
+        first_failure = None
+        if deadline is None:
+            # The common case, kept lean: no call state is built unless an attempt fails.
+            try:
+                return await attempt(timeout), 1
+            except KirimError as error:
+                first_failure = error
         deadline_at = None if deadline is None else self.clock() + deadline
-        call = _Call(attempt, self, max_retries, timeout, deadline_at, description, gate)
+        call = _Call(attempt, self, max_retries, timeout, deadline_at, describe, gate)
+        call.attempts = 0 if first_failure is None else 1
         try:
             try:
-                result = await call.run_once()
+                result = await call.run_once(first_failure)
             except KirimError as first:
                 if call.should_give_up(first):  # non-retryable, or max_retries spent
                     raise

@@ -81,10 +81,7 @@ def build_create_label(
 ) -> OutgoingRequest:
     """Return the ``POST /labels`` request for *request*."""
     return OutgoingRequest(
-        method="POST",
-        url=f"{base_url}/labels",
-        headers=headers,
-        body=_json.dumps(request_to_dict(request)),
+        "POST", f"{base_url}/labels", headers, _json.dumps(request_to_dict(request))
     )
 
 

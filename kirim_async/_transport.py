@@ -89,7 +89,9 @@ class Transport:
             APIConnectionError: The connection failed or broke.
             MalformedResponseError: The body is longer than the configured cap.
         """
-        session = self._open()
+        session = self._session if self._session is not None else self._open()
+        if self._last_timeout.total != timeout:
+            self._last_timeout = aiohttp.ClientTimeout(total=timeout)
         try:
             async with session.request(
                 request.method,
@@ -97,15 +99,14 @@ class Transport:
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,  # the Authorization header must not follow a redirect
-                timeout=self._timeout(timeout),
+                timeout=self._last_timeout,  # most calls share the client's default
             ) as response:
-                body = await self._read(response)
-                return RawResponse(
-                    status=response.status,
-                    reason=response.reason or "",
-                    headers=response.headers,
-                    body=body,
-                )
+                length = response.content_length
+                if length is not None and length <= self._max_response_bytes:
+                    body = await response.read()
+                else:
+                    body = await self._read_capped(response, length)
+                return RawResponse(response.status, response.reason or "", response.headers, body)
         except _NOT_SENT as exc:
             error_class = (
                 APITimeoutError if isinstance(exc, asyncio.TimeoutError) else APIConnectionError
@@ -122,23 +123,14 @@ class Transport:
                 f"connection to {request.url} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        # Most calls use the client's default: reuse its (immutable) ClientTimeout.
-        cached = self._last_timeout
-        if cached.total != seconds:
-            cached = self._last_timeout = aiohttp.ClientTimeout(total=seconds)
-        return cached
-
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_capped(self, response: aiohttp.ClientResponse, length: int | None) -> bytes:
+        """Read a body of unknown length up to the cap; refuse one announced as longer."""
         cap = self._max_response_bytes
-        length = response.content_length
-        if length is not None and length > cap:
+        if length is not None:
             raise MalformedResponseError(
                 f"response body of {length} bytes exceeds the {cap}-byte limit",
                 status=response.status,
             )
-        if length is not None:
-            return await response.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):

@@ -178,7 +178,7 @@ class _Job:
         if self.stop_error is not None:
             return self._stopped(index, request)
         try:
-            response = await self.client._create(
+            label, _, attempts = await self.client._create(
                 request, timeout=None, max_retries=self.max_retries, deadline=None, gate=self.gate
             )
         except _JobStoppedError:
@@ -209,9 +209,9 @@ class _Job:
             index=index,
             request=request,
             status=OutcomeStatus.CREATED,
-            label=response.label,
-            attempts=response.attempts,
-            request_id=response.request_id,
+            label=label,
+            attempts=attempts,
+            request_id=label.request_id,
         )
 
     @staticmethod
