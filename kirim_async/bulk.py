@@ -14,9 +14,11 @@ import inspect
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
+    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
     Mapping,
 )
 from typing import Any, Literal, TypeAlias
@@ -126,8 +128,68 @@ class _Planner:
 
 
 @attrs.define
+class _Source:
+    """The input, taken one item at a time by the workers and numbered in input order."""
+
+    items: Iterator[object] | None
+    async_items: AsyncIterator[object] | None
+    reading: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+    next_index: int = 0
+
+    @classmethod
+    def of(cls, items: Items) -> _Source:
+        if isinstance(items, AsyncIterable):
+            return cls(None, aiter(items))
+        return cls(iter(items), None)
+
+    def take_now(self) -> tuple[int, object] | None:
+        """The next item of a plain iterable, read with ``next()``: no await, no loop turn."""
+        assert self.items is not None  # noqa: S101 - only called for plain iterables
+        for item in self.items:
+            index = self.next_index
+            self.next_index += 1
+            return index, item
+        return None
+
+    async def take(self) -> tuple[int, object] | None:
+        """The next item of an async iterable, or None when it is exhausted."""
+        assert self.async_items is not None  # noqa: S101 - only called for async iterables
+        async with self.reading:  # an async generator cannot serve two anext() at once
+            try:
+                item = await anext(self.async_items)
+            except StopAsyncIteration:
+                return None
+            index = self.next_index
+            self.next_index += 1
+            return index, item
+
+    async def aclose(self) -> None:
+        """End an async generator the job stopped reading early."""
+        close = getattr(self.async_items, "aclose", None)
+        if close is not None:
+            await close()
+
+
+@attrs.frozen
+class _WorkerFailed:
+    """A worker met an error that is not an item's outcome (the input raised, say)."""
+
+    error: Exception
+
+
+_WORKER_DONE = object()
+
+
+@attrs.define
 class _Job:
-    """The state of one bulk job; the generator below drives it."""
+    """The state of one bulk job: ``concurrency`` workers that share the input.
+
+    Each worker takes an item, sends it and hands its outcome over, one item at a time,
+    so the pool's size is the bound on requests in flight. Workers that live for the
+    whole job cost less per item than a task per item under a semaphore (see
+    benchmarks/RESULTS.md), and keep at most ``concurrency`` items taken and not yet
+    finished.
+    """
 
     client: KirimClient
     gate: RateGate
@@ -136,12 +198,6 @@ class _Job:
     max_retries: int | None
     planner: _Planner
     stop_error: KirimError | None = None
-    in_flight: set[asyncio.Task[LabelOutcome]] = attrs.field(factory=set)
-    finished: asyncio.Queue[LabelOutcome] = attrs.field(factory=asyncio.Queue)
-    slots: asyncio.Semaphore = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.slots = asyncio.Semaphore(self.concurrency)
 
     def prepare(self, index: int, item: object) -> CreateLabel | LabelOutcome:
         """Validate and de-duplicate an item: the request to send, or its outcome now."""
@@ -159,18 +215,25 @@ class _Job:
             error=self.stop_error,
         )
 
-    async def dispatch(self, index: int, request: CreateLabel) -> None:
-        """Start sending *request* once a slot is free."""
-        await self.slots.acquire()
-        task = asyncio.ensure_future(self._send(index, request))
-        self.in_flight.add(task)
-        task.add_done_callback(self._collect)
-
-    def _collect(self, task: asyncio.Task[LabelOutcome]) -> None:
-        self.in_flight.discard(task)
-        self.slots.release()
-        if not task.cancelled():
-            self.finished.put_nowait(task.result())
+    async def _work(self, source: _Source, finished: asyncio.Queue[object]) -> None:
+        """One worker: take, send and hand over items until the input is exhausted."""
+        try:
+            while True:
+                taken = source.take_now() if source.items is not None else await source.take()
+                if taken is None:
+                    break
+                index, item = taken
+                prepared = self.prepare(index, item)
+                if isinstance(prepared, CreateLabel):
+                    prepared = await self._send(index, prepared)
+                    # Let the answers that came in with this one reach the gate (a 429
+                    # among them closes it) before this worker sends again.
+                    await asyncio.sleep(0)
+                await finished.put(prepared)
+        except Exception as error:  # re-raised by run(), in the caller's task
+            await finished.put(_WorkerFailed(error))
+        else:
+            await finished.put(_WORKER_DONE)
 
     async def _send(  # noqa: PLR0911 - one return per kind of outcome
         self, index: int, request: CreateLabel
@@ -225,58 +288,38 @@ class _Job:
             request_id=getattr(error, "request_id", None),
         )
 
-    async def cancel(self) -> None:
-        """Cancel the requests in flight and wait until they have ended."""
-        tasks = list(self.in_flight)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
     async def run(
         self, items: Items, on_outcome: OnOutcome | None
     ) -> AsyncGenerator[LabelOutcome, None]:
         """Yield one outcome per item, in completion order."""
-        # Plain iterables are read with next(): no await (and no loop turn) per item.
-        sync_source = None if isinstance(items, AsyncIterable) else iter(items)
-        async_source = aiter(items) if isinstance(items, AsyncIterable) else None
-        index = 0
-        exhausted = False
+        source = _Source.of(items)
+        # Bounded: a slow consumer holds the workers back, so the input is read no faster.
+        finished: asyncio.Queue[object] = asyncio.Queue(maxsize=self.concurrency)
+        workers = [
+            asyncio.ensure_future(self._work(source, finished)) for _ in range(self.concurrency)
+        ]
+        running = len(workers)
         try:
-            while True:
-                # Read ahead only while there is room: O(concurrency) items pending at most.
-                while (
-                    not exhausted
-                    and not self.slots.locked()
-                    and self.finished.qsize() < self.concurrency
-                ):
-                    try:
-                        if sync_source is not None:
-                            item = next(sync_source)
-                        else:
-                            assert async_source is not None  # noqa: S101 - one of the two
-                            item = await anext(async_source)
-                    except (StopIteration, StopAsyncIteration):
-                        exhausted = True
-                        break
-                    prepared = self.prepare(index, item)
-                    if isinstance(prepared, LabelOutcome):
-                        self.finished.put_nowait(prepared)
-                    else:
-                        await self.dispatch(index, prepared)
-                    index += 1
-                if exhausted and not self.in_flight and self.finished.empty():
-                    return
-                outcome = await self.finished.get()
+            while running:
+                outcome = await finished.get()
+                if outcome is _WORKER_DONE:
+                    running -= 1
+                    continue
+                if isinstance(outcome, _WorkerFailed):
+                    raise outcome.error
+                assert isinstance(outcome, LabelOutcome)  # noqa: S101 - nothing else is queued
                 if on_outcome is not None:
                     reported = on_outcome(outcome)
                     if inspect.isawaitable(reported):
                         await reported
                 yield outcome
         finally:
-            await self.cancel()
-            close = getattr(async_source, "aclose", None)
-            if close is not None:  # an async generator the job consumed: end it now
-                await close()
+            # Stopped early (cancelled, closed, or the input failed): end the requests in
+            # flight, then the input.
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await source.aclose()
 
 
 def _one_of_on_duplicate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

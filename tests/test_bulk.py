@@ -61,6 +61,48 @@ class TestInputs:
         assert len(result.created) == 30
         assert [o.index for o in result.outcomes] == list(range(30))
 
+    @pytest.mark.parametrize("asynchronous", [False, True])
+    async def test_each_index_is_the_items_position(
+        self, server: FakeKirimServer, asynchronous: bool
+    ) -> None:
+        # The workers share the input: numbering must follow the order items are read.
+        names = [f"n{i}" for i in range(200)]
+
+        async def agen() -> AsyncIterator[str]:
+            for name in names:
+                await asyncio.sleep(0)  # let other workers queue on the reading lock
+                yield name
+
+        items = agen() if asynchronous else iter(names)
+        async with client_for(server) as client:
+            result = await bulk_create_labels(client, items, concurrency=16)
+        assert [o.request.name for o in result.outcomes] == names
+        assert {label["name"] for label in server.labels} == set(names)
+
+    @pytest.mark.parametrize("asynchronous", [False, True])
+    async def test_an_input_that_raises_ends_the_job_with_its_error(
+        self, asynchronous: bool
+    ) -> None:
+        def names() -> Iterator[str]:
+            for i in range(50):
+                yield f"n{i}"
+            raise ValueError("the input broke")
+
+        async def agen() -> AsyncIterator[str]:
+            for name in names():
+                yield name
+
+        seen: list[LabelOutcome] = []
+        # The server runs on its own thread, so that this loop holds only the client's tasks.
+        with FakeKirimServer().running_in_thread() as server:
+            async with client_for(server) as client:
+                with pytest.raises(ValueError, match="the input broke"):
+                    await bulk_create_labels(
+                        client, agen() if asynchronous else names(), on_outcome=seen.append
+                    )
+                assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert len({o.index for o in seen}) == len(seen) <= 50
+
     async def test_iterator_yields_in_completion_order_with_index(self) -> None:
         async with FakeKirimServer() as server, client_for(server) as client:
             server.script(Fault.LATENCY)  # the first item answers last
