@@ -24,7 +24,13 @@ from ._config import (
 from ._events import Hooks, RequestEvent, ResponseEvent
 from ._pacing import RateGate
 from ._retry import Retrier
-from ._sansio import build_create_label, build_headers, decipher_label, user_agent
+from ._sansio import (
+    OutgoingRequest,
+    build_create_label,
+    build_headers,
+    decipher_label,
+    user_agent,
+)
 from ._transport import AIOHTTP_VERSION, RawResponse, Transport
 from .models import CreateLabel, Label, LabelColor
 
@@ -289,45 +295,64 @@ class KirimClient:
                 max_retries=options.max_retries if max_retries is None else max_retries,
                 deadline=options.deadline if deadline is None else deadline,
             )
-        outgoing = build_create_label(config.base_url, self._headers, request)
-        hooks = self._hooks
-        attempt_number = 0
-
-        async def attempt(attempt_timeout: float) -> tuple[Label, RawResponse]:
-            nonlocal attempt_number
-            attempt_number += 1
-            if gate is not None and not gate.pass_now():
-                await gate.wait_turn()
-            if hooks.on_request is not None:
-                hooks.on_request(
-                    RequestEvent(method=outgoing.method, url=outgoing.url, attempt=attempt_number)
-                )
-            sent_at = self._clock() if hooks.on_response is not None else 0.0
-            raw = await self._transport.send(outgoing, timeout=attempt_timeout)
-            if gate is not None:
-                gate.observe(raw.status, raw.headers)
-            if hooks.on_response is not None:
-                hooks.on_response(
-                    ResponseEvent(
-                        method=outgoing.method,
-                        url=outgoing.url,
-                        attempt=attempt_number,
-                        status=raw.status,
-                        request_id=raw.headers.get("X-Request-Id"),
-                        elapsed=self._clock() - sent_at,
-                    )
-                )
-            label = decipher_label(
-                raw.status, raw.reason, raw.headers, raw.body, self._wall_clock()
-            )
-            return label, raw
-
-        (label, raw), attempts = await self._retrier.run(
-            attempt,
+        exchange = _CreateExchange(
+            self, request, build_create_label(config.base_url, self._headers, request), gate
+        )
+        label, attempts = await self._retrier.run(
+            exchange,
             timeout=options.timeout,
             max_retries=options.max_retries,
             deadline=options.deadline,
-            describe=lambda: f"create label {request.name!r}",
+            describe=exchange.describe,
             gate=gate,
         )
-        return label, raw, attempts
+        assert exchange.last is not None  # noqa: S101 - a label came from an answer
+        return label, exchange.last, attempts
+
+
+@attrs.define
+class _CreateExchange:
+    """The attempts of one create call: what the retrier runs, once per attempt.
+
+    One small object per call rather than a closure, which would cost a cell per
+    captured name (they add up, and wake the garbage collector, in a bulk job).
+    """
+
+    client: KirimClient
+    request: CreateLabel
+    outgoing: OutgoingRequest
+    gate: RateGate | None
+    attempts: int = 0
+    last: RawResponse | None = None
+
+    def describe(self) -> str:
+        """What the call does, for log lines and errors."""
+        return f"create label {self.request.name!r}"
+
+    async def __call__(self, timeout: float) -> Label:
+        """Make one attempt: wait for the gate, send, and decipher the answer."""
+        self.attempts += 1
+        client, gate, outgoing = self.client, self.gate, self.outgoing
+        hooks = client._hooks
+        if gate is not None and not gate.pass_now():
+            await gate.wait_turn()
+        if hooks.on_request is not None:
+            hooks.on_request(
+                RequestEvent(method=outgoing.method, url=outgoing.url, attempt=self.attempts)
+            )
+        sent_at = client._clock() if hooks.on_response is not None else 0.0
+        raw = self.last = await client._transport.send(outgoing, timeout=timeout)
+        if gate is not None:
+            gate.observe(raw.status, raw.headers)
+        if hooks.on_response is not None:
+            hooks.on_response(
+                ResponseEvent(
+                    method=outgoing.method,
+                    url=outgoing.url,
+                    attempt=self.attempts,
+                    status=raw.status,
+                    request_id=raw.headers.get("X-Request-Id"),
+                    elapsed=client._clock() - sent_at,
+                )
+            )
+        return decipher_label(raw.status, raw.reason, raw.headers, raw.body, client._wall_clock())

@@ -83,13 +83,13 @@ def _structure_str(value: object, _type: object) -> str:
     return value
 
 
+_COLORS_BY_VALUE: dict[str, LabelColor] = {color.value: color for color in LabelColor}
+
+
 def _structure_color(value: object, _type: object) -> LabelColor | str:
     # The API may add colours before this library knows them: keep those as strings.
     text = _structure_str(value, str)
-    try:
-        return LabelColor(text)
-    except ValueError:
-        return text
+    return _COLORS_BY_VALUE.get(text, text)  # a dict lookup: LabelColor(text) is slow
 
 
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
