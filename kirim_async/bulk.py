@@ -229,7 +229,10 @@ class _Job:
                     # Let the answers that came in with this one reach the gate (a 429
                     # among them closes it) before this worker sends again.
                     await asyncio.sleep(0)
-                await finished.put(prepared)
+                if finished.full():
+                    await finished.put(prepared)
+                else:
+                    finished.put_nowait(prepared)  # no coroutine per item when there is room
         except Exception as error:  # re-raised by run(), in the caller's task
             await finished.put(_WorkerFailed(error))
         else:
@@ -301,7 +304,7 @@ class _Job:
         running = len(workers)
         try:
             while running:
-                outcome = await finished.get()
+                outcome = finished.get_nowait() if finished.qsize() else await finished.get()
                 if outcome is _WORKER_DONE:
                     running -= 1
                     continue
