@@ -1,12 +1,14 @@
 """One benchmark client run, in its own process: ``python benchmarks/variants.py NAME ...``.
 
-Prints one JSON line: wall seconds, client CPU seconds, peak RSS, requests, 429s met.
+Prints one JSON line: wall seconds, client CPU seconds, peak RSS, requests, 429s met,
+and the collections Python's cyclic garbage collector ran, by generation.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import resource
 import sys
@@ -63,6 +65,18 @@ async def kirim_bulk(args: argparse.Namespace) -> dict[str, Any]:
         )
     assert len(result.created) == args.n, result.counts
     return {"rate_limited": result.rate_limited}
+
+
+async def kirim_iter(args: argparse.Namespace) -> dict[str, Any]:
+    """The bulk job through iter_bulk_create_labels, keeping no outcome (a diagnostic)."""
+    created = 0
+    async with KirimClient(args.token, base_url=args.url) as client:
+        async for outcome in iter_bulk_create_labels(
+            client, names(args.prefix, args.n), concurrency=args.concurrency
+        ):
+            created += outcome.label is not None
+    assert created == args.n
+    return {}
 
 
 async def raw_gather(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,6 +175,7 @@ VARIANTS: dict[str, Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]] =
     "kirim_sequential": kirim_sequential,
     "raw_sequential": raw_sequential,
     "kirim_bulk": kirim_bulk,
+    "kirim_iter": kirim_iter,
     "raw_gather": raw_gather,
     "httpx_gather": httpx_gather,
     "backoff_retry_after": backoff_retry_after,
@@ -178,13 +193,25 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--prefix", default="bench")
     args = parser.parse_args()
+    collections_before = [generation["collections"] for generation in gc.get_stats()]
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     extra = asyncio.run(VARIANTS[args.variant](args))
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = {"wall": wall, "cpu": cpu, "rss_kb": after.ru_maxrss, "n": args.n, **extra}
+    collections = [
+        generation["collections"] - earlier
+        for generation, earlier in zip(gc.get_stats(), collections_before, strict=True)
+    ]
+    result = {
+        "wall": wall,
+        "cpu": cpu,
+        "rss_kb": after.ru_maxrss,
+        "n": args.n,
+        "gc": collections,
+        **extra,
+    }
     sys.stdout.write(json.dumps(result) + "\n")
 
 
