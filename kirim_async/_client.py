@@ -103,7 +103,7 @@ class Labels:
             MalformedResponseError: The answer does not match the API contract.
         """
         request = self._request(name, color, team_id)
-        label, _, _ = await self._client._create(
+        label, _ = await self._client._create(
             request, timeout=timeout, max_retries=max_retries, deadline=deadline
         )
         return label
@@ -121,15 +121,17 @@ class Labels:
         """Like :meth:`create`, but return the label with status, headers and attempts."""
         request = self._request(name, color, team_id)
         started = self._client._clock()
-        label, raw, attempts = await self._client._create(
+        label, exchange = await self._client._create(
             request, timeout=timeout, max_retries=max_retries, deadline=deadline
         )
+        raw = exchange.last
+        assert raw is not None  # noqa: S101 - the label came from an answer
         return LabelResponse(
             label=label,
             status=raw.status,
             headers=raw.headers,
             request_id=label.request_id,
-            attempts=attempts,
+            attempts=exchange.attempts,
             elapsed=self._client._clock() - started,
         )
 
@@ -283,8 +285,12 @@ class KirimClient:
         max_retries: int | None,
         deadline: float | None,
         gate: RateGate | None = None,
-    ) -> tuple[Label, RawResponse, int]:
-        """Send *request*, retrying under the policy: the label, last answer and attempts."""
+    ) -> tuple[Label, _CreateExchange]:
+        """Send *request*, retrying under the policy.
+
+        Returns:
+            The label, and the exchange that counted the attempts and kept the last answer.
+        """
         config = self._config
         if request.team_id is None and config.team_id is not None:
             request = attrs.evolve(request, team_id=config.team_id)
@@ -298,16 +304,14 @@ class KirimClient:
         exchange = _CreateExchange(
             self, request, build_create_label(config.base_url, self._headers, request), gate
         )
-        label, attempts = await self._retrier.run(
+        label = await self._retrier.run(
             exchange,
             timeout=options.timeout,
             max_retries=options.max_retries,
             deadline=options.deadline,
-            describe=exchange.describe,
             gate=gate,
         )
-        assert exchange.last is not None  # noqa: S101 - a label came from an answer
-        return label, exchange.last, attempts
+        return label, exchange
 
 
 @attrs.define

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 import backoff
@@ -37,7 +37,18 @@ logger = logging.getLogger("kirim_async")
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
-Attempt = Callable[[float], Awaitable[T]]
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Attempt(Protocol[T_co]):
+    """What the retrier runs: one attempt per call, and a description for messages."""
+
+    def __call__(self, timeout: float) -> Awaitable[T_co]:
+        """Make one attempt that may take *timeout* seconds."""
+
+    def describe(self) -> str:
+        """Say what the call does, for log lines and errors (only when one is written)."""
+
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -74,7 +85,6 @@ class _Call(Generic[T]):
     max_retries: int
     timeout: float
     deadline_at: float | None
-    describe: Callable[[], str]
     gate: RateGate | None = None
     attempts: int = 0
     failed_attempts: int = 0
@@ -97,7 +107,9 @@ class _Call(Generic[T]):
                 if self.deadline_at is not None:
                     remaining = self.deadline_at - self.retrier.clock()
                     if remaining <= 0:
-                        raise APITimeoutError(f"{self.describe()}: the call's deadline has passed")
+                        raise APITimeoutError(
+                            f"{self.attempt.describe()}: the call's deadline has passed"
+                        )
                     timeout = min(timeout, remaining)
                 self.attempts += 1
                 try:
@@ -156,7 +168,7 @@ class _Call(Generic[T]):
         request_id = error.request_id if isinstance(error, APIStatusError) else None
         logger.debug(
             "%s: attempt %d of %d failed (%s); retrying in %.3fs; request_id=%s",
-            self.describe(),
+            self.attempt.describe(),
             self.attempts,
             self.max_retries + 1,
             error,
@@ -208,22 +220,20 @@ class Retrier:
         timeout: float,
         max_retries: int,
         deadline: float | None,
-        describe: Callable[[], str],
         gate: RateGate | None = None,
-    ) -> tuple[T, int]:
+    ) -> T:
         """Run *attempt* until it succeeds or the policy gives up.
 
         Args:
-            attempt: Makes one attempt, given its timeout in seconds.
+            attempt: Makes one attempt, given its timeout in seconds (each call of it is
+                one attempt, so it can count them).
             timeout: The timeout of each attempt.
             max_retries: Retries allowed after the first attempt.
             deadline: Seconds the whole call may take, retries and waits included.
-            describe: Says what the call does, for log lines and errors (called only
-                when one is written: most calls never need it).
             gate: A shared rate-limit gate that 429s are handed to (the bulk helper's).
 
         Returns:
-            The attempt's result and the number of attempts made.
+            The successful attempt's result.
 
         Raises:
             KirimError: The last error, with ``attempts`` set; a duplicate met after
@@ -233,11 +243,11 @@ class Retrier:
         if deadline is None:
             # The common case, kept lean: no call state is built unless an attempt fails.
             try:
-                return await attempt(timeout), 1
+                return await attempt(timeout)
             except KirimError as error:
                 first_failure = error
         deadline_at = None if deadline is None else self.clock() + deadline
-        call = _Call(attempt, self, max_retries, timeout, deadline_at, describe, gate)
+        call = _Call(attempt, self, max_retries, timeout, deadline_at, gate)
         call.attempts = 0 if first_failure is None else 1
         try:
             try:
@@ -245,8 +255,8 @@ class Retrier:
             except KirimError as first:
                 if call.should_give_up(first):  # non-retryable, or max_retries spent
                     raise
-                return await call.retry_after(first), call.attempts
-            return result, call.attempts
+                return await call.retry_after(first)
+            return result
         except KirimError as error:
             error.attempts = call.attempts
             if isinstance(error, DuplicateLabelError) and call.ambiguous:

@@ -103,7 +103,8 @@ class _Planner:
 
     default_team_id: str | None
     dedupe: bool
-    first_seen: dict[tuple[str | None, str], int] = attrs.field(factory=dict)
+    # team -> name -> index of its first item: no key object to build per item.
+    first_seen: dict[str | None, dict[str, int]] = attrs.field(factory=dict)
 
     def prepare(self, index: int, item: object) -> CreateLabel | LabelOutcome:
         """The request to send for *item*, or its outcome when nothing is to be sent."""
@@ -114,8 +115,11 @@ class _Planner:
                 index=index, request=item, status=OutcomeStatus.INVALID, error=error
             )
         if self.dedupe:
-            key = (request.team_id or self.default_team_id, request.name)
-            first = self.first_seen.setdefault(key, index)
+            team = request.team_id or self.default_team_id
+            names = self.first_seen.get(team)
+            if names is None:
+                names = self.first_seen[team] = {}
+            first = names.setdefault(request.name, index)
             if first != index:
                 return LabelOutcome(
                     index=index,
@@ -134,7 +138,8 @@ class _Source:
     items: Iterator[object] | None
     async_items: AsyncIterator[object] | None
     reading: asyncio.Lock = attrs.field(factory=asyncio.Lock)
-    next_index: int = 0
+    taken: int = 0
+    """Items taken so far: the last one taken has index ``taken - 1``."""
 
     @classmethod
     def of(cls, items: Items) -> _Source:
@@ -142,26 +147,27 @@ class _Source:
             return cls(None, aiter(items))
         return cls(iter(items), None)
 
-    def take_now(self) -> tuple[int, object] | None:
-        """The next item of a plain iterable, read with ``next()``: no await, no loop turn."""
-        assert self.items is not None  # noqa: S101 - only called for plain iterables
-        for item in self.items:
-            index = self.next_index
-            self.next_index += 1
-            return index, item
-        return None
+    def take_now(self) -> object:
+        """The next item of a plain iterable, read with ``next()``: no await, no loop turn.
 
-    async def take(self) -> tuple[int, object] | None:
-        """The next item of an async iterable, or None when it is exhausted."""
+        Returns ``_EXHAUSTED`` at the end.
+        """
+        assert self.items is not None  # noqa: S101 - only called for plain iterables
+        item = next(self.items, _EXHAUSTED)
+        if item is not _EXHAUSTED:
+            self.taken += 1
+        return item
+
+    async def take(self) -> object:
+        """The next item of an async iterable, or ``_EXHAUSTED`` at the end."""
         assert self.async_items is not None  # noqa: S101 - only called for async iterables
         async with self.reading:  # an async generator cannot serve two anext() at once
             try:
                 item = await anext(self.async_items)
             except StopAsyncIteration:
-                return None
-            index = self.next_index
-            self.next_index += 1
-            return index, item
+                return _EXHAUSTED
+            self.taken += 1
+            return item
 
     async def aclose(self) -> None:
         """End an async generator the job stopped reading early."""
@@ -177,6 +183,7 @@ class _WorkerFailed:
     error: Exception
 
 
+_EXHAUSTED = object()
 _WORKER_DONE = object()
 
 
@@ -219,10 +226,10 @@ class _Job:
         """One worker: take, send and hand over items until the input is exhausted."""
         try:
             while True:
-                taken = source.take_now() if source.items is not None else await source.take()
-                if taken is None:
+                item = source.take_now() if source.items is not None else await source.take()
+                if item is _EXHAUSTED:
                     break
-                index, item = taken
+                index = source.taken - 1  # nothing else ran since the take: no await between
                 prepared = self.prepare(index, item)
                 if isinstance(prepared, CreateLabel):
                     prepared = await self._send(index, prepared)
@@ -244,7 +251,7 @@ class _Job:
         if self.stop_error is not None:
             return self._stopped(index, request)
         try:
-            label, _, attempts = await self.client._create(
+            label, exchange = await self.client._create(
                 request, timeout=None, max_retries=self.max_retries, deadline=None, gate=self.gate
             )
         except _JobStoppedError:
@@ -276,7 +283,7 @@ class _Job:
             request=request,
             status=OutcomeStatus.CREATED,
             label=label,
-            attempts=attempts,
+            attempts=exchange.attempts,
             request_id=label.request_id,
         )
 
