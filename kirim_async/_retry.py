@@ -89,20 +89,20 @@ class _Call(Generic[T]):
     attempts: int = 0
     failed_attempts: int = 0
     ambiguous: bool = False
+    failed: KirimError | None = None
+    """An attempt's error not yet handled: the first attempt's, when the retrier made it."""
     _pending: KirimError | None = None
     _next_wait: float = 0.0
 
-    async def run_once(self, failed: KirimError | None = None) -> T:
+    async def run_once(self) -> T:
         """One attempt, its timeout bounded by the call's deadline.
 
         With a gate, a 429 is handed to the gate and the attempt made again once it
-        opens: waiting out a rate limit does not spend the error-retry budget.
-
-        Args:
-            failed: The error of an attempt already made (and counted) outside the call.
+        opens: waiting out a rate limit does not spend the error-retry budget. If
+        ``failed`` is set, that attempt was already made and its error is handled first.
         """
         while True:
-            if failed is None:
+            if self.failed is None:
                 timeout = self.timeout
                 if self.deadline_at is not None:
                     remaining = self.deadline_at - self.retrier.clock()
@@ -115,21 +115,30 @@ class _Call(Generic[T]):
                 try:
                     return await self.attempt(timeout)
                 except KirimError as error:
-                    failed = error
-            met, failed = failed, None
-            if isinstance(met, RateLimitError) and self.gate is not None:
-                self.gate.rate_limited(met)  # raises when the job's wait budget is spent
-                continue
-            self.failed_attempts += 1
-            if is_ambiguous(met):
-                self.ambiguous = True
-            raise met
+                    self.failed = error
+            met, self.failed = self.failed, None
+            try:
+                if isinstance(met, RateLimitError) and self.gate is not None:
+                    self.gate.rate_limited(met)  # raises when the job's wait budget is spent
+                    continue
+                self.failed_attempts += 1
+                if is_ambiguous(met):
+                    self.ambiguous = True
+                raise met
+            finally:
+                # The traceback keeps this frame: a local holding the error would make a
+                # cycle that only the garbage collector frees (a bulk job of duplicates
+                # piled up megabytes of them between collections).
+                del met
 
     async def replay_then_run(self) -> T:
         """As backoff's target: the first failure (already met) first, then real attempts."""
         if self._pending is not None:
             error, self._pending = self._pending, None
-            raise error
+            try:
+                raise error
+            finally:
+                del error  # no cycle through this frame (see run_once)
         return await self.run_once()
 
     def should_give_up(self, error: Exception) -> bool:
@@ -248,10 +257,12 @@ class Retrier:
                 first_failure = error
         deadline_at = None if deadline is None else self.clock() + deadline
         call = _Call(attempt, self, max_retries, timeout, deadline_at, gate)
-        call.attempts = 0 if first_failure is None else 1
+        if first_failure is not None:
+            call.attempts, call.failed = 1, first_failure
+            first_failure = None  # held by the call only: no cycle through this frame
         try:
             try:
-                result = await call.run_once(first_failure)
+                result = await call.run_once()
             except KirimError as first:
                 if call.should_give_up(first):  # non-retryable, or max_retries spent
                     raise

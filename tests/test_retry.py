@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import email.utils
+import gc
 import logging
 import socket
+import weakref
 
 import pytest
 
@@ -21,6 +23,7 @@ from kirim_async.testing import FakeKirimServer, Fault
 from .conftest import Answer, ScriptedServer, SleepRecorder, client_for, label_body
 
 RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
+DUPLICATE = {"error": {"code": "invalid_field_value", "param": "name", "message": "taken"}}
 
 
 class TestWhatIsRetried:
@@ -354,3 +357,29 @@ async def test_success_after_retries_is_the_label(
     async with client_for(scripted, sleeps) as client:
         label = await client.labels.create("bug")
     assert label.request_id == "req_ok"
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        pytest.param([Answer(400, DUPLICATE)], id="first-attempt"),
+        pytest.param([Answer(503, b""), Answer(400, DUPLICATE)], id="after-a-retry"),
+    ],
+)
+async def test_a_raised_error_is_freed_without_the_garbage_collector(
+    scripted: ScriptedServer, sleeps: SleepRecorder, answers: list[Answer]
+) -> None:
+    # A frame of the retrier kept in the traceback while holding the error in a local
+    # would make a cycle: a bulk job of duplicates then piled them up between
+    # collections.
+    scripted.script(*answers)
+    async with client_for(scripted, sleeps) as client:
+        gc.disable()
+        try:
+            try:
+                await client.labels.create("bug")
+            except DuplicateLabelError as error:
+                freed = weakref.ref(error)
+            assert freed() is None
+        finally:
+            gc.enable()
