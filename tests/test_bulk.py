@@ -455,7 +455,9 @@ async def test_cancellation_stops_at_once_and_leaves_nothing_running() -> None:
             with pytest.raises(asyncio.CancelledError):
                 await job
             assert asyncio.all_tasks() == {asyncio.current_task()}
-    assert len(done) == 40
+    # cancel() takes effect at the job's next suspension: outcomes that had already
+    # finished may still be handed over before it, but none sent after it.
+    assert 40 <= len(done) <= 40 + concurrency
     # Requests already dispatched when cancel() was called may still go out in that same
     # loop tick; nothing beyond that in-flight window does.
     assert len(sent) <= sent_at_cancel[0] + concurrency
