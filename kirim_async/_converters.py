@@ -19,7 +19,7 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter as make_json_converter
 
 from .errors import MalformedResponseError
-from .models import CreateLabel, Label, LabelColor
+from .models import COLORS_BY_VALUE, CreateLabel, Label, LabelColor
 
 __all__ = [
     "label_from_envelope",
@@ -83,13 +83,10 @@ def _structure_str(value: object, _type: object) -> str:
     return value
 
 
-_COLORS_BY_VALUE: dict[str, LabelColor] = {color.value: color for color in LabelColor}
-
-
 def _structure_color(value: object, _type: object) -> LabelColor | str:
     # The API may add colours before this library knows them: keep those as strings.
     text = _structure_str(value, str)
-    return _COLORS_BY_VALUE.get(text, text)  # a dict lookup: LabelColor(text) is slow
+    return COLORS_BY_VALUE.get(text, text)
 
 
 def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:

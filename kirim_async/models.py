@@ -44,17 +44,18 @@ class LabelColor(str, enum.Enum):
 
 _COLOR_NAMES = ", ".join(c.value for c in LabelColor)
 
+COLORS_BY_VALUE: dict[str, LabelColor] = {color.value: color for color in LabelColor}
+"""Each colour by its string value: a dict lookup, where ``LabelColor(text)`` is slow."""
+
 
 def _to_color(value: object) -> LabelColor:
     """Convert a colour given as the enum or its string value; reject anything else."""
     if isinstance(value, LabelColor):
         return value
-    if isinstance(value, str):
-        try:
-            return LabelColor(value)
-        except ValueError:
-            pass
-    raise InvalidParameterError("color", f"must be one of {_COLOR_NAMES}", value)
+    color = COLORS_BY_VALUE.get(value) if isinstance(value, str) else None
+    if color is None:
+        raise InvalidParameterError("color", f"must be one of {_COLOR_NAMES}", value)
+    return color
 
 
 @attrs.frozen(kw_only=True)
