@@ -98,6 +98,11 @@ class RateGate:
         return self._halt is not None
 
     @property
+    def is_limiting(self) -> bool:
+        """Whether the server has shown its limit: a 429 met, or a pace from its hints."""
+        return self.rate_limited_count > 0 or self._rate is not None
+
+    @property
     def rate(self) -> float | None:
         """The current paced send rate (requests a second), or None when not pacing."""
         return self._current_rate(self.clock())

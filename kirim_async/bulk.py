@@ -233,9 +233,12 @@ class _Job:
                 prepared = self.prepare(index, item)
                 if isinstance(prepared, CreateLabel):
                     prepared = await self._send(index, prepared)
-                    # Let the answers that came in with this one reach the gate (a 429
-                    # among them closes it) before this worker sends again.
-                    await asyncio.sleep(0)
+                    if self.gate.is_limiting:
+                        # Let the answers that came in with this one reach the gate (a
+                        # 429 among them closes it) before this worker sends again. Not
+                        # before the first sign of a limit: each yield holds the answer
+                        # a loop turn longer, which wakes the garbage collector.
+                        await asyncio.sleep(0)
                 if finished.full():
                     await finished.put(prepared)
                 else:

@@ -391,7 +391,9 @@ class TestRateLimits:
         ):
             result = await bulk_create_labels(client, [f"n{i}" for i in range(600)], concurrency=32)
         assert len(result.created) == 600
-        assert server.stats.rate_limited <= 0.05 * 600
+        # With no hints, the first 429s come unannounced: until the gate hears of them,
+        # each worker may send once more (see the README). Then the pacer keeps it low.
+        assert server.stats.rate_limited <= 0.05 * 600 + 32
 
 
 async def test_faulty_rate_limited_job_accounts_for_every_item() -> None:
@@ -499,6 +501,30 @@ class TestRateGate:
             gate.rate_limited(self.rl(1.0))
         assert gate.throttled_seconds == pytest.approx(1.0)
         assert gate.rate_limited_count == 20
+
+    @pytest.mark.parametrize(
+        ("status", "headers"),
+        [
+            (429, {}),
+            (
+                201,
+                {
+                    "X-RateLimit-Limit": "50",
+                    "X-RateLimit-Remaining": "10",
+                    "X-RateLimit-Reset": "1",
+                },
+            ),
+        ],
+        ids=["a 429", "hints that set a pace"],
+    )
+    def test_is_limiting_after_a_sign_of_the_limit(
+        self, clock: FakeClock, sleeps: SleepRecorder, status: int, headers: dict[str, str]
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        gate.observe(201, {})
+        assert not gate.is_limiting  # bulk workers skip their yield until this turns
+        gate.observe(status, headers)
+        assert gate.is_limiting
 
     async def test_headers_set_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
         gate = self.make(clock, sleeps)
