@@ -186,6 +186,16 @@ class _WorkerFailed:
 _EXHAUSTED = object()
 _WORKER_DONE = object()
 
+_Deliver: TypeAlias = "Callable[[LabelOutcome], Awaitable[None] | None]"
+"""Takes a finished outcome; returns something to await when the taker is full."""
+
+
+def _file(outcomes: list[LabelOutcome | None], outcome: LabelOutcome) -> None:
+    """Put *outcome* at its index, growing the list as needed (they finish out of order)."""
+    if outcome.index >= len(outcomes):
+        outcomes.extend([None] * (outcome.index + 1 - len(outcomes)))
+    outcomes[outcome.index] = outcome
+
 
 @attrs.define
 class _Job:
@@ -222,31 +232,65 @@ class _Job:
             error=self.stop_error,
         )
 
-    async def _work(self, source: _Source, finished: asyncio.Queue[object]) -> None:
-        """One worker: take, send and hand over items until the input is exhausted."""
+    async def _work(self, source: _Source, deliver: _Deliver) -> None:
+        """One worker: take, send and deliver items until the input is exhausted."""
+        while True:
+            item = source.take_now() if source.items is not None else await source.take()
+            if item is _EXHAUSTED:
+                return
+            index = source.taken - 1  # nothing else ran since the take: no await between
+            prepared = self.prepare(index, item)
+            if isinstance(prepared, CreateLabel):
+                prepared = await self._send(index, prepared)
+                if self.gate.is_limiting:
+                    # Let the answers that came in with this one reach the gate (a 429
+                    # among them closes it) before this worker sends again. Not before
+                    # the first sign of a limit: each yield holds the answer a loop
+                    # turn longer, which wakes the garbage collector.
+                    await asyncio.sleep(0)
+            waiting = deliver(prepared)
+            if waiting is not None:
+                await waiting
+
+    async def _feed(self, source: _Source, finished: asyncio.Queue[object]) -> None:
+        """A worker of :meth:`run`: its outcomes, then its end, go into *finished*."""
+
+        def hand_over(outcome: LabelOutcome) -> Awaitable[None] | None:
+            if finished.full():
+                return finished.put(outcome)
+            finished.put_nowait(outcome)  # no coroutine per item when there is room
+            return None
+
         try:
-            while True:
-                item = source.take_now() if source.items is not None else await source.take()
-                if item is _EXHAUSTED:
-                    break
-                index = source.taken - 1  # nothing else ran since the take: no await between
-                prepared = self.prepare(index, item)
-                if isinstance(prepared, CreateLabel):
-                    prepared = await self._send(index, prepared)
-                    if self.gate.is_limiting:
-                        # Let the answers that came in with this one reach the gate (a
-                        # 429 among them closes it) before this worker sends again. Not
-                        # before the first sign of a limit: each yield holds the answer
-                        # a loop turn longer, which wakes the garbage collector.
-                        await asyncio.sleep(0)
-                if finished.full():
-                    await finished.put(prepared)
-                else:
-                    finished.put_nowait(prepared)  # no coroutine per item when there is room
+            await self._work(source, hand_over)
         except Exception as error:  # re-raised by run(), in the caller's task
             await finished.put(_WorkerFailed(error))
         else:
             await finished.put(_WORKER_DONE)
+
+    async def collect(self, items: Items) -> list[LabelOutcome | None]:
+        """Run the job to its end, the workers filing each outcome at its index.
+
+        What :func:`bulk_create_labels` uses when no hook needs the outcomes one at a
+        time: no queue and no consumer task between the workers and the list.
+        """
+        source = _Source.of(items)
+        outcomes: list[LabelOutcome | None] = []
+
+        def file(outcome: LabelOutcome) -> None:
+            _file(outcomes, outcome)
+
+        workers = [asyncio.ensure_future(self._work(source, file)) for _ in range(self.concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            # A worker failed (the input raised) or the caller was cancelled: end the
+            # requests in flight, then the input.
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await source.aclose()
+        return outcomes
 
     async def _send(  # noqa: PLR0911 - one return per kind of outcome
         self, index: int, request: CreateLabel
@@ -309,7 +353,7 @@ class _Job:
         # Bounded: a slow consumer holds the workers back, so the input is read no faster.
         finished: asyncio.Queue[object] = asyncio.Queue(maxsize=self.concurrency)
         workers = [
-            asyncio.ensure_future(self._work(source, finished)) for _ in range(self.concurrency)
+            asyncio.ensure_future(self._feed(source, finished)) for _ in range(self.concurrency)
         ]
         running = len(workers)
         try:
@@ -466,13 +510,14 @@ async def bulk_create_labels(
     )
     clock = job.gate.clock
     started = clock()
-    outcomes: list[LabelOutcome | None] = []
-    stream = job.run(items, on_outcome)
-    async with contextlib.aclosing(stream):
-        async for outcome in stream:
-            if outcome.index >= len(outcomes):
-                outcomes.extend([None] * (outcome.index + 1 - len(outcomes)))
-            outcomes[outcome.index] = outcome
+    if on_outcome is None:
+        outcomes = await job.collect(items)
+    else:  # the hook sees outcomes one at a time, in completion order
+        outcomes = []
+        stream = job.run(items, on_outcome)
+        async with contextlib.aclosing(stream):
+            async for outcome in stream:
+                _file(outcomes, outcome)
     complete = tuple(o for o in outcomes if o is not None)
     assert len(complete) == len(outcomes), "every item has exactly one outcome"  # noqa: S101
     return BulkResult(

@@ -79,9 +79,10 @@ class TestInputs:
         assert [o.request.name for o in result.outcomes] == names
         assert {label["name"] for label in server.labels} == set(names)
 
+    @pytest.mark.parametrize("hooked", [False, True], ids=["filed", "streamed"])
     @pytest.mark.parametrize("asynchronous", [False, True])
     async def test_an_input_that_raises_ends_the_job_with_its_error(
-        self, asynchronous: bool
+        self, asynchronous: bool, hooked: bool
     ) -> None:
         def names() -> Iterator[str]:
             for i in range(50):
@@ -98,7 +99,9 @@ class TestInputs:
             async with client_for(server) as client:
                 with pytest.raises(ValueError, match="the input broke"):
                     await bulk_create_labels(
-                        client, agen() if asynchronous else names(), on_outcome=seen.append
+                        client,
+                        agen() if asynchronous else names(),
+                        on_outcome=seen.append if hooked else None,
                     )
                 assert asyncio.all_tasks() == {asyncio.current_task()}
         assert len({o.index for o in seen}) == len(seen) <= 50
@@ -469,6 +472,28 @@ async def test_cancellation_stops_at_once_and_leaves_nothing_running() -> None:
     reported = {o.request.name for o in done if o.status is OutcomeStatus.CREATED}
     assert reported <= stored
     assert len(stored - reported) <= concurrency  # answers lost to the cancellation
+
+
+async def test_cancelling_a_job_without_hook_leaves_nothing_running() -> None:
+    """Without on_outcome the workers file outcomes themselves; cancelling still ends them."""
+    sent: list[RequestEvent] = []
+    concurrency = 8
+    job: asyncio.Future[Any] | None = None
+
+    def record_then_cancel(event: RequestEvent) -> None:
+        sent.append(event)
+        if len(sent) == 40 and job is not None:
+            job.cancel()
+
+    with FakeKirimServer(latency=0.02).running_in_thread() as server:
+        async with client_for(server, hooks=Hooks(on_request=record_then_cancel)) as client:
+            job = asyncio.ensure_future(
+                bulk_create_labels(client, [f"n{i}" for i in range(500)], concurrency=concurrency)
+            )
+            with pytest.raises(asyncio.CancelledError):
+                await job
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert 40 <= len(sent) <= 40 + concurrency
 
 
 class TestRateGate:
