@@ -115,10 +115,11 @@ class RateGate:
         """
         if self._halt is not None or self._rate is not None or self._lock.locked():
             return False
-        now = self.clock()
-        if now < self._open_at:
+        if self._open_at and self.clock() < self._open_at:  # no clock read until a 429
             return False
-        self._count_send(now)
+        self.sends += 1
+        if self._first_send_at is None:
+            self._first_send_at = self.clock()
         return True
 
     async def wait_turn(self) -> None:
@@ -184,8 +185,10 @@ class RateGate:
             self.rate_limited_count += 1
         else:
             self._waits = None  # a success ends a run of 429s without Retry-After
+        if "X-RateLimit-Limit" not in headers:  # the common case without hints
+            return
         limit = _header_float(headers, "X-RateLimit-Limit")
-        if limit is None:  # the common case without hints: one lookup, not three
+        if limit is None:
             return
         remaining = _header_float(headers, "X-RateLimit-Remaining")
         reset = _header_float(headers, "X-RateLimit-Reset")
