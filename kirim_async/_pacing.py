@@ -117,9 +117,7 @@ class RateGate:
             return False
         if self._open_at and self.clock() < self._open_at:  # no clock read until a 429
             return False
-        self.sends += 1
-        if self._first_send_at is None:
-            self._first_send_at = self.clock()
+        self._count_send()
         return True
 
     async def wait_turn(self) -> None:
@@ -142,14 +140,14 @@ class RateGate:
                 delay = max(self._open_at - now, self._token_delay(now))
                 if delay <= 0:
                     self._tokens = max(0.0, self._tokens - 1.0)
-                    self._count_send(now)
+                    self._count_send()
                     return
                 await self.sleep(delay)
 
-    def _count_send(self, now: float) -> None:
+    def _count_send(self) -> None:
         self.sends += 1
-        if self._first_send_at is None:
-            self._first_send_at = now
+        if self._first_send_at is None:  # read the clock once, not per send
+            self._first_send_at = self.clock()
 
     def _current_rate(self, now: float) -> float | None:
         if self._rate is None or self._from_headers:

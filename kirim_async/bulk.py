@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 from collections.abc import (
     AsyncGenerator,
@@ -20,6 +21,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from typing import Any, Literal, TypeAlias
 
@@ -190,6 +192,14 @@ _Deliver: TypeAlias = "Callable[[LabelOutcome], Awaitable[None] | None]"
 """Takes a finished outcome; returns something to await when the taker is full."""
 
 
+async def _stop(workers: Sequence[asyncio.Future[None]], source: _Source) -> None:
+    """End a job's workers, with their requests in flight, then its input."""
+    for worker in workers:
+        worker.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    await source.aclose()
+
+
 def _file(outcomes: list[LabelOutcome | None], outcome: LabelOutcome) -> None:
     """Put *outcome* at its index, growing the list as needed (they finish out of order)."""
     if outcome.index >= len(outcomes):
@@ -276,20 +286,12 @@ class _Job:
         """
         source = _Source.of(items)
         outcomes: list[LabelOutcome | None] = []
-
-        def file(outcome: LabelOutcome) -> None:
-            _file(outcomes, outcome)
-
+        file = functools.partial(_file, outcomes)
         workers = [asyncio.ensure_future(self._work(source, file)) for _ in range(self.concurrency)]
         try:
             await asyncio.gather(*workers)
-        finally:
-            # A worker failed (the input raised) or the caller was cancelled: end the
-            # requests in flight, then the input.
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            await source.aclose()
+        finally:  # a worker failed (the input raised), or the caller was cancelled
+            await _stop(workers, source)
         return outcomes
 
     async def _send(  # noqa: PLR0911 - one return per kind of outcome
@@ -370,13 +372,8 @@ class _Job:
                     if inspect.isawaitable(reported):
                         await reported
                 yield outcome
-        finally:
-            # Stopped early (cancelled, closed, or the input failed): end the requests in
-            # flight, then the input.
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            await source.aclose()
+        finally:  # done, or stopped early: cancelled, closed, or the input failed
+            await _stop(workers, source)
 
 
 def _one_of_on_duplicate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
