@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -103,10 +103,10 @@ class Labels:
             MalformedResponseError: The answer does not match the API contract.
         """
         request = self._request(name, color, team_id)
-        label, _ = await self._client._create(
+        _, creating = self._client._create(
             request, timeout=timeout, max_retries=max_retries, deadline=deadline
         )
-        return label
+        return await creating
 
     async def create_with_response(
         self,
@@ -121,9 +121,10 @@ class Labels:
         """Like :meth:`create`, but return the label with status, headers and attempts."""
         request = self._request(name, color, team_id)
         started = self._client._clock()
-        label, exchange = await self._client._create(
+        exchange, creating = self._client._create(
             request, timeout=timeout, max_retries=max_retries, deadline=deadline
         )
+        label = await creating
         raw = exchange.last
         assert raw is not None  # noqa: S101 - the label came from an answer
         return LabelResponse(
@@ -277,7 +278,7 @@ class KirimClient:
             policy=self._config.retry,
         )
 
-    async def _create(
+    def _create(
         self,
         request: CreateLabel,
         *,
@@ -285,11 +286,15 @@ class KirimClient:
         max_retries: int | None,
         deadline: float | None,
         gate: RateGate | None = None,
-    ) -> tuple[Label, _CreateExchange]:
-        """Send *request*, retrying under the policy.
+    ) -> tuple[_CreateExchange, Coroutine[Any, Any, Label]]:
+        """Start the call that sends *request*, retrying under the policy.
+
+        Not a coroutine itself: the caller awaits the retrier directly, one coroutine
+        fewer on the path every answer travels.
 
         Returns:
-            The label, and the exchange that counted the attempts and kept the last answer.
+            The exchange, which counts the attempts and keeps the last answer, and the
+            call to await for the label.
         """
         config = self._config
         if request.team_id is None and config.team_id is not None:
@@ -304,19 +309,21 @@ class KirimClient:
         exchange = _CreateExchange(
             self, request, build_create_label(config.base_url, self._headers, request), gate
         )
-        label = await self._retrier.run(
+        creating = self._retrier.run(
             exchange,
             timeout=options.timeout,
             max_retries=options.max_retries,
             deadline=options.deadline,
             gate=gate,
         )
-        return label, exchange
+        return exchange, creating
 
 
 @attrs.define
 class _CreateExchange:
-    """The attempts of one create call: what the retrier runs, once per attempt.
+    """The attempts of one create call, which the retrier runs as its ``Attempt``.
+
+    Per attempt, the retrier calls ``send``, awaits it and hands the answer to ``finish``.
 
     One small object per call rather than a closure, which would cost a cell per
     captured name (they add up, and wake the garbage collector, in a bulk job).
@@ -328,24 +335,41 @@ class _CreateExchange:
     gate: RateGate | None
     attempts: int = 0
     last: RawResponse | None = None
+    sent_at: float = 0.0
+    """When the last attempt was sent (read only when an ``on_response`` hook is set)."""
 
     def describe(self) -> str:
         """What the call does, for log lines and errors."""
         return f"create label {self.request.name!r}"
 
-    async def __call__(self, timeout: float) -> Label:
-        """Make one attempt: wait for the gate, send, and decipher the answer."""
+    def send(self, timeout: float) -> Awaitable[RawResponse]:
+        """Start one attempt: the transport's send, after the gate's turn if it must wait."""
         self.attempts += 1
-        client, gate, outgoing = self.client, self.gate, self.outgoing
-        hooks = client._hooks
+        gate = self.gate
         if gate is not None and not gate.pass_now():
-            await gate.wait_turn()
+            return self._send_in_turn(gate, timeout)
+        return self._send_now(timeout)
+
+    async def _send_in_turn(self, gate: RateGate, timeout: float) -> RawResponse:
+        await gate.wait_turn()
+        return await self._send_now(timeout)
+
+    def _send_now(self, timeout: float) -> Awaitable[RawResponse]:
+        client, outgoing = self.client, self.outgoing
+        hooks = client._hooks
         if hooks.on_request is not None:
             hooks.on_request(
                 RequestEvent(method=outgoing.method, url=outgoing.url, attempt=self.attempts)
             )
-        sent_at = client._clock() if hooks.on_response is not None else 0.0
-        raw = self.last = await client._transport.send(outgoing, timeout=timeout)
+        if hooks.on_response is not None:
+            self.sent_at = client._clock()
+        return client._transport.send(outgoing, timeout=timeout)
+
+    def finish(self, raw: RawResponse) -> Label:
+        """Read an attempt's answer: tell the gate and the hook, then decipher it."""
+        self.last = raw
+        client, gate, outgoing = self.client, self.gate, self.outgoing
+        hooks = client._hooks
         if gate is not None:
             gate.observe(raw.status, raw.headers)
         if hooks.on_response is not None:
@@ -356,7 +380,7 @@ class _CreateExchange:
                     attempt=self.attempts,
                     status=raw.status,
                     request_id=raw.headers.get("X-Request-Id"),
-                    elapsed=client._clock() - sent_at,
+                    elapsed=client._clock() - self.sent_at,
                 )
             )
         return decipher_label(raw.status, raw.reason, raw.headers, raw.body, client._wall_clock())

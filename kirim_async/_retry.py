@@ -36,15 +36,24 @@ __all__ = ["RETRYABLE_STATUSES", "Retrier", "is_ambiguous", "is_retryable"]
 logger = logging.getLogger("kirim_async")
 
 T = TypeVar("T")
-Sleep = Callable[[float], Awaitable[None]]
+A = TypeVar("A")
 T_co = TypeVar("T_co", covariant=True)
+Sleep = Callable[[float], Awaitable[None]]
 
 
-class Attempt(Protocol[T_co]):
-    """What the retrier runs: one attempt per call, and a description for messages."""
+class Attempt(Protocol[A, T_co]):
+    """What the retrier runs, in two steps per attempt: send, then read the answer.
 
-    def __call__(self, timeout: float) -> Awaitable[T_co]:
-        """Make one attempt that may take *timeout* seconds."""
+    The retrier awaits what :meth:`send` returns itself, so the attempt adds no
+    coroutine of its own to the path every answer travels back up (each level costs
+    about a microsecond per request in a bulk job; see benchmarks/RESULTS.md).
+    """
+
+    def send(self, timeout: float) -> Awaitable[A]:
+        """Start one attempt that may take *timeout* seconds; awaiting it gives the answer."""
+
+    def finish(self, answer: A) -> T_co:
+        """Read an attempt's answer: the call's result, or raise its error."""
 
     def describe(self) -> str:
         """Say what the call does, for log lines and errors (only when one is written)."""
@@ -77,10 +86,10 @@ def retry_after_wait(retry_after: float) -> float:
 
 
 @attrs.define
-class _Call(Generic[T]):
+class _Call(Generic[A, T]):
     """The state of one call across its attempts; backoff's handlers are its methods."""
 
-    attempt: Attempt[T]
+    attempt: Attempt[A, T]
     retrier: Retrier
     max_retries: int
     timeout: float
@@ -113,7 +122,7 @@ class _Call(Generic[T]):
                     timeout = min(timeout, remaining)
                 self.attempts += 1
                 try:
-                    return await self.attempt(timeout)
+                    return self.attempt.finish(await self.attempt.send(timeout))
                 except KirimError as error:
                     self.failed = error
             met, self.failed = self.failed, None
@@ -224,7 +233,7 @@ class Retrier:
 
     async def run(
         self,
-        attempt: Attempt[T],
+        attempt: Attempt[A, T],
         *,
         timeout: float,
         max_retries: int,
@@ -234,8 +243,8 @@ class Retrier:
         """Run *attempt* until it succeeds or the policy gives up.
 
         Args:
-            attempt: Makes one attempt, given its timeout in seconds (each call of it is
-                one attempt, so it can count them).
+            attempt: Sends one attempt per ``send`` call (so it can count them), given
+                its timeout in seconds, and reads each answer with ``finish``.
             timeout: The timeout of each attempt.
             max_retries: Retries allowed after the first attempt.
             deadline: Seconds the whole call may take, retries and waits included.
@@ -252,7 +261,7 @@ class Retrier:
         if deadline is None:
             # The common case, kept lean: no call state is built unless an attempt fails.
             try:
-                return await attempt(timeout)
+                return attempt.finish(await attempt.send(timeout))
             except KirimError as error:
                 first_failure = error
         deadline_at = None if deadline is None else self.clock() + deadline
