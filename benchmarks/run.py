@@ -120,7 +120,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             ["kirim_bulk", "raw_gather", "httpx_gather", "kirim_iter"],
             2_000 if quick else 20_000,
             64,
-            # One run's ratio moved between 0.74 and 1.04 on the reference machine:
+            # One round's ratio moved between 0.61 and 1.05 on the reference machine:
             # three times the runs. httpx (about 48 s a run, no target) keeps --repeat.
             repeat_factor=3,
             unrepeated=frozenset({"httpx_gather"}),
