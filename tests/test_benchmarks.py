@@ -1,0 +1,87 @@
+"""benchmarks/run.py end to end, at a tiny size: every scenario runs and reports its verdicts.
+
+This checks that the script works, not how fast anything is: no timed assertions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+TINY = {"overhead": 40, "throughput": 100, "ratelimit": 120, "memory": 100}
+
+
+@pytest.fixture
+def run_py(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("benchmarks_run", RUN_PY)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look the module up
+    spec.loader.exec_module(module)
+    real_scenarios = module.scenarios
+
+    def tiny(quick: bool) -> list[object]:
+        return [
+            dataclasses.replace(
+                s,
+                n=TINY[s.key],
+                memory_n=s.memory_n and 10 * TINY[s.key],
+                repeat_factor=1,
+            )
+            for s in real_scenarios(quick)
+        ]
+
+    monkeypatch.setattr(module, "scenarios", tiny)
+    return module
+
+
+def test_every_scenario_prints_its_table_and_verdicts(
+    run_py: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_py.main(["--repeat", "1"]) == 0
+    report = capsys.readouterr().out
+
+    for title in (
+        "### 1. Per-request overhead",
+        "### 2. Concurrent throughput",
+        "### 3. Rate limit",
+        "### 4. Memory",
+    ):
+        assert title in report
+    for variant in (
+        "kirim_sequential",
+        "raw_sequential",
+        "kirim_bulk",
+        "raw_gather",
+        "kirim_iter",
+        "backoff_retry_after",
+        "backoff_full_jitter",
+        "kirim_iter_memory",
+        "kirim_iter_memory@1000",
+    ):
+        assert f"| {variant} |" in report
+    for verdict in (
+        "client CPU per request, kirim / raw aiohttp",
+        "throughput, bulk_create_labels / raw aiohttp gather",
+        "raw aiohttp / httpx throughput",
+        "bulk_create_labels time / ideal",
+        "429 answers / N",
+        "peak RSS growth from 100 to 1,000 items",
+    ):
+        assert f"- {verdict}" in report
+    assert report.count("(target ") == 5
+
+
+def test_a_variant_needing_a_missing_extra_is_left_out(run_py: ModuleType) -> None:
+    assert run_py.available("kirim_bulk")
+    run_py.REQUIRES["kirim_bulk"] = "surely-not-an-installed-distribution"
+    assert not run_py.available("kirim_bulk")
