@@ -81,7 +81,14 @@ def test_every_scenario_prints_its_table_and_verdicts(
     assert report.count("(target ") == 5
 
 
-def test_a_variant_needing_a_missing_extra_is_left_out(run_py: ModuleType) -> None:
-    assert run_py.available("kirim_bulk")
-    run_py.REQUIRES["kirim_bulk"] = "surely-not-an-installed-distribution"
-    assert not run_py.available("kirim_bulk")
+def test_without_httpx_its_variant_is_left_out_and_the_report_says_so(
+    run_py: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_py.REQUIRES["httpx_gather"] = "surely-not-an-installed-distribution"
+
+    assert run_py.main(["--repeat", "1", "--only", "throughput"]) == 0
+    report = capsys.readouterr().out
+
+    assert "| httpx_gather |" not in report
+    assert "| kirim_bulk |" in report
+    assert "- raw aiohttp / httpx throughput: not run: httpx is not installed" in report
