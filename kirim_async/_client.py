@@ -210,7 +210,6 @@ class KirimClient:
             retry=RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after),
             max_response_bytes=max_response_bytes,
         )
-        self._headers = build_headers(self._config.token, user_agent(AIOHTTP_VERSION))
         self._defaults = CallOptions(
             timeout=self._config.timeout,
             max_retries=self._config.retry.max_retries,
@@ -220,6 +219,7 @@ class KirimClient:
         self._clock = clock
         self._wall_clock = wall_clock
         self._transport = Transport(
+            headers=build_headers(self._config.token, user_agent(AIOHTTP_VERSION)),
             session=session,
             trace_configs=trace_configs,
             connection_limit=connection_limit,
@@ -307,7 +307,7 @@ class KirimClient:
                 deadline=options.deadline if deadline is None else deadline,
             )
         exchange = _CreateExchange(
-            self, request, build_create_label(config.base_url, self._headers, request), gate
+            self, request, build_create_label(config.base_url, request), gate
         )
         creating = self._retrier.run(
             exchange,

@@ -10,6 +10,7 @@ import email.utils
 import math
 import platform
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -53,12 +54,19 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 
 @attrs.frozen
 class OutgoingRequest:
-    """One HTTP request, ready to send. Headers stay out of ``repr``: they hold the token."""
+    """One HTTP request, ready to send.
+
+    ``headers`` are this request's own; those every request carries (:func:`build_headers`)
+    are the transport's. Both stay out of ``repr``.
+    """
 
     method: str
     url: str
     headers: Mapping[str, str] = attrs.field(repr=False)
     body: bytes = attrs.field(repr=False)
+
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def user_agent(aiohttp_version: str) -> str:
@@ -67,7 +75,7 @@ def user_agent(aiohttp_version: str) -> str:
 
 
 def build_headers(token: str, agent: str) -> dict[str, str]:
-    """Return the headers every request carries."""
+    """Return the headers every request carries: the transport's, not a request's."""
     return {
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
@@ -76,12 +84,10 @@ def build_headers(token: str, agent: str) -> dict[str, str]:
     }
 
 
-def build_create_label(
-    base_url: str, headers: Mapping[str, str], request: CreateLabel
-) -> OutgoingRequest:
+def build_create_label(base_url: str, request: CreateLabel) -> OutgoingRequest:
     """Return the ``POST /labels`` request for *request*."""
     return OutgoingRequest(
-        "POST", f"{base_url}/labels", headers, _json.dumps(request_to_dict(request))
+        "POST", f"{base_url}/labels", _NO_HEADERS, _json.dumps(request_to_dict(request))
     )
 
 

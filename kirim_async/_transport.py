@@ -42,6 +42,9 @@ class Transport:
     """Sends requests over one pooled aiohttp session.
 
     Args:
+        headers: Headers every request carries. The session this transport opens holds
+            them as its defaults, so that aiohttp does not merge them per request; a
+            caller's session gets them with each request.
         session: A session of the caller's, used as is and never closed here.
         trace_configs: aiohttp trace configs for the session this transport opens.
         connection_limit: The pool's size, for the session this transport opens.
@@ -51,6 +54,7 @@ class Transport:
     def __init__(
         self,
         *,
+        headers: Mapping[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
@@ -58,6 +62,7 @@ class Transport:
     ) -> None:
         self._session = session
         self._owns_session = session is None
+        self._headers = dict(headers or {})
         self._trace_configs = list(trace_configs)
         self._connection_limit = connection_limit
         self._max_response_bytes = max_response_bytes
@@ -76,6 +81,7 @@ class Transport:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit),
+                headers=self._headers,
                 trace_configs=self._trace_configs or None,
                 auto_decompress=True,
             )
@@ -92,12 +98,15 @@ class Transport:
         session = self._session if self._session is not None else self._open()
         if self._last_timeout.total != timeout:
             self._last_timeout = aiohttp.ClientTimeout(total=timeout)
+        headers = request.headers
+        if not self._owns_session:  # a caller's session lacks this transport's headers
+            headers = {**self._headers, **headers} if headers else self._headers
         try:
             async with session.request(
                 request.method,
                 request.url,
                 data=request.body,
-                headers=request.headers,
+                headers=headers or None,
                 allow_redirects=False,  # the Authorization header must not follow a redirect
                 timeout=self._last_timeout,  # most calls share the client's default
             ) as response:

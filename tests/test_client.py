@@ -158,6 +158,19 @@ class TestLifecycle:
             assert not session.closed
             assert server.stats.requests == 1
 
+    async def test_callers_session_gets_the_clients_headers(self, scripted: ScriptedServer) -> None:
+        own = {"Authorization": "Bearer someone-else", "X-Caller": "kept"}
+        async with (
+            aiohttp.ClientSession(headers=own) as session,
+            client_for(scripted, session=session) as client,
+        ):
+            await client.labels.create("bug")
+        _, headers, _ = scripted.requests[0]
+        assert headers["Authorization"] == f"Bearer {SECRET}"
+        assert headers["Content-Type"] == "application/json"
+        assert headers["User-Agent"].startswith("kirim-async/")
+        assert headers["X-Caller"] == "kept"
+
     async def test_never_used_client_closes_cleanly(self) -> None:
         async with KirimClient("tok", base_url="http://127.0.0.1:9/v1"):
             pass
