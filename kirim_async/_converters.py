@@ -7,7 +7,6 @@ Any mismatch becomes :class:`~kirim_async.errors.MalformedResponseError`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import sys
@@ -55,8 +54,10 @@ def parse_rfc3339(value: str) -> datetime:
         raise ValueError(f"not an RFC 3339 date-time: {value!r}")
     if _FROMISOFORMAT_READS_RFC3339:
         # The regex vouched for the format; the C parser builds the value much faster.
-        with contextlib.suppress(ValueError):  # a leap second, or a lower-case t or z
+        try:
             return datetime.fromisoformat(value)
+        except ValueError:  # a leap second, or a lower-case t or z
+            pass
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     sec = int(second)
@@ -83,6 +84,13 @@ def _structure_str(value: object, _type: object) -> str:
     return value
 
 
+def _structure_optional_str(value: object, _type: object) -> str | None:
+    # One hook, where cattrs' own would call the str hook through its Optional one.
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string or null, got {type(value).__name__}")
+
+
 def _structure_color(value: object, _type: object) -> LabelColor | str:
     # The API may add colours before this library knows them: keep those as strings.
     text = _structure_str(value, str)
@@ -102,6 +110,8 @@ def make_converter(*, detailed_validation: bool = False) -> cattrs.Converter:
     # A predicate hook, so that it wins over the preconf converter's union passthrough.
     color_type = LabelColor | str
     conv.register_structure_hook_func(lambda t: t == color_type, _structure_color)
+    optional_str = str | None
+    conv.register_structure_hook_func(lambda t: t == optional_str, _structure_optional_str)
     # The member's value read directly: ``.value`` goes through a slow enum descriptor.
     conv.register_unstructure_hook(LabelColor, lambda color: color._value_)
     conv.register_unstructure_hook(

@@ -3,12 +3,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import cattrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kirim_async import CreateLabel, Label, LabelColor, MalformedResponseError
-from kirim_async._converters import label_from_envelope, parse_rfc3339, request_to_dict
+from kirim_async._converters import (
+    label_from_envelope,
+    make_converter,
+    parse_rfc3339,
+    request_to_dict,
+)
 
 
 def envelope(**data_overrides: Any) -> dict[str, Any]:
@@ -135,6 +141,17 @@ class TestLabelFromEnvelope:
         assert err.status == 201
         assert err.request_id == "req_1"
         assert err.body_excerpt == '{"some": "body"}'
+
+    def test_request_id_is_text_or_null(self) -> None:
+        fast, detailed = make_converter(), make_converter(detailed_validation=True)
+        data = envelope()["data"]
+        assert fast.structure({**data, "request_id": None}, Label).request_id is None
+        assert fast.structure({**data, "request_id": "r"}, Label).request_id == "r"
+        with pytest.raises(TypeError, match="string or null"):
+            fast.structure({**data, "request_id": 7}, Label)
+        with pytest.raises(cattrs.ClassValidationError) as info:
+            detailed.structure({**data, "request_id": 7}, Label)
+        assert "$.request_id" in cattrs.transform_error(info.value)[0]
 
     @pytest.mark.parametrize("payload", [[], "text", None, 3])
     def test_non_object_raises_malformed_response(self, payload: Any) -> None:
