@@ -148,17 +148,6 @@ class _Source:
             return cls(None, aiter(items))
         return cls(iter(items), None)
 
-    def take_now(self) -> object:
-        """The next item of a plain iterable, read with ``next()``: no await, no loop turn.
-
-        Returns ``_EXHAUSTED`` at the end.
-        """
-        assert self.items is not None  # noqa: S101 - only called for plain iterables
-        item = next(self.items, _EXHAUSTED)
-        if item is not _EXHAUSTED:
-            self.taken += 1
-        return item
-
     async def take(self) -> object:
         """The next item of an async iterable, or ``_EXHAUSTED`` at the end."""
         assert self.async_items is not None  # noqa: S101 - only called for async iterables
@@ -303,13 +292,6 @@ class _Job:
     planner: _Planner
     stop_error: KirimError | None = None
 
-    def prepare(self, index: int, item: object) -> CreateLabel | LabelOutcome:
-        """Validate and de-duplicate an item: the request to send, or its outcome now."""
-        prepared = self.planner.prepare(index, item)
-        if self.stop_error is not None and isinstance(prepared, CreateLabel):
-            return self._stopped(index, prepared)
-        return prepared
-
     def _stopped(self, index: int, request: CreateLabel) -> LabelOutcome:
         return LabelOutcome(
             index=index,
@@ -321,17 +303,28 @@ class _Job:
 
     async def _work(self, source: _Source, sink: _Sink) -> None:
         """One worker: take, send and hand over items until the input is exhausted."""
+        # Looked up once: this loop runs once per item, and every step of it counts.
+        items = source.items
+        plan, create, gate = self.planner.prepare, self.client._create, self.gate
         while True:
-            item = source.take_now() if source.items is not None else await source.take()
-            if item is _EXHAUSTED:
-                return
+            if items is not None:  # a plain iterable, read with next(): no loop turn
+                item = next(items, _EXHAUSTED)
+                if item is _EXHAUSTED:
+                    return
+                source.taken += 1
+            else:
+                item = await source.take()
+                if item is _EXHAUSTED:
+                    return
             index = source.taken - 1  # nothing else ran since the take: no await between
-            prepared = self.prepare(index, item)
+            prepared = plan(index, item)
+            if isinstance(prepared, CreateLabel) and self.stop_error is not None:
+                prepared = self._stopped(index, prepared)
             if isinstance(prepared, LabelOutcome):
                 waiting = sink.outcome(prepared)
             else:
                 request = prepared
-                if self.gate.is_limiting:
+                if gate.is_limiting:
                     # Let the answers that came in since this worker's last one reach
                     # the gate (a 429 among them closes it) before sending. Not before
                     # the first sign of a limit: each yield holds the answers a loop
@@ -339,12 +332,8 @@ class _Job:
                     await asyncio.sleep(0)
                 # Awaited here, not in a helper coroutine: one level fewer for every
                 # answer to travel back up (see benchmarks/RESULTS.md).
-                exchange, creating = self.client._create(
-                    request,
-                    timeout=None,
-                    max_retries=self.max_retries,
-                    deadline=None,
-                    gate=self.gate,
+                exchange, creating = create(
+                    request, timeout=None, max_retries=self.max_retries, deadline=None, gate=gate
                 )
                 try:
                     label = await creating
