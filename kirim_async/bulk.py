@@ -318,7 +318,7 @@ class _Job:
                     return
             index = source.taken - 1  # nothing else ran since the take: no await between
             prepared = plan(index, item)
-            if isinstance(prepared, CreateLabel) and self.stop_error is not None:
+            if self.stop_error is not None and isinstance(prepared, CreateLabel):
                 prepared = self._stopped(index, prepared)
             if isinstance(prepared, LabelOutcome):
                 waiting = sink.outcome(prepared)
