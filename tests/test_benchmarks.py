@@ -79,6 +79,18 @@ def test_every_scenario_prints_its_table_and_verdicts(
     ):
         assert f"- {verdict}" in report
     assert report.count("(target ") == 5
+    assert report.count("- round by round: one round, ") == 2  # scenarios 1 and 2
+
+
+def test_round_by_round_shows_the_spread_and_the_rounds_that_met_the_target(
+    run_py: ModuleType,
+) -> None:
+    line = run_py.by_round([0.90, 0.95, 1.00, 0.85, 0.97], lambda ratio: ratio >= 0.93)
+
+    assert line == (
+        "- round by round (each kirim run against the raw run of its round): median 0.950,"
+        " middle half 0.875 to 0.985, all 0.850 to 1.000; met in 3 of 5 rounds"
+    )
 
 
 def test_without_httpx_its_variant_is_left_out_and_the_report_says_so(
