@@ -243,8 +243,9 @@ def verdicts(scenario: Scenario, results: dict[str, list[dict[str, Any]]]) -> li
     def throughput(label: str) -> float:
         return results[label][0]["n"] / median(results[label], "wall")
 
-    def paired(kirim: str, raw: str, key: str) -> list[float]:
-        return [k[key] / r[key] for k, r in zip(results[kirim], results[raw], strict=True)]
+    def paired(over: str, under: str, key: str) -> list[float]:
+        """*key* of *over*'s runs divided by *under*'s, round by round."""
+        return [a[key] / b[key] for a, b in zip(results[over], results[under], strict=True)]
 
     if scenario.key == "overhead":
         ratio = per_request_cpu("kirim_sequential") / per_request_cpu("raw_sequential")
