@@ -87,7 +87,11 @@ def _to_request(item: object) -> CreateLabel:
             )
         if "name" not in item:
             raise InvalidParameterError("name", "is required", item)
-        return CreateLabel(**{key: value for key, value in item.items() if value is not None})
+        # None means "not given" for the optional fields; a None name is the validator's.
+        optional = {
+            key: value for key, value in item.items() if key != "name" and value is not None
+        }
+        return CreateLabel(name=item["name"], **optional)
     raise InvalidParameterError(
         "item", "must be a CreateLabel, a mapping of its fields, or a name", item
     )

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kirim_async import (
     AuthenticationError,
@@ -24,6 +26,7 @@ from kirim_async import (
     bulk_create_labels,
     iter_bulk_create_labels,
 )
+from kirim_async.bulk import _Planner
 from kirim_async.testing import FakeKirimServer, Fault
 
 from .conftest import Answer, FakeClock, ScriptedServer, SleepRecorder, client_for
@@ -179,7 +182,8 @@ class TestOutcomes:
             {"color": "red"},
             {"name": "ok-3", "size": 3},
             42,
-            "ok-4",
+            {"name": None, "color": "red"},
+            {"name": "ok-4", "color": None, "team_id": None},  # None: not given
         ]
         async with client_for(server) as client:
             result = await bulk_create_labels(client, items)
@@ -192,8 +196,11 @@ class TestOutcomes:
             "invalid",
             "invalid",
             "invalid",
+            "invalid",
             "created",
         ]
+        assert result.outcomes[-1].label is not None
+        assert result.outcomes[-1].label.color == "gray"
         invalid = result.invalid
         assert [o.error.field for o in invalid if isinstance(o.error, InvalidParameterError)] == [
             "name",
@@ -202,10 +209,29 @@ class TestOutcomes:
             "name",
             "size",
             "item",
+            "name",
         ]
         assert invalid[0].request == ""
         assert all(o.attempts == 0 for o in invalid)
         assert server.stats.requests == 2
+
+    @given(
+        st.dictionaries(
+            st.sampled_from(["name", "color", "team_id"]) | st.text(max_size=3),
+            st.recursive(
+                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=60),
+                lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(), inner),
+                max_leaves=3,
+            ),
+        )
+    )
+    def test_any_mapping_is_a_request_or_an_invalid_outcome(self, item: dict[str, Any]) -> None:
+        prepared = _Planner(default_team_id=None, dedupe=False).prepare(0, item)
+        if isinstance(prepared, LabelOutcome):
+            assert prepared.status is OutcomeStatus.INVALID
+            assert isinstance(prepared.error, InvalidParameterError)
+        else:
+            assert isinstance(prepared, CreateLabel)
 
     async def test_repeats_are_skipped_pointing_at_the_first(self) -> None:
         items: list[Any] = [

@@ -183,11 +183,24 @@ class TestRowsThatFail:
 
     def test_invalid_jsonl_lines(self, server: FakeKirimServer, tmp_path: Path) -> None:
         out = tmp_path / "report.jsonl"
-        jsonl = write(tmp_path / "in.jsonl", '{"name": "ok"}\n{broken\n[1]\n{"title": "x"}\n')
+        jsonl = write(
+            tmp_path / "in.jsonl",
+            '{"name": "ok"}\n{broken\n[1]\n{"title": "x"}\n{"name": null}\n'
+            '{"name": "ok-2", "color": null}\n',
+        )
         result = seed(server, jsonl, "--report", out)
         assert result.returncode == 1
-        statuses = {line["row"]: line["status"] for line in report(out)}
-        assert statuses == {1: "created", 2: "invalid", 3: "invalid", 4: "invalid"}
+        by_row = {line["row"]: line for line in report(out)}
+        statuses = {row: line["status"] for row, line in by_row.items()}
+        assert statuses == {
+            1: "created",
+            2: "invalid",
+            3: "invalid",
+            4: "invalid",
+            5: "invalid",
+            6: "created",
+        }
+        assert by_row[5]["error_code"] == "invalid_name"
 
     def test_pre_existing_names(self, server: FakeKirimServer, tmp_path: Path) -> None:
         csv = write(tmp_path / "in.csv", "name\nbug\nnew\n")
