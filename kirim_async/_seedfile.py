@@ -2,14 +2,13 @@
 
 Rows come from CSV (header row; ``name`` required, ``color`` and ``team_id`` optional;
 UTF-8 with or without BOM) or JSON Lines (one object per line). Blank lines are skipped.
-Each row keeps its line number, which the report and every message use.
+Each row keeps the number of its first line, which the report and every message use.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -31,6 +30,7 @@ __all__ = [
     "read_rows",
     "report_line",
     "resume_done_rows",
+    "row_error",
     "row_status",
 ]
 
@@ -45,10 +45,14 @@ class InputFileError(Exception):
 
 @attrs.frozen
 class UnreadableRow:
-    """A line that is not a label at all; the bulk helper reports it as invalid."""
+    """A row that is not a label at all; the bulk helper reports it as invalid.
+
+    ``code`` is the report's ``error_code``: ``invalid_json`` or ``invalid_csv``.
+    """
 
     text: str
     reason: str
+    code: str
 
     def __repr__(self) -> str:
         return repr(self.text)
@@ -124,36 +128,76 @@ def _jsonl_rows(lines: Iterable[tuple[int, str]]) -> Iterator[Row]:
         try:
             value = json.loads(text)
         except ValueError as exc:
-            yield Row(number, UnreadableRow(text, f"not valid JSON: {exc}"))
+            yield Row(number, UnreadableRow(text, f"not valid JSON: {exc}", "invalid_json"))
             continue
         if isinstance(value, dict):
             yield Row(number, value)
         else:
-            yield Row(number, UnreadableRow(text, "not a JSON object"))
+            yield Row(number, UnreadableRow(text, "not a JSON object", "invalid_json"))
 
 
 def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
-    numbered = iter(lines)
+    """CSV records as RFC 4180 reads them: a quoted field may hold commas and newlines.
+
+    A record that is not valid CSV, or has more fields than the header, becomes an
+    :class:`UnreadableRow` rather than a label made of its pieces.
+    """
+    last = 0  # the number of the last physical line the reader took
+    taken: list[str] = []  # the physical lines of the record being read
+
+    def physical() -> Iterator[str]:
+        nonlocal last
+        for number, text in lines:
+            last = number
+            taken.append(text)
+            yield text + "\n"
+
+    reader = csv.reader(physical(), strict=True)
     header: list[str] | None = None
-    for _number, text in numbered:
-        if text.strip():
-            header = next(csv.reader([text]))
-            break
-    if header is None:
-        return
+    while header is None:
+        try:
+            values = next(reader, None)
+        except csv.Error as exc:
+            raise InputFileError(
+                f"{source}: line {last}: the header is not valid CSV ({exc})"
+            ) from None
+        if values is None:
+            return
+        if not _blank(values):
+            header = values
     names = [column.strip() for column in header]
     if "name" not in names:
         raise InputFileError(f"{source}: the CSV header has no 'name' column (found: {header})")
-    for number, text in numbered:
-        if not text.strip():
+    while True:
+        first = last + 1
+        taken.clear()
+        try:
+            values = next(reader, None)
+        except csv.Error as exc:
+            where = "" if last <= first else f" over lines {first}-{last}"
+            reason = f"not valid CSV{where} ({exc})"
+            yield Row(first, UnreadableRow("\n".join(taken), reason, "invalid_csv"))
             continue
-        # Each physical line is one record; a quoted newline inside a field is not supported.
-        values = next(csv.reader(io.StringIO(text)))
+        if values is None:
+            return
+        if _blank(values):
+            continue
+        if len(values) > len(names):
+            reason = (
+                f"{len(values)} fields where the header has {len(names)} "
+                "(a comma in a name must be quoted)"
+            )
+            yield Row(first, UnreadableRow("\n".join(taken), reason, "invalid_csv"))
+            continue
         record = dict(zip(names, values, strict=False))
         item = {key: record[key] for key in COLUMNS if record.get(key, "").strip() != ""}
         if "name" not in item and "name" in record:
             item["name"] = record["name"]  # an empty name: reported as invalid
-        yield Row(number, item)
+        yield Row(first, item)
+
+
+def _blank(values: list[str]) -> bool:
+    return not values or (len(values) == 1 and not values[0].strip())
 
 
 @attrs.frozen
@@ -217,10 +261,9 @@ def report_line(
 
     It never holds the token: errors' messages do not carry it.
     """
-    error: object = outcome.error
-    code = _error_code(outcome.error)
+    code, message = row_error(outcome)
     if isinstance(outcome.request, UnreadableRow):
-        error, code = f"line {row}: {outcome.request.reason}", "invalid_json"
+        message = f"line {row}: {message}"
     entry: dict[str, Any] = {
         "row": row,
         "name": _name_of(outcome),
@@ -228,7 +271,7 @@ def report_line(
         "status": status,
         "label_id": outcome.label.id if outcome.label else None,
         "error_code": code,
-        "error": str(error) if error else None,
+        "error": message,
         "request_id": outcome.request_id,
         "attempts": outcome.attempts,
     }
@@ -239,6 +282,14 @@ def report_line(
     if first_row is not None:
         entry["first_row"] = first_row
     return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def row_error(outcome: LabelOutcome) -> tuple[str | None, str | None]:
+    """The error code and message a row's outcome is reported with (None, None if ok)."""
+    if isinstance(outcome.request, UnreadableRow):
+        return outcome.request.code, outcome.request.reason
+    error = outcome.error
+    return _error_code(error), str(error) if error else None
 
 
 def _error_code(error: Exception | None) -> str | None:

@@ -39,6 +39,7 @@ from ._seedfile import (
     read_rows,
     report_line,
     resume_done_rows,
+    row_error,
     row_status,
 )
 from ._version import __version__
@@ -185,7 +186,7 @@ class Tally:
         if not outcome.is_ok:  # a repeat of a row that is done is fine
             self.problems += 1
             if len(self.failures) < SHOWN_FAILURES:
-                self.failures.append(f"row {row}: {status}: {outcome.error}")
+                self.failures.append(f"row {row}: {status}: {row_error(outcome)[1]}")
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)

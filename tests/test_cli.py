@@ -200,7 +200,56 @@ class TestRowsThatFail:
             5: "invalid",
             6: "created",
         }
+        assert by_row[2]["error_code"] == by_row[3]["error_code"] == "invalid_json"
         assert by_row[5]["error_code"] == "invalid_name"
+        assert "row 3: invalid: not a JSON object" in result.stdout
+
+    def test_csv_records_are_read_as_rfc_4180_says(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "report.jsonl"
+        csv = write(
+            tmp_path / "in.csv",
+            "name,color\n"
+            '"two\nlines",red\n'  # lines 2-3: one record, its name holds a newline
+            '"a ""quoted"", name",blue\n'  # line 4
+            '"bad"x,red\n'  # line 5: text after a closing quote
+            "Bug, urgent,red\n"  # line 6: an unquoted comma makes a third field
+            "after,green\n",  # line 7
+        )
+        result = seed(server, csv, "--report", out)
+        assert result.returncode == 1
+        by_row = {line["row"]: line for line in report(out)}
+        assert {row: line["status"] for row, line in by_row.items()} == {
+            2: "created",
+            4: "created",
+            5: "invalid",
+            6: "invalid",
+            7: "created",
+        }
+        assert sorted(label["name"] for label in server.labels) == [
+            'a "quoted", name',
+            "after",
+            "two\nlines",
+        ]
+        assert by_row[5]["error_code"] == by_row[6]["error_code"] == "invalid_csv"
+        assert by_row[5]["error"].startswith("line 5: not valid CSV")
+        assert "3 fields where the header has 2" in by_row[6]["error"]
+        assert "row 6: invalid: 3 fields where the header has 2" in result.stdout
+
+    def test_an_unclosed_quote_is_one_invalid_row_naming_its_lines(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "report.jsonl"
+        csv = write(tmp_path / "in.csv", 'name\nfirst\n"never closed\nbug\nfeature\n')
+        result = seed(server, csv, "--report", out)
+        assert result.returncode == 1
+        assert sorted((line["row"], line["status"]) for line in report(out)) == [
+            (2, "created"),
+            (3, "invalid"),
+        ]
+        assert "row 3: invalid: not valid CSV over lines 3-5" in result.stdout
+        assert [label["name"] for label in server.labels] == ["first"]
 
     def test_pre_existing_names(self, server: FakeKirimServer, tmp_path: Path) -> None:
         csv = write(tmp_path / "in.csv", "name\nbug\nnew\n")
@@ -238,6 +287,7 @@ class TestUsageAndInputErrors:
             ("title,color\nbug,red\n", "in.csv", "no 'name' column"),
             (b"name\nbug\n\xff\xfe\n", "in.csv", "line 3: not valid UTF-8"),
             ("name\n", "in.txt", "cannot tell the format"),
+            ('"name\nbug\n', "in.csv", "line 2: the header is not valid CSV"),
         ],
     )
     def test_bad_files_exit_2_with_one_line(
