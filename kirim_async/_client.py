@@ -169,7 +169,7 @@ class KirimClient:
         allow_insecure_http: Permit plain ``http://`` to a non-loopback host.
         hooks: Callbacks for request, response and retry events.
         trace_configs: aiohttp trace configs, for the session the client opens.
-        connection_limit: Connections in the pool of the session the client opens.
+        connection_limit: Connections in the pool of the session the client opens (>= 1).
         max_response_bytes: Answers with a longer body raise ``MalformedResponseError``.
         sleep: Awaited to wait before a retry (tests pass a fake to never wait).
         clock: Monotonic clock for deadlines and elapsed times.
@@ -209,6 +209,7 @@ class KirimClient:
             deadline=deadline,
             retry=RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after),
             max_response_bytes=max_response_bytes,
+            connection_limit=connection_limit,
         )
         self._defaults = CallOptions(
             timeout=self._config.timeout,
@@ -222,8 +223,8 @@ class KirimClient:
             headers=build_headers(self._config.token, user_agent(AIOHTTP_VERSION)),
             session=session,
             trace_configs=trace_configs,
-            connection_limit=connection_limit,
-            max_response_bytes=max_response_bytes,
+            connection_limit=self._config.connection_limit,
+            max_response_bytes=self._config.max_response_bytes,
         )
         self._retrier = Retrier(
             policy=self._config.retry, sleep=sleep, clock=clock, on_retry=self._hooks.on_retry

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
@@ -72,6 +72,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _split(url: object) -> SplitResult | None:
+    """The parts of *url*, or None if it does not parse (an unclosed [, a bad port)."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its check: a port out of range raises
+    except ValueError:
+        return None
+    return parts
+
+
 def normalize_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     """Check a base URL and strip its trailing slash.
 
@@ -79,7 +91,7 @@ def normalize_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
         InvalidParameterError: Not an absolute http(s) URL, or plain ``http://`` to a
             host that is not loopback without ``allow_insecure_http``.
     """
-    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    parts = _split(base_url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidParameterError("base_url", "must be an absolute http(s) URL", base_url)
     if parts.query or parts.fragment or parts.username or parts.password:
@@ -114,6 +126,10 @@ class ClientConfig:
     )
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     max_response_bytes: int = attrs.field(default=DEFAULT_MAX_RESPONSE_BYTES, validator=count)
+    # aiohttp reads a limit of 0 as "no limit": 1 is the least a pool can hold.
+    connection_limit: int = attrs.field(
+        default=DEFAULT_CONNECTION_LIMIT, validator=attrs.validators.and_(count, positive)
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -88,6 +88,9 @@ class TestConstruction:
             "ftp://x/v1",
             "not a url",
             "https://user:pw@api.kirim.chat/v1",
+            "https://[::1/v1",
+            "https://api.kirim.chat:99999/v1",
+            "https://api.kirim.chat:port/v1",
         ],
     )
     def test_refuses_unsafe_base_urls(self, url: str) -> None:
@@ -115,6 +118,10 @@ class TestConstruction:
             ({"deadline": 0}, "deadline"),
             ({"team_id": ""}, "team_id"),
             ({"max_retry_after": float("nan")}, "max_retry_after"),
+            ({"connection_limit": 0}, "connection_limit"),  # aiohttp: 0 is no limit
+            ({"connection_limit": -1}, "connection_limit"),
+            ({"connection_limit": "5"}, "connection_limit"),
+            ({"max_response_bytes": -1}, "max_response_bytes"),
         ],
     )
     def test_rejects_bad_options(self, options: dict[str, Any], field: str) -> None:
