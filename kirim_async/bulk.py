@@ -463,8 +463,19 @@ class _JobOptions:
     max_rate_limit_wait: float = attrs.field(validator=_wait_budget)
 
 
+def _check_items(items: object) -> None:
+    """Refuse one item where a job takes many: a name would be read one letter at a time."""
+    if isinstance(items, (str, bytes, bytearray, Mapping, CreateLabel)):
+        raise InvalidParameterError(
+            "items", "must be an iterable of items, not a single item: wrap it in a list", items
+        )
+    if not isinstance(items, (Iterable, AsyncIterable)):
+        raise InvalidParameterError("items", "must be an iterable or async iterable", items)
+
+
 def _new_job(
     client: KirimClient,
+    items: object,
     *,
     concurrency: int,
     on_duplicate: OnDuplicate,
@@ -472,6 +483,7 @@ def _new_job(
     max_rate_limit_wait: float,
     dedupe: bool,
 ) -> _Job:
+    _check_items(items)
     options = _JobOptions(
         concurrency=concurrency,
         on_duplicate=on_duplicate,
@@ -526,10 +538,12 @@ async def iter_bulk_create_labels(
         One :class:`LabelOutcome` per item, in completion order (``index`` says which).
 
     Raises:
-        InvalidParameterError: An option is out of range.
+        InvalidParameterError: An option is out of range, or *items* is a single item
+            (a name, a mapping, a :class:`CreateLabel`) rather than an iterable of them.
     """
     job = _new_job(
         client,
+        items,
         concurrency=concurrency,
         on_duplicate=on_duplicate,
         max_retries=max_retries,
@@ -561,10 +575,12 @@ async def bulk_create_labels(
         A :class:`BulkResult`: one outcome per item, counts, views and figures.
 
     Raises:
-        InvalidParameterError: An option is out of range.
+        InvalidParameterError: An option is out of range, or *items* is a single item
+            (a name, a mapping, a :class:`CreateLabel`) rather than an iterable of them.
     """
     job = _new_job(
         client,
+        items,
         concurrency=concurrency,
         on_duplicate=on_duplicate,
         max_retries=max_retries,

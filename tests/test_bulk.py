@@ -158,6 +158,22 @@ class TestInputs:
         assert info.value.field == field
         assert server.stats.requests == 0
 
+    @pytest.mark.parametrize(
+        "items", ["bug", b"bug", {"name": "bug"}, CreateLabel(name="bug"), 42, None]
+    )
+    async def test_refuses_a_single_item_for_items(
+        self, server: FakeKirimServer, items: Any
+    ) -> None:
+        # A name is iterable: read as items, "bug" would make the labels "b", "u" and "g".
+        async with client_for(server) as client:
+            with pytest.raises(InvalidParameterError) as info:
+                await bulk_create_labels(client, items)
+            assert info.value.field == "items"
+            with pytest.raises(InvalidParameterError):
+                async for _ in iter_bulk_create_labels(client, items):
+                    pass  # pragma: no cover - nothing is yielded
+        assert server.stats.requests == 0
+
 
 class TestConcurrency:
     """At most ``concurrency`` requests are in flight, as the server counts them."""
