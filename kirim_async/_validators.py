@@ -14,14 +14,28 @@ Validator = Any  # attrs' validator protocol: (instance, attribute, value) -> No
 
 
 def text(min_length: int, max_length: int) -> Validator:
-    """A ``str`` of *min_length* to *max_length* characters."""
+    """A ``str`` of *min_length* to *max_length* characters that UTF-8 can encode."""
     rule = f"must be a string of {min_length}-{max_length} characters"
 
     def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if not isinstance(value, str) or not min_length <= len(value) <= max_length:
             raise InvalidParameterError(attribute.name, rule, value)
+        if not value.isascii() and not _encodable(value):
+            raise InvalidParameterError(attribute.name, _SURROGATE_RULE, value)
 
     return validate
+
+
+# A lone surrogate (from bytes decoded with "surrogateescape", say) cannot go into JSON.
+_SURROGATE_RULE = "must be valid Unicode text (it has a lone surrogate, which UTF-8 cannot encode)"
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def non_negative(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kirim_async import (
@@ -26,6 +26,7 @@ from kirim_async import (
     bulk_create_labels,
     iter_bulk_create_labels,
 )
+from kirim_async._sansio import build_create_label
 from kirim_async.bulk import _Planner
 from kirim_async.testing import FakeKirimServer, Fault
 
@@ -199,6 +200,7 @@ class TestOutcomes:
             {"name": "ok-3", "size": 3},
             42,
             {"name": None, "color": "red"},
+            "lone-\udc80",  # e.g. decoded with "surrogateescape": JSON cannot carry it
             {"name": "ok-4", "color": None, "team_id": None},  # None: not given
         ]
         async with client_for(server) as client:
@@ -206,6 +208,7 @@ class TestOutcomes:
         statuses = [o.status.value for o in result.outcomes]
         assert statuses == [
             "created",
+            "invalid",
             "invalid",
             "invalid",
             "invalid",
@@ -226,16 +229,22 @@ class TestOutcomes:
             "size",
             "item",
             "name",
+            "name",
         ]
         assert invalid[0].request == ""
         assert all(o.attempts == 0 for o in invalid)
         assert server.stats.requests == 2
 
+    @settings(max_examples=300)
     @given(
         st.dictionaries(
             st.sampled_from(["name", "color", "team_id"]) | st.text(max_size=3),
             st.recursive(
-                st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=60),
+                st.none()
+                | st.booleans()
+                | st.integers()
+                | st.floats()
+                | st.lists(st.characters() | st.just("\udc80"), max_size=60).map("".join),
                 lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(), inner),
                 max_leaves=3,
             ),
@@ -246,8 +255,8 @@ class TestOutcomes:
         if isinstance(prepared, LabelOutcome):
             assert prepared.status is OutcomeStatus.INVALID
             assert isinstance(prepared.error, InvalidParameterError)
-        else:
-            assert isinstance(prepared, CreateLabel)
+        else:  # valid means sendable: it encodes
+            assert build_create_label("https://api.kirim.chat/v1", prepared).body
 
     async def test_repeats_are_skipped_pointing_at_the_first(self) -> None:
         items: list[Any] = [

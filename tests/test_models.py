@@ -4,8 +4,11 @@ import pickle
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kirim_async import CreateLabel, InvalidParameterError, KirimError, LabelColor
+from kirim_async._sansio import build_create_label
 
 
 class TestCreateLabel:
@@ -37,6 +40,8 @@ class TestCreateLabel:
             ({"name": "ok", "team_id": ""}, "team_id", "1-64 characters"),
             ({"name": "ok", "team_id": "t" * 65}, "team_id", "1-64 characters"),
             ({"name": "ok", "team_id": 7}, "team_id", "must be a string"),
+            ({"name": "bad\udc80"}, "name", "lone surrogate"),
+            ({"name": "ok", "team_id": "t\ud800"}, "team_id", "lone surrogate"),
         ],
     )
     def test_rejects_each_rule_naming_field_rule_and_value(
@@ -55,6 +60,21 @@ class TestCreateLabel:
             CreateLabel(name="")
         assert isinstance(info.value, KirimError)
         assert isinstance(info.value, ValueError)
+
+    @given(  # not st.text(), which all but drops surrogates
+        st.lists(
+            st.characters() | st.sampled_from(["\ud800", "\udc80", "\udfff"]),
+            min_size=1,
+            max_size=50,
+        ).map("".join)
+    )
+    def test_a_name_it_accepts_can_be_sent(self, name: str) -> None:
+        try:
+            request = CreateLabel(name=name)
+        except InvalidParameterError as error:
+            assert "lone surrogate" in error.rule  # noqa: PT017 - the only rule it can break
+            return
+        assert build_create_label("https://api.kirim.chat/v1", request).body
 
     def test_error_shortens_a_huge_value(self) -> None:
         with pytest.raises(InvalidParameterError) as info:
