@@ -52,8 +52,10 @@ class RateGate:
     """Paces and pauses the sends of one bulk job.
 
     Args:
-        max_wait: Seconds the gate may stay closed by 429s over the whole job; past
-            that, :meth:`rate_limited` raises and every later turn fails at once.
+        max_wait: Seconds the job may be held back by 429s: the gate's closings summed
+            over the whole job, or one unbroken run of 429s (no other answer between),
+            whichever reaches it first. Past that, :meth:`rate_limited` raises and
+            every later turn fails at once.
         sleep: Awaited to wait (injectable for tests).
         clock: Monotonic seconds.
         wall_clock: Unix time, for an ``X-RateLimit-Reset`` given as a timestamp.
@@ -73,6 +75,8 @@ class RateGate:
     """429 answers met."""
     throttled_seconds: float = attrs.field(default=0.0, init=False)
     """Seconds the gate has been closed by 429s."""
+    _run_since: float | None = attrs.field(init=False, default=None)
+    """When the current run of 429s began (None when the last answer was not a 429)."""
 
     _lock: asyncio.Lock = attrs.field(init=False, factory=asyncio.Lock)
     _open_at: float = attrs.field(init=False, default=0.0)
@@ -181,8 +185,9 @@ class RateGate:
         self._answered += 1
         if status == 429:
             self.rate_limited_count += 1
-        else:
-            self._waits = None  # a success ends a run of 429s without Retry-After
+        elif self._run_since is not None or self._waits is not None:
+            self._run_since = None  # any other answer ends a run of 429s
+            self._waits = None
         if "X-RateLimit-Limit" not in headers:  # the common case without hints
             return
         limit = _header_float(headers, "X-RateLimit-Limit")
@@ -224,10 +229,17 @@ class RateGate:
         if self._halt is not None:
             raise error if isinstance(self._halt, RateLimitError) else self._halt
         now = self.clock()
+        if self._run_since is None:
+            self._run_since = now
         wait = error.retry_after if error.retry_after is not None else self._next_backoff()
         new_open_at = now + wait
         added = max(0.0, new_open_at - max(self._open_at, now))
-        if self.throttled_seconds + added > self.max_wait:
+        # The run counts too: a server that keeps answering 429 with "Retry-After: 0"
+        # closes the gate for nothing, while the pacer's floor keeps the job going.
+        if (
+            self.throttled_seconds + added > self.max_wait
+            or new_open_at - self._run_since > self.max_wait
+        ):
             self.halt(error)
             raise error
         already_closed = now < self._open_at

@@ -527,8 +527,9 @@ async def iter_bulk_create_labels(
             ``"error"`` reports pre-existing ones as ``failed``.
         max_retries: Error retries per item (default: the client's). Waiting out rate
             limits does not spend them.
-        max_rate_limit_wait: Seconds the job may spend held back by 429s in all; after
-            that, every remaining item fails with the ``RateLimitError``.
+        max_rate_limit_wait: Seconds the job may spend held back by 429s in all (the
+            gate's closings summed, or one unbroken run of 429s, whichever comes
+            first); after that, every remaining item fails with the ``RateLimitError``.
         dedupe: Skip items repeating an earlier item's (team, name). This remembers each
             distinct (team, name) seen; pass False for constant memory on input known to
             be unique (a repeat is then sent and reported as ``exists``).

@@ -431,6 +431,21 @@ class TestRateLimits:
         assert sum(sleeps.waits) <= 25
         assert len(scripted.requests) <= 5  # no request once the budget is spent
 
+    async def test_endless_429s_without_a_wait_end_the_job(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        # "Retry-After: 0" closes the gate for nothing; only the run of 429s shows the
+        # job is held back. Without a bound, the pacer's floor would go on for ever.
+        scripted.script(*[Answer(429, RL, {"Retry-After": "0"})] * 1000)
+        async with client_for(scripted, sleeps) as client:
+            result = await bulk_create_labels(
+                client, [f"n{i}" for i in range(20)], concurrency=4, max_rate_limit_wait=25
+            )
+        assert len(result.failed) == 20
+        assert all(isinstance(o.error, RateLimitError) for o in result.failed)
+        assert sum(sleeps.waits) <= 25 + 2  # the run, and at most one paced turn past it
+        assert len(scripted.requests) < 40
+
     async def test_paced_job_meets_few_429s(self) -> None:
         async with FakeKirimServer(rate=400, burst=20) as server, client_for(server) as client:
             result = await bulk_create_labels(client, [f"n{i}" for i in range(600)], concurrency=32)
@@ -665,11 +680,28 @@ class TestRateGate:
         closed = []
         for _ in range(5):
             before = gate.throttled_seconds
-            clock.advance(100)
+            clock.advance(8)  # past the longest closing, within the budget's 60 s run
             gate.rate_limited(self.rl(None))
             closed.append(gate.throttled_seconds - before)
         for wait, ceiling in zip(closed, [0.5, 1, 2, 4, 8], strict=True):
             assert 0 <= wait <= ceiling
+
+    def test_an_unbroken_run_of_429s_spends_the_budget(self, clock: FakeClock) -> None:
+        gate = self.make(clock, SleepRecorder(clock), max_wait=5)
+        for _ in range(5):  # broken by a success: never spent
+            gate.observe(429, {})
+            gate.rate_limited(self.rl(0))
+            clock.advance(3)
+            gate.observe(201, {})
+        for _ in range(2):
+            gate.observe(429, {})
+            gate.rate_limited(self.rl(0))
+            clock.advance(3)
+        gate.observe(429, {})
+        with pytest.raises(RateLimitError):
+            gate.rate_limited(self.rl(0))  # 6 s of nothing but 429s
+        assert gate.throttled_seconds == 0
+        assert gate.is_halted
 
     async def test_budget_exhaustion_fails_every_later_turn(
         self, clock: FakeClock, sleeps: SleepRecorder
