@@ -70,6 +70,14 @@ class Transport:
         self._last_timeout = aiohttp.ClientTimeout(total=None)
 
     @property
+    def connection_limit(self) -> int | None:
+        """Connections the pool holds at most; None when it has no limit (or no connector)."""
+        if self._owns_session:
+            return self._connection_limit
+        connector = self._session.connector if self._session is not None else None
+        return (connector.limit or None) if connector is not None else None  # 0: no limit
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
         return self._closed

@@ -490,6 +490,15 @@ def _new_job(
         max_retries=max_retries,
         max_rate_limit_wait=max_rate_limit_wait,
     )
+    pool = client._transport.connection_limit
+    if pool is not None and options.concurrency > pool:
+        # Workers beyond the pool would wait for a connection inside aiohttp, where the
+        # wait counts against each request's timeout: a smaller job in disguise.
+        raise InvalidParameterError(
+            "concurrency",
+            f"must be at most the client's {pool} connections (KirimClient(connection_limit=...))",
+            options.concurrency,
+        )
     return _Job(
         client=client,
         gate=client._new_gate(options.max_rate_limit_wait),
@@ -539,8 +548,9 @@ async def iter_bulk_create_labels(
         One :class:`LabelOutcome` per item, in completion order (``index`` says which).
 
     Raises:
-        InvalidParameterError: An option is out of range, or *items* is a single item
-            (a name, a mapping, a :class:`CreateLabel`) rather than an iterable of them.
+        InvalidParameterError: An option is out of range (``concurrency`` above the
+            client's ``connection_limit`` included), or *items* is a single item (a
+            name, a mapping, a :class:`CreateLabel`) rather than an iterable of them.
     """
     job = _new_job(
         client,
@@ -576,8 +586,9 @@ async def bulk_create_labels(
         A :class:`BulkResult`: one outcome per item, counts, views and figures.
 
     Raises:
-        InvalidParameterError: An option is out of range, or *items* is a single item
-            (a name, a mapping, a :class:`CreateLabel`) rather than an iterable of them.
+        InvalidParameterError: An option is out of range (``concurrency`` above the
+            client's ``connection_limit`` included), or *items* is a single item (a
+            name, a mapping, a :class:`CreateLabel`) rather than an iterable of them.
     """
     job = _new_job(
         client,

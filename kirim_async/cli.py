@@ -28,7 +28,7 @@ from typing import IO, Any
 import attrs
 
 from ._client import KirimClient
-from ._config import TOKEN_ENV
+from ._config import DEFAULT_CONNECTION_LIMIT, TOKEN_ENV
 from ._events import Hooks, ResponseEvent
 from ._outcomes import LabelOutcome, OutcomeStatus
 from ._seedfile import (
@@ -339,6 +339,7 @@ async def _send(
             token,
             base_url=base_url,
             team_id=args.team_id,
+            connection_limit=max(DEFAULT_CONNECTION_LIMIT, args.concurrency),
             hooks=Hooks(on_response=seeding.tally.on_response),
         ) as client:
             stream = iter_bulk_create_labels(

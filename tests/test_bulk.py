@@ -5,6 +5,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -158,6 +159,31 @@ class TestInputs:
                 await bulk_create_labels(client, ["a"], **options)
         assert info.value.field == field
         assert server.stats.requests == 0
+
+    async def test_concurrency_must_fit_the_clients_pool(self, server: FakeKirimServer) -> None:
+        async with client_for(server, connection_limit=4) as client:
+            with pytest.raises(InvalidParameterError, match="connection_limit") as info:
+                await bulk_create_labels(client, ["a"], concurrency=5)
+            assert info.value.field == "concurrency"
+            result = await bulk_create_labels(client, ["a", "b", "c", "d"], concurrency=4)
+        assert len(result.created) == 4
+
+    @pytest.mark.parametrize(("limit", "fits"), [(2, False), (0, True)], ids=["2", "no limit"])
+    async def test_concurrency_must_fit_a_callers_pool(
+        self, server: FakeKirimServer, limit: int, fits: bool
+    ) -> None:
+        connector = aiohttp.TCPConnector(limit=limit)
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            client_for(server, session=session) as client,
+        ):
+            if fits:
+                result = await bulk_create_labels(client, ["a", "b", "c"], concurrency=3)
+                assert len(result.created) == 3
+            else:
+                with pytest.raises(InvalidParameterError) as info:
+                    await bulk_create_labels(client, ["a"], concurrency=3)
+                assert info.value.field == "concurrency"
 
     @pytest.mark.parametrize(
         "items", ["bug", b"bug", {"name": "bug"}, CreateLabel(name="bug"), 42, None]

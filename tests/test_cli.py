@@ -111,6 +111,16 @@ class TestHappyPath:
         assert piped.returncode == 0, piped.stderr
         assert sorted(label["name"] for label in server.labels) == ["alpha", "beta", "gamma"]
 
+    def test_concurrency_above_the_default_pool(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        names = "\n".join(f"n{i}" for i in range(150))
+        result = seed(
+            server, write(tmp_path / "in.csv", f"name\n{names}\n"), "--concurrency", "150"
+        )
+        assert result.returncode == 0, result.stderr
+        assert len(server.labels) == 150
+
     def test_team_id_option_fills_rows_without_one(self, tmp_path: Path) -> None:
         with FakeKirimServer(token=TOKEN, teams=["a", "b"]).running_in_thread() as multi:
             csv = write(tmp_path / "in.csv", "name,team_id\none,\ntwo,b\n")
