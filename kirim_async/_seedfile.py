@@ -60,7 +60,7 @@ class UnreadableRow:
 
 @attrs.frozen
 class Row:
-    """One input row: its line number and the item for the bulk helper.
+    """One input row: the number of its first line, and the item for the bulk helper.
 
     ``item`` is a mapping of the label's fields, or an :class:`UnreadableRow` (never a
     bare string, which the bulk helper would take for a name).
