@@ -453,24 +453,44 @@ def _wait_budget(_instance: object, attribute: attrs.Attribute[Any], value: obje
         raise InvalidParameterError(attribute.name, "must be a number >= 0", value)
 
 
+def _many_items(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # One item where a job takes many: a name would be read one letter at a time.
+    if isinstance(value, (str, bytes, bytearray, Mapping, CreateLabel)):
+        raise InvalidParameterError(
+            attribute.name,
+            "must be an iterable of items, not a single item: wrap it in a list",
+            value,
+        )
+    if not isinstance(value, (Iterable, AsyncIterable)):
+        raise InvalidParameterError(attribute.name, "must be an iterable or async iterable", value)
+
+
+def _fits_pool(instance: _JobOptions, attribute: attrs.Attribute[Any], value: int) -> None:
+    # Workers beyond the pool would wait for a connection inside aiohttp, where the wait
+    # counts against each request's timeout: a smaller job in disguise.
+    if instance.pool is not None and value > instance.pool:
+        raise InvalidParameterError(
+            attribute.name,
+            f"must be at most the client's {instance.pool} connections "
+            "(KirimClient(connection_limit=...))",
+            value,
+        )
+
+
 @attrs.frozen(kw_only=True)
 class _JobOptions:
-    """A bulk job's options, checked by attrs validators before anything starts."""
+    """A bulk job's options, checked by attrs validators before anything starts.
 
-    concurrency: int = attrs.field(validator=attrs.validators.and_(count, positive))
+    ``pool`` is the client's connection limit (None: no limit), which ``concurrency``
+    must fit; attrs runs the validators in this order, items first.
+    """
+
+    items: object = attrs.field(validator=_many_items)
+    pool: int | None
+    concurrency: int = attrs.field(validator=attrs.validators.and_(count, positive, _fits_pool))
     on_duplicate: OnDuplicate = attrs.field(validator=_one_of_on_duplicate)
     max_retries: int | None = attrs.field(validator=attrs.validators.optional(count))
     max_rate_limit_wait: float = attrs.field(validator=_wait_budget)
-
-
-def _check_items(items: object) -> None:
-    """Refuse one item where a job takes many: a name would be read one letter at a time."""
-    if isinstance(items, (str, bytes, bytearray, Mapping, CreateLabel)):
-        raise InvalidParameterError(
-            "items", "must be an iterable of items, not a single item: wrap it in a list", items
-        )
-    if not isinstance(items, (Iterable, AsyncIterable)):
-        raise InvalidParameterError("items", "must be an iterable or async iterable", items)
 
 
 def _new_job(
@@ -483,22 +503,14 @@ def _new_job(
     max_rate_limit_wait: float,
     dedupe: bool,
 ) -> _Job:
-    _check_items(items)
     options = _JobOptions(
+        items=items,
+        pool=client._transport.connection_limit,
         concurrency=concurrency,
         on_duplicate=on_duplicate,
         max_retries=max_retries,
         max_rate_limit_wait=max_rate_limit_wait,
     )
-    pool = client._transport.connection_limit
-    if pool is not None and options.concurrency > pool:
-        # Workers beyond the pool would wait for a connection inside aiohttp, where the
-        # wait counts against each request's timeout: a smaller job in disguise.
-        raise InvalidParameterError(
-            "concurrency",
-            f"must be at most the client's {pool} connections (KirimClient(connection_limit=...))",
-            options.concurrency,
-        )
     return _Job(
         client=client,
         gate=client._new_gate(options.max_rate_limit_wait),
