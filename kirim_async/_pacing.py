@@ -185,8 +185,8 @@ class RateGate:
         self._answered += 1
         if status == 429:
             self.rate_limited_count += 1
-        elif self._run_since is not None or self._waits is not None:
-            self._run_since = None  # any other answer ends a run of 429s
+        else:  # any other answer ends a run of 429s
+            self._run_since = None
             self._waits = None
         if "X-RateLimit-Limit" not in headers:  # the common case without hints
             return
