@@ -22,14 +22,15 @@ from .errors import APIStatusError, InvalidParameterError
 __all__ = [
     "DONE_STATUSES",
     "InputFileError",
+    "PriorReport",
     "Row",
     "Scan",
     "UnreadableRow",
     "detect_format",
     "prescan",
+    "read_report",
     "read_rows",
     "report_line",
-    "resume_done_rows",
     "row_error",
     "row_status",
 ]
@@ -300,27 +301,72 @@ def _error_code(error: Exception | None) -> str | None:
     return type(error).__name__ if error else None
 
 
-def resume_done_rows(path: Path) -> dict[int, object]:
-    """Rows a previous report marks done (created or exists), with their names.
+@attrs.frozen
+class PriorReport:
+    """What an earlier report says, for ``--resume``.
 
-    A missing report means nothing is done yet. Lines that are not report entries
-    (say, one cut short when the job was killed) are ignored.
+    Attributes:
+        done_rows: The rows it marks done (created or exists), with their names.
+        keep_bytes: Its length up to the end of its last whole line.
+        cut_bytes: The length of a last line cut short after that (a job killed while
+            writing it). Appending must start at ``keep_bytes``, so that no new line is
+            glued to the cut one; the cut line's row is sent again.
+        ends_mid_line: Its last line is a whole entry without a newline: write one first.
+    """
+
+    done_rows: dict[int, object]
+    keep_bytes: int = 0
+    cut_bytes: int = 0
+    ends_mid_line: bool = False
+
+
+def read_report(path: Path) -> PriorReport:
+    """Read an earlier report (missing: nothing is done yet).
+
+    Raises:
+        InputFileError: A whole line is not a report line (the file is not a report);
+            only a last line without its newline may be cut short.
     """
     done: dict[int, object] = {}
+    keep = 0
     try:
-        stream = path.open(encoding="utf-8")
+        stream = path.open("rb")
     except FileNotFoundError:
-        return done
+        return PriorReport(done)
     except OSError as exc:
         raise InputFileError(f"{path}: {exc.strerror or exc}") from None
     with stream:
-        for text in stream:
-            try:
-                entry = json.loads(text)
-            except ValueError:
+        for number, data in enumerate(stream, start=1):
+            whole = data.endswith(b"\n")
+            if not data.strip():
+                keep += len(data)
                 continue
-            if isinstance(entry, dict) and entry.get("status") in DONE_STATUSES:
-                row = entry.get("row")
-                if isinstance(row, int):
-                    done[row] = entry.get("name")
-    return done
+            entry = _report_entry(data)
+            if entry is None:
+                if not whole:
+                    return PriorReport(done, keep, cut_bytes=len(data))
+                raise InputFileError(
+                    f"{path}: line {number} is not a report line; "
+                    "--resume takes a report that --report wrote"
+                )
+            keep += len(data)
+            if entry["status"] in DONE_STATUSES:
+                done[entry["row"]] = entry.get("name")
+            if not whole:
+                return PriorReport(done, keep, ends_mid_line=True)
+    return PriorReport(done, keep)
+
+
+def _report_entry(data: bytes) -> dict[str, Any] | None:
+    """A report line's entry: an object with an integer ``row`` and a ``status``."""
+    try:
+        entry = json.loads(data)
+    except ValueError:  # JSON or UTF-8 (UnicodeDecodeError is a ValueError)
+        return None
+    if (
+        isinstance(entry, dict)
+        and type(entry.get("row")) is int
+        and isinstance(entry.get("status"), str)
+    ):
+        return entry
+    return None

@@ -33,12 +33,13 @@ from ._events import Hooks, ResponseEvent
 from ._outcomes import LabelOutcome, OutcomeStatus
 from ._seedfile import (
     InputFileError,
+    PriorReport,
     Row,
     detect_format,
     prescan,
+    read_report,
     read_rows,
     report_line,
-    resume_done_rows,
     row_error,
     row_status,
 )
@@ -282,19 +283,52 @@ def _open_input(args: argparse.Namespace) -> tuple[IO[bytes], str]:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _open_report(args: argparse.Namespace) -> IO[str] | None:
-    if args.resume is not None:
-        if args.report is not None and args.report != args.resume:
-            raise UsageError("--report and --resume name different files; --resume appends")
-        path, mode = args.resume, "a"
-    elif args.report is not None:
-        path, mode = args.report, "w"
-    else:
+def _report_path(args: argparse.Namespace) -> Path | None:
+    """The report to write (``--report``) or append to (``--resume``), checked first.
+
+    Raises:
+        UsageError: The two options name different files, or the report is the input
+            file (``--report`` would empty it before it is read).
+    """
+    if args.resume is not None and args.report is not None and args.report != args.resume:
+        raise UsageError("--report and --resume name different files; --resume appends")
+    chosen = args.resume if args.resume is not None else args.report
+    if chosen is None:
+        return None
+    path = Path(chosen)
+    if args.file != "-" and _same_file(Path(args.file), path):
+        option = "--resume" if args.resume is not None else "--report"
+        raise UsageError(f"{option} {path} is the input file; name another file for the report")
+    return path
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _open_report(args: argparse.Namespace, path: Path | None, prior: PriorReport) -> IO[str] | None:
+    if path is None:
         return None
     try:
-        return Path(path).open(mode, encoding="utf-8")
+        if args.resume is None:
+            return path.open("w", encoding="utf-8")
+        if prior.cut_bytes:  # a killed job's half-written line: the row is sent again
+            os.truncate(path, prior.keep_bytes)
+            if not args.quiet:
+                print(
+                    f"kirim-labels: {path}: dropped its last line, cut short "
+                    f"({prior.cut_bytes} bytes); that row is sent again",
+                    file=sys.stderr,
+                )
+        report = path.open("a", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    if prior.ends_mid_line:
+        report.write("\n")
+    return report
 
 
 @attrs.frozen
@@ -423,7 +457,8 @@ def seed(args: argparse.Namespace) -> int:
     if args.file != "-":
         scan = prescan(Path(args.file), fmt)
         total, file_teams = scan.rows, scan.team_ids
-    done_rows = resume_done_rows(args.resume) if args.resume else {}
+    report_path = _report_path(args)
+    prior = read_report(Path(args.resume)) if args.resume else PriorReport({})
     # A missing token is a usage error before anything else happens.
     needs_token = not args.dry_run and not args.sandbox
     target = Target(
@@ -431,9 +466,9 @@ def seed(args: argparse.Namespace) -> int:
         sandbox_teams=file_teams | ({args.team_id} if args.team_id else frozenset()),
     )
     stream, source = _open_input(args)
-    report = _open_report(args)
-    tally = Tally(total=None if total is None else total - len(done_rows))
-    seeding = Seeding(report=report, tally=tally, done_rows=done_rows)
+    report = _open_report(args, report_path, prior)
+    tally = Tally(total=None if total is None else total - len(prior.done_rows))
+    seeding = Seeding(report=report, tally=tally, done_rows=prior.done_rows)
     interrupted = False
     try:
         rows = read_rows(stream, fmt, source)

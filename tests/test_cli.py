@@ -409,3 +409,63 @@ class TestResume:
         assert sorted(by_row) == list(range(2, 202))  # every row accounted for
         assert all(s.count("created") <= 1 for s in by_row.values())
         assert all(set(s) <= {"created", "exists"} for s in by_row.values())
+
+    def test_a_line_cut_short_by_a_kill_is_dropped_not_glued_to_the_next(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\nfeature\ndocs\n")
+        done = '{"row": 2, "name": "bug", "status": "created", "label_id": "lbl_1"}\n'
+        out = write(tmp_path / "report.jsonl", done + '{"row": 3, "name": "feat')
+        result = seed(server, csv, "--resume", out)
+        assert result.returncode == 0, result.stderr
+        assert "dropped its last line, cut short (24 bytes)" in result.stderr
+        lines = report(out)  # every line whole again: the fragment is gone
+        assert lines[0]["label_id"] == "lbl_1"
+        assert sorted(line["row"] for line in lines) == [2, 3, 4]
+        assert sorted(label["name"] for label in server.labels) == ["docs", "feature"]
+
+    def test_a_last_entry_without_its_newline_counts_and_is_kept(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\nfeature\n")
+        out = write(tmp_path / "report.jsonl", '{"row": 2, "name": "bug", "status": "created"}')
+        result = seed(server, csv, "--resume", out)
+        assert result.returncode == 0, result.stderr
+        assert [(line["row"], line["name"]) for line in report(out)] == [
+            (2, "bug"),
+            (3, "feature"),
+        ]
+        assert [label["name"] for label in server.labels] == ["feature"]
+
+    @pytest.mark.parametrize(
+        ("content", "says"),
+        [
+            ("name\nbug\n", "line 1 is not a report line"),
+            (b'{"row": 2, "status": "created"}\n\xff\xfe\n', "line 2 is not a report line"),
+            ('{"row": 2, "status": "created"}\n[2, "created"]\n{"row": 3}', "line 2 is not"),
+        ],
+    )
+    def test_a_file_that_is_not_a_report_is_refused_untouched(
+        self, server: FakeKirimServer, tmp_path: Path, content: str | bytes, says: str
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        out = write(tmp_path / "other.csv", content)
+        result = seed(server, csv, "--resume", out)
+        assert result.returncode == 2
+        assert says in result.stderr
+        assert "Traceback" not in result.stderr
+        assert out.read_bytes() == (content.encode() if isinstance(content, str) else content)
+        assert server.stats.requests == 0
+
+    @pytest.mark.parametrize("option", ["--report", "--resume"])
+    def test_the_input_file_is_never_the_report(
+        self, server: FakeKirimServer, tmp_path: Path, option: str
+    ) -> None:
+        text = "name\nbug\nfeature\n"
+        csv = write(tmp_path / "in.csv", text)
+        (tmp_path / "link.csv").symlink_to(csv)
+        result = seed(server, csv, option, tmp_path / "link.csv")
+        assert result.returncode == 2
+        assert f"{option} {tmp_path / 'link.csv'} is the input file" in result.stderr
+        assert csv.read_text() == text  # not emptied (--report) nor appended to (--resume)
+        assert server.stats.requests == 0
