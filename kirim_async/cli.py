@@ -101,7 +101,10 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="PATH",
-        help="skip rows this earlier report marks created or exists; append to it",
+        help=(
+            "skip rows this earlier report marks created or exists; append to it "
+            "(with --dry-run, only read it)"
+        ),
     )
     seed.add_argument(
         "--dry-run",
@@ -283,41 +286,62 @@ def _open_input(args: argparse.Namespace) -> tuple[IO[bytes], str]:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _report_path(args: argparse.Namespace) -> Path | None:
-    """The report to write (``--report``) or append to (``--resume``), checked first.
+@attrs.frozen
+class ReportTarget:
+    """Where report lines go: a file written anew, or a resumed report appended to."""
+
+    path: Path
+    appends: bool
+
+
+def _report_target(args: argparse.Namespace) -> ReportTarget | None:
+    """Where ``--report`` and ``--resume`` send report lines, checked before any is read.
+
+    A dry run only reads the report it resumes; its plan goes to ``--report``.
 
     Raises:
-        UsageError: The two options name different files, or the report is the input
-            file (``--report`` would empty it before it is read).
+        UsageError: The report is the input file (``--report`` would empty it before it
+            is read); the options name different files (a real run appends to the
+            resumed report); or a dry run would write into the report it resumes.
     """
-    if args.resume is not None and args.report is not None and args.report != args.resume:
-        raise UsageError("--report and --resume name different files; --resume appends")
-    chosen = args.resume if args.resume is not None else args.report
-    if chosen is None:
-        return None
-    path = Path(chosen)
-    if args.file != "-" and _same_file(Path(args.file), path):
-        option = "--resume" if args.resume is not None else "--report"
-        raise UsageError(f"{option} {path} is the input file; name another file for the report")
-    return path
+    resume = None if args.resume is None else Path(args.resume)
+    report = None if args.report is None else Path(args.report)
+    if resume is not None and report is not None:
+        same = _same_file(resume, report)
+        if args.dry_run and same:
+            raise UsageError("--dry-run does not write into the report --resume reads")
+        if not args.dry_run and not same:
+            raise UsageError("--report and --resume name different files; --resume appends")
+    target = None
+    if resume is not None and not args.dry_run:
+        target = ReportTarget(path=resume, appends=True)
+    elif report is not None:
+        target = ReportTarget(path=report, appends=False)
+    for option, path in (("--resume", resume), ("--report", report)):
+        if path is not None and args.file != "-" and _same_file(Path(args.file), path):
+            raise UsageError(f"{option} {path} is the input file; name another file for the report")
+    return target
 
 
 def _same_file(first: Path, second: Path) -> bool:
+    if first == second:
+        return True
     try:
         return os.path.samefile(first, second)
     except OSError:  # one of them does not exist (yet)
         return False
 
 
-def _open_report(args: argparse.Namespace, path: Path | None, prior: PriorReport) -> IO[str] | None:
-    if path is None:
+def _open_report(target: ReportTarget | None, prior: PriorReport, *, quiet: bool) -> IO[str] | None:
+    if target is None:
         return None
+    path = target.path
     try:
-        if args.resume is None:
+        if not target.appends:
             return path.open("w", encoding="utf-8")
         if prior.cut_bytes:  # a killed job's half-written line: the row is sent again
             os.truncate(path, prior.keep_bytes)
-            if not args.quiet:
+            if not quiet:
                 print(
                     f"kirim-labels: {path}: dropped its last line, cut short "
                     f"({prior.cut_bytes} bytes); that row is sent again",
@@ -457,7 +481,7 @@ def seed(args: argparse.Namespace) -> int:
     if args.file != "-":
         scan = prescan(Path(args.file), fmt)
         total, file_teams = scan.rows, scan.team_ids
-    report_path = _report_path(args)
+    report_target = _report_target(args)
     prior = read_report(Path(args.resume)) if args.resume else PriorReport({})
     # A missing token is a usage error before anything else happens.
     needs_token = not args.dry_run and not args.sandbox
@@ -466,7 +490,7 @@ def seed(args: argparse.Namespace) -> int:
         sandbox_teams=file_teams | ({args.team_id} if args.team_id else frozenset()),
     )
     stream, source = _open_input(args)
-    report = _open_report(args, report_path, prior)
+    report = _open_report(report_target, prior, quiet=args.quiet)
     tally = Tally(total=None if total is None else total - len(prior.done_rows))
     seeding = Seeding(report=report, tally=tally, done_rows=prior.done_rows)
     interrupted = False

@@ -469,3 +469,20 @@ class TestResume:
         assert f"{option} {tmp_path / 'link.csv'} is the input file" in result.stderr
         assert csv.read_text() == text  # not emptied (--report) nor appended to (--resume)
         assert server.stats.requests == 0
+
+    def test_a_dry_run_reads_the_report_it_resumes_and_writes_its_plan_elsewhere(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\nfeature\n")
+        done = '{"row": 2, "name": "bug", "status": "created"}\n'
+        out = write(tmp_path / "report.jsonl", done)
+        plan = tmp_path / "plan.jsonl"
+        result = seed(server, csv, "--dry-run", "--resume", out, "--report", plan)
+        assert result.returncode == 0, result.stderr
+        assert out.read_text() == done
+        assert [(line["row"], line["status"]) for line in report(plan)] == [(3, "would-create")]
+        into_itself = seed(server, csv, "--dry-run", "--resume", out, "--report", out)
+        assert into_itself.returncode == 2
+        assert "--dry-run does not write into the report --resume reads" in into_itself.stderr
+        assert out.read_text() == done
+        assert server.stats.requests == 0
