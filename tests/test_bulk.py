@@ -111,6 +111,33 @@ class TestInputs:
                 assert asyncio.all_tasks() == {asyncio.current_task()}
         assert len({o.index for o in seen}) == len(seen) <= 50
 
+    @pytest.mark.parametrize("where", ["on_outcome", "async on_outcome", "on_response hook"])
+    async def test_a_callback_that_raises_ends_the_job_with_its_error(self, where: str) -> None:
+        calls = 0
+
+        def broken(_: object) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 5:
+                raise ValueError("the callback broke")
+
+        async def broken_async(event: object) -> None:
+            broken(event)
+
+        on_outcome = {"on_outcome": broken, "async on_outcome": broken_async}.get(where)
+        hooks = Hooks(on_response=broken) if where == "on_response hook" else None
+        with FakeKirimServer().running_in_thread() as server:
+            async with client_for(server, hooks=hooks) as client:
+                with pytest.raises(ValueError, match="the callback broke"):
+                    await bulk_create_labels(
+                        client, [f"n{i}" for i in range(50)], on_outcome=on_outcome
+                    )
+                assert asyncio.all_tasks() == {asyncio.current_task()}
+        if where == "on_response hook":
+            assert calls >= 5  # answers already in when it raised still reach the hook
+        else:
+            assert calls == 5  # no outcome is handed over after the one that raised
+
     async def test_iterator_yields_in_completion_order_with_index(self) -> None:
         async with FakeKirimServer() as server, client_for(server) as client:
             server.script(Fault.LATENCY)  # the first item answers last
