@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from .errors import KirimError
+from .errors import KirimError, is_ambiguous
 from .models import CreateLabel, Label
 
 __all__ = ["BulkError", "BulkResult", "ExistsReason", "LabelOutcome", "OutcomeStatus", "SkipReason"]
@@ -85,6 +85,21 @@ class LabelOutcome:
     exists_reason: ExistsReason | None = None
     skip_reason: SkipReason | None = None
     first_index: int | None = None
+
+    @property
+    def may_exist(self) -> bool:
+        """For ``failed``: whether the label may exist anyway.
+
+        True when an attempt of the item may have created it: it timed out, lost its
+        connection after sending, met a 5xx, or had a success answer that could not be
+        read. Sending the item again may then meet ``exists``.
+        """
+        error = self.error
+        return (
+            self.status is OutcomeStatus.FAILED
+            and error is not None
+            and (error.after_ambiguous_attempt or is_ambiguous(error))
+        )
 
     @property
     def is_ok(self) -> bool:

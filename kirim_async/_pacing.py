@@ -173,6 +173,10 @@ class RateGate:
         if self._halt is None:
             self._halt = error
 
+    def refuses_with(self, error: BaseException) -> bool:
+        """Whether *error* is a turn this gate refused because the job is stopping."""
+        return self._halt is not None and type(error) is type(self._halt)
+
     def _halted(self) -> BaseException:
         # Each refused turn raises its own copy: outcomes must not share one mutable
         # exception (the retrier sets attempts on it), and raising one instance again and

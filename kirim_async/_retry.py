@@ -25,10 +25,9 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    DuplicateLabelError,
     KirimError,
     RateLimitError,
-    ServerError,
+    is_ambiguous,
 )
 
 __all__ = ["RETRYABLE_STATUSES", "Retrier", "is_ambiguous", "is_retryable"]
@@ -69,17 +68,6 @@ def is_retryable(error: KirimError) -> bool:
     return isinstance(error, APIStatusError) and error.status in RETRYABLE_STATUSES
 
 
-def is_ambiguous(error: KirimError) -> bool:
-    """Whether the server may have acted on the request despite the error.
-
-    A timeout, a connection lost after sending, or a 5xx leaves a create undecided:
-    the label may exist. A connection refused before sending does not.
-    """
-    if isinstance(error, APIConnectionError):
-        return error.request_may_have_been_sent
-    return isinstance(error, ServerError)
-
-
 def retry_after_wait(retry_after: float) -> float:
     """``Retry-After`` plus a small upward jitter: never earlier than the server asked."""
     return retry_after + random.uniform(0.0, min(1.0, 0.1 * retry_after + 0.05))
@@ -97,10 +85,13 @@ class _Call(Generic[A, T]):
     gate: RateGate | None = None
     attempts: int = 0
     failed_attempts: int = 0
-    ambiguous: bool = False
+    ambiguous_attempts: int = 0
+    """Attempts whose error leaves the request undecided (the server may have acted)."""
     failed: KirimError | None = None
     """An attempt's error not yet handled: the first attempt's, when the retrier made it."""
     _pending: KirimError | None = None
+    last_ambiguous: KirimError | None = None
+    """With a gate: the last ambiguous attempt's error, to end with if the job stops."""
     _next_wait: float = 0.0
 
     async def run_once(self) -> T:
@@ -115,9 +106,10 @@ class _Call(Generic[A, T]):
                 timeout = self.timeout
                 if self.deadline_at is not None:
                     remaining = self.deadline_at - self.retrier.clock()
-                    if remaining <= 0:
+                    if remaining <= 0:  # this attempt is not made
                         raise APITimeoutError(
-                            f"{self.attempt.describe()}: the call's deadline has passed"
+                            f"{self.attempt.describe()}: the call's deadline has passed",
+                            request_may_have_been_sent=False,
                         )
                     timeout = min(timeout, remaining)
                 self.attempts += 1
@@ -125,6 +117,19 @@ class _Call(Generic[A, T]):
                     return self.attempt.finish(await self.attempt.send(timeout))
                 except KirimError as error:
                     self.failed = error
+                except Exception as refused:
+                    earlier = self.last_ambiguous
+                    if earlier is None or self.gate is None or not self.gate.refuses_with(refused):
+                        raise
+                    # The job stopped before this retry was sent, but an earlier attempt
+                    # may have created the label: end with that attempt's error, which
+                    # says so, not with the stop (which would report the item unsent).
+                    self.attempts -= 1
+                    self.last_ambiguous = None
+                    try:
+                        raise earlier from None
+                    finally:
+                        del earlier  # no cycle through this frame (see below)
             met, self.failed = self.failed, None
             try:
                 if isinstance(met, RateLimitError) and self.gate is not None:
@@ -132,7 +137,9 @@ class _Call(Generic[A, T]):
                     continue
                 self.failed_attempts += 1
                 if is_ambiguous(met):
-                    self.ambiguous = True
+                    self.ambiguous_attempts += 1
+                    if self.gate is not None:
+                        self.last_ambiguous = met
                 raise met
             finally:
                 # The traceback keeps this frame: a local holding the error would make a
@@ -254,8 +261,8 @@ class Retrier:
             The successful attempt's result.
 
         Raises:
-            KirimError: The last error, with ``attempts`` set; a duplicate met after
-                an ambiguous attempt has ``after_ambiguous_attempt`` set.
+            KirimError: The last error, with ``attempts`` set, and
+                ``after_ambiguous_attempt`` when an earlier attempt was ambiguous.
         """
         first_failure = None
         if deadline is None:
@@ -279,6 +286,9 @@ class Retrier:
             return result
         except KirimError as error:
             error.attempts = call.attempts
-            if isinstance(error, DuplicateLabelError) and call.ambiguous:
+            own = 1 if is_ambiguous(error) else 0
+            if call.ambiguous_attempts > own:
                 error.after_ambiguous_attempt = True
             raise
+        finally:
+            call.last_ambiguous = None  # its traceback holds the call: no cycle left

@@ -276,6 +276,8 @@ def report_line(
         "request_id": outcome.request_id,
         "attempts": outcome.attempts,
     }
+    if outcome.may_exist:
+        entry["may_exist"] = True
     if outcome.exists_reason:
         entry["exists_reason"] = outcome.exists_reason.value
     if outcome.skip_reason:

@@ -190,7 +190,9 @@ class Tally:
         if not outcome.is_ok:  # a repeat of a row that is done is fine
             self.problems += 1
             if len(self.failures) < SHOWN_FAILURES:
-                self.failures.append(f"row {row}: {status}: {row_error(outcome)[1]}")
+                maybe = " (the label may exist: an attempt may have created it)"
+                note = maybe if outcome.may_exist else ""
+                self.failures.append(f"row {row}: {status}: {row_error(outcome)[1]}{note}")
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)

@@ -72,9 +72,16 @@ class KirimError(Exception):
 
     Attributes:
         attempts: How many attempts the call made before giving up with this error.
+        after_ambiguous_attempt: True when an earlier attempt of the same call may have
+            acted on the request anyway (it timed out, lost its connection after
+            sending, or met a 5xx): a create that ends in this error may still have
+            created its label. (Whether the last attempt itself may have: a
+            ``ServerError``, or an ``APIConnectionError`` whose
+            ``request_may_have_been_sent`` is true.)
     """
 
     attempts: int = 1
+    after_ambiguous_attempt: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take keyword arguments, which Exception's default pickling loses.
@@ -207,13 +214,9 @@ class InvalidRequestError(APIStatusError):
 class DuplicateLabelError(InvalidRequestError):
     """The label's name is already taken in its team.
 
-    Attributes:
-        after_ambiguous_attempt: True when an earlier attempt of the same call may
-            have created the label (it timed out, lost its connection after sending,
-            or met a 5xx): the name may be taken by this very call.
+    With ``after_ambiguous_attempt`` set, the name may be taken by this very call: an
+    earlier attempt of it may have created the label.
     """
-
-    after_ambiguous_attempt: bool = False
 
 
 class AuthenticationError(APIStatusError):
@@ -234,3 +237,17 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """5xx: the API (or a proxy in front of it) failed."""
+
+
+def is_ambiguous(error: KirimError) -> bool:
+    """Whether the server may have acted on the attempt that met *error* (internal).
+
+    A timeout, a connection lost after sending, a 5xx, or a success answer whose body
+    could not be read leave a create undecided: the label may exist. A connection
+    refused before sending, or a 4xx, does not.
+    """
+    if isinstance(error, APIConnectionError):
+        return error.request_may_have_been_sent
+    if isinstance(error, MalformedResponseError):
+        return not 400 <= (error.status or 0) < 500
+    return isinstance(error, ServerError)

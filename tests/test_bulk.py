@@ -22,6 +22,7 @@ from kirim_async import (
     OutcomeStatus,
     RateLimitError,
     RequestEvent,
+    ResponseEvent,
     ServerError,
     SkipReason,
     bulk_create_labels,
@@ -31,7 +32,14 @@ from kirim_async._sansio import build_create_label
 from kirim_async.bulk import _Planner
 from kirim_async.testing import FakeKirimServer, Fault
 
-from .conftest import Answer, FakeClock, ScriptedServer, SleepRecorder, client_for
+from .conftest import (
+    Answer,
+    FakeClock,
+    ScriptedServer,
+    SleepRecorder,
+    client_for,
+    label_body,
+)
 
 RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
 
@@ -416,6 +424,50 @@ class TestOutcomes:
         assert all(o.skip_reason is SkipReason.STOPPED for o in stopped)
         assert all(isinstance(o.error, AuthenticationError) for o in stopped)
         assert not result.ok
+
+    async def test_an_item_stopped_after_an_ambiguous_attempt_is_failed_not_unsent(
+        self, scripted: ScriptedServer
+    ) -> None:
+        # One request meets a 500 (its label may exist); while its retry waits, the other
+        # meets a 401, which stops the job, so that the retry is never sent.
+        scripted.script(Answer(500, b""), Answer(401, b""))
+        stopped = asyncio.Event()
+
+        async def sleep_until_stopped(_: float) -> None:
+            await stopped.wait()
+
+        def on_response(event: ResponseEvent) -> None:
+            if event.status == 401:
+                stopped.set()
+
+        hooks = Hooks(on_response=on_response)
+        async with client_for(scripted, sleep=sleep_until_stopped, hooks=hooks) as client:
+            result = await bulk_create_labels(client, ["a", "b"], concurrency=2)
+        assert len(scripted.requests) == 2
+        by_error = {type(o.error): o for o in result.outcomes}
+        assert by_error[AuthenticationError].status is OutcomeStatus.FAILED
+        tried = by_error[ServerError]  # was: skipped as "stopped", with 0 attempts
+        assert tried.status is OutcomeStatus.FAILED
+        assert tried.attempts == 1
+        assert tried.may_exist
+
+    @pytest.mark.parametrize(
+        ("answer", "may_exist"),
+        [
+            (Answer(500, b""), True),
+            (Answer(201, b"<html>"), True),  # a success whose body could not be read
+            (Answer(400, {"error": {"code": "nope"}}), False),
+            (Answer(404, b""), False),
+            (Answer(201, label_body("a")), False),  # created: nothing left in doubt
+        ],
+    )
+    async def test_may_exist_says_whether_a_failed_item_may_have_been_created(
+        self, scripted: ScriptedServer, answer: Answer, may_exist: bool
+    ) -> None:
+        scripted.script(answer)
+        async with client_for(scripted, max_retries=0) as client:
+            result = await bulk_create_labels(client, ["a"])
+        assert result.outcomes[0].may_exist is may_exist
 
     async def test_result_views_and_figures(self, server: FakeKirimServer) -> None:
         async with client_for(server) as client:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from kirim_async.testing import FakeKirimServer
+from kirim_async.testing import FakeKirimServer, Fault
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TOKEN = "tok_cli_SECRET_0451"
@@ -190,6 +190,32 @@ class TestRowsThatFail:
         assert "first problems:" in result.stdout
         assert "row 4: invalid" in result.stdout
         assert len(server.labels) == 4
+
+    def test_a_failed_row_that_may_have_been_created_says_so(self, tmp_path: Path) -> None:
+        out = tmp_path / "report.jsonl"
+        csv = write(tmp_path / "in.csv", "name\nlost\ntaken\n")
+        dropping = {Fault.STORE_THEN_DROP: 1.0}  # every label stored, every answer lost
+        with FakeKirimServer(token=TOKEN, faults=dropping).running_in_thread() as server:
+            result = seed(server, csv, "--max-retries", "0", "--report", out)
+            stored = {label["name"] for label in server.labels}
+        assert result.returncode == 1
+        by_row = {line["row"]: line for line in report(out)}
+        assert {line["status"] for line in by_row.values()} == {"failed"}
+        assert all(line["may_exist"] is True for line in by_row.values())
+        assert stored == {"lost", "taken"}  # as the report warns
+        assert "(the label may exist: an attempt may have created it)" in result.stdout
+
+    def test_a_row_refused_by_the_server_has_no_may_exist(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "report.jsonl"
+        csv = write(tmp_path / "in.csv", "name\ntaken\n")
+        seed(server, csv)
+        result = seed(server, csv, "--on-duplicate", "error", "--report", out)
+        assert result.returncode == 1
+        (line,) = report(out)
+        assert line["status"] == "failed"
+        assert "may_exist" not in line
 
     def test_invalid_jsonl_lines(self, server: FakeKirimServer, tmp_path: Path) -> None:
         out = tmp_path / "report.jsonl"

@@ -259,6 +259,24 @@ class TestSafeRetriesOfCreate:
             with pytest.raises(InvalidRequestError) as info:
                 await client.labels.create("bug")
         assert type(info.value) is InvalidRequestError
+        assert info.value.after_ambiguous_attempt is True  # the 502 may have created it
+
+    @pytest.mark.parametrize(
+        ("answers", "flagged"),
+        [
+            ([500, 503, 502], True),  # the last error's own attempt, and two before it
+            ([429, 429, 500], False),  # only the last attempt was ambiguous
+            ([500], False),
+        ],
+    )
+    async def test_the_last_error_says_whether_an_earlier_attempt_was_ambiguous(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder, answers: list[int], flagged: bool
+    ) -> None:
+        scripted.script(*(Answer(status, b"", {"Retry-After": "0"}) for status in answers))
+        async with client_for(scripted, sleeps, max_retries=len(answers) - 1) as client:
+            with pytest.raises(ServerError) as info:
+                await client.labels.create("bug")
+        assert info.value.after_ambiguous_attempt is flagged
 
     async def test_refused_connection_is_retried_as_plainly_safe(
         self, sleeps: SleepRecorder
@@ -346,8 +364,10 @@ class TestTimeouts:
         async with KirimClient(
             "tok", base_url=scripted.url, sleep=slow_sleep, clock=clock, deadline=50
         ) as client:
-            with pytest.raises(APITimeoutError, match="deadline"):
+            with pytest.raises(APITimeoutError, match="deadline") as info:
                 await client.labels.create("bug")
+        assert info.value.request_may_have_been_sent is False  # that attempt was not made
+        assert info.value.after_ambiguous_attempt is True  # the 503 before it was
 
 
 async def test_success_after_retries_is_the_label(
