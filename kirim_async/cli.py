@@ -57,7 +57,11 @@ SHOWN_FAILURES = 10
 
 
 class UsageError(Exception):
-    """A one-line problem with the command line, configuration or input: exit 2."""
+    """A one-line problem with the command line, configuration, input or report: exit 2."""
+
+
+class ReportWriteError(UsageError):
+    """The report could not be written (a full disk, say): the job stops."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -256,6 +260,7 @@ class Seeding:
     done_rows: dict[int, object]
     # The line of each item sent to the bulk helper, by its index: 8 bytes a row.
     lines: array[int] = attrs.field(factory=lambda: array("q"))
+    report_broken: bool = False
 
     def items(self, rows: Iterator[Row]) -> Iterator[Any]:
         """The bulk helper's items, leaving out rows an earlier report marks done."""
@@ -273,9 +278,31 @@ class Seeding:
         first = None if outcome.first_index is None else self.lines[outcome.first_index]
         status = row_status(outcome, dry_run=dry_run)
         if self.report is not None:
-            self.report.write(report_line(row, outcome, status, first_row=first) + "\n")
-            self.report.flush()
+            try:
+                self.report.write(report_line(row, outcome, status, first_row=first) + "\n")
+                self.report.flush()
+            except OSError as exc:
+                self.report_broken = True
+                raise _report_failed(self.report, exc, row) from None
         self.tally.add(row, outcome, status)
+
+    def close(self) -> None:
+        """Close the report; its last lines were flushed as they were written."""
+        if self.report is None:
+            return
+        try:
+            self.report.close()
+        except OSError as exc:
+            if not self.report_broken:  # else the first failure is the one to tell
+                raise _report_failed(self.report, exc, None) from None
+
+
+def _report_failed(report: IO[str], error: OSError, row: int | None) -> ReportWriteError:
+    where = f"row {row}'s line and those of the rows in flight are" if row else "lines may be"
+    return ReportWriteError(
+        f"{report.name}: cannot write the report ({error.strerror or error}); the job "
+        f"stopped, and {where} missing: --resume {report.name} sends them again"
+    )
 
 
 def _open_input(args: argparse.Namespace) -> tuple[IO[bytes], str]:
@@ -503,8 +530,7 @@ def seed(args: argparse.Namespace) -> int:
         else:
             interrupted = asyncio.run(_main_async(args, seeding, rows, target))
     finally:
-        if report is not None:
-            report.close()
+        seeding.close()
         if stream is not sys.stdin.buffer:
             stream.close()
     if not args.quiet:

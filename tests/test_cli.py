@@ -339,6 +339,20 @@ class TestUsageAndInputErrors:
         assert len(result.stderr.strip().splitlines()) == 1
         assert server.stats.requests == 0
 
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+    @pytest.mark.parametrize("dry_run", [False, True])
+    def test_a_report_that_cannot_be_written_stops_with_one_line(
+        self, server: FakeKirimServer, tmp_path: Path, dry_run: bool
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        extra = ("--dry-run",) if dry_run else ()
+        result = seed(server, csv, "--report", "/dev/full", *extra)  # every write: ENOSPC
+        assert result.returncode == 2
+        assert "/dev/full: cannot write the report (No space left on device)" in result.stderr
+        assert "row 2's line" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
     def test_missing_token_names_both_ways(self, server: FakeKirimServer, tmp_path: Path) -> None:
         result = seed(server, write(tmp_path / "in.csv", "name\nbug\n"), token=None)
         assert result.returncode == 2
