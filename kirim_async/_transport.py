@@ -68,6 +68,7 @@ class Transport:
         self._max_response_bytes = max_response_bytes
         self._closed = False
         self._last_timeout = aiohttp.ClientTimeout(total=None)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def connection_limit(self) -> int | None:
@@ -87,6 +88,7 @@ class Transport:
         if self._closed:
             raise RuntimeError("the client is closed")
         if self._session is None:
+            self._loop = asyncio.get_running_loop()
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connection_limit),
                 headers=self._headers,
@@ -104,6 +106,11 @@ class Transport:
             MalformedResponseError: The body is longer than the configured cap.
         """
         session = self._session if self._session is not None else self._open()
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                "this client's connection pool belongs to the event loop it first sent "
+                "in; make a client inside each asyncio.run() (or keep to one loop)"
+            )
         if self._last_timeout.total != timeout:
             self._last_timeout = aiohttp.ClientTimeout(total=timeout)
         headers = request.headers

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -157,6 +158,20 @@ class TestLifecycle:
         await client.aclose()
         with pytest.raises(RuntimeError, match="closed"):
             await client.labels.create("again")
+
+    def test_a_second_event_loop_gets_a_clear_error(self) -> None:
+        # The usual slip: one client, a fresh asyncio.run() per call.
+        with FakeKirimServer().running_in_thread() as server:
+            client = client_for(server)
+            first = asyncio.new_event_loop()
+            try:
+                first.run_until_complete(client.labels.create("a"))
+                with pytest.raises(RuntimeError, match="belongs to the event loop it first sent"):
+                    asyncio.run(client.labels.create("b"))
+                first.run_until_complete(client.aclose())
+            finally:
+                first.close()
+            assert [label["name"] for label in server.labels] == ["a"]
 
     async def test_callers_session_is_used_and_left_open(self, server: FakeKirimServer) -> None:
         async with aiohttp.ClientSession() as session:
