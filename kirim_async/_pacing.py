@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import math
 from collections.abc import Awaitable, Callable, Generator, Mapping
 
@@ -28,6 +29,8 @@ from ._config import RetryPolicy
 from .errors import RateLimitError
 
 __all__ = ["RateGate"]
+
+logger = logging.getLogger("kirim_async")
 
 _DECREASE = 0.7
 _PROBE_PER_SECOND = 0.1
@@ -244,6 +247,13 @@ class RateGate:
             self.throttled_seconds + added > self.max_wait
             or new_open_at - self._run_since > self.max_wait
         ):
+            logger.debug(
+                "rate limited (request_id=%s): waiting %.3fs more would pass the job's "
+                "%gs budget (max_rate_limit_wait); the items not done fail",
+                error.request_id,
+                wait,
+                self.max_wait,
+            )
             self.halt(error)
             raise error
         already_closed = now < self._open_at
@@ -254,6 +264,15 @@ class RateGate:
         self._stamp = new_open_at
         if not self._from_headers and not already_closed:
             self._cut(now)
+        logger.debug(
+            "rate limited (request_id=%s): the job pauses for %.3fs, then sends at most "
+            "%.1f requests/s; %.1fs of its %gs budget spent",
+            error.request_id,
+            self._open_at - now,
+            self._current_rate(now) or 0.0,
+            self.throttled_seconds,
+            self.max_wait,
+        )
 
     def _cut(self, now: float) -> None:
         current = self._current_rate(now)

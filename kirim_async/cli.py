@@ -128,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     verbosity = seed.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="log every retry")
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_true", help="log every retry and rate-limit pause"
+    )
     return parser
 
 

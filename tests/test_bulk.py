@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -551,6 +552,32 @@ class TestRateLimits:
         assert all(isinstance(o.error, RateLimitError) for o in result.failed)
         assert sum(sleeps.waits) <= most_waited
         assert len(scripted.requests) <= most_requests
+
+    async def test_each_429_and_a_spent_budget_are_logged_at_debug(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        limited = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
+        scripted.script(
+            Answer(
+                429,
+                {"error": {**limited["error"], "request_id": "req_first"}},
+                {"Retry-After": "2"},
+            ),
+            Answer(
+                429,
+                {"error": {**limited["error"], "request_id": "req_last"}},
+                {"Retry-After": "60"},
+            ),
+        )
+        caplog.set_level(logging.DEBUG, logger="kirim_async")
+        async with client_for(scripted, sleeps) as client:
+            result = await bulk_create_labels(client, ["a"], max_rate_limit_wait=30)
+        assert isinstance(result.outcomes[0].error, RateLimitError)
+        pause, spent = (r.getMessage() for r in caplog.records if r.name == "kirim_async")
+        assert pause.startswith("rate limited (request_id=req_first): the job pauses for 2.000s")
+        assert "2.0s of its 30s budget spent" in pause
+        assert spent.startswith("rate limited (request_id=req_last): waiting 60.000s more")
+        assert "30s budget (max_rate_limit_wait)" in spent
 
     async def test_paced_job_meets_few_429s(self) -> None:
         async with FakeKirimServer(rate=400, burst=20) as server, client_for(server) as client:
