@@ -5,6 +5,7 @@ import email.utils
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -271,9 +272,22 @@ class TestRateLimit:
             clock.advance(1.0)
             assert (await post(http, server, {"name": "b"}))[0] == 201
 
-    def test_rejects_bad_rate(self) -> None:
-        with pytest.raises(ValueError, match="rate"):
-            FakeKirimServer(rate=0)
+    @pytest.mark.parametrize(
+        ("options", "says"),
+        [
+            ({"rate": 0}, "rate must be a finite number > 0"),
+            ({"rate": float("nan")}, "rate must be a finite number > 0"),
+            ({"rate": 5, "burst": 0}, "burst must be a whole number >= 1"),  # was: ceil(rate)
+            ({"burst": 5}, "burst applies only with a rate"),  # was: ignored
+            ({"latency": -1}, "latency must be a finite number of seconds >= 0"),
+            ({"answer_delay": float("inf")}, "answer_delay must be"),
+            ({"port": 70000}, "port must be 0-65535"),
+            ({"retry_after": "minutes"}, "retry_after must be one of"),
+        ],
+    )
+    def test_rejects_bad_options(self, options: dict[str, Any], says: str) -> None:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            FakeKirimServer(**options)
 
 
 class TestFaults:
@@ -463,6 +477,23 @@ def test_standalone_module_serves_until_sigint() -> None:
         assert asyncio.run(create()) == 201
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+
+
+def test_standalone_module_says_when_its_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "kirim_async.testing", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1 port {port}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_standalone_module_rejects_bad_fault() -> None:

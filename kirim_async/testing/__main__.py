@@ -103,7 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(server))
+    try:
+        asyncio.run(_serve(server))
+    except OSError as exc:  # the address is taken, or not one of this machine's
+        print(f"error: cannot listen on {args.host} port {args.port}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

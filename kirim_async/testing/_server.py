@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import attrs
 from aiohttp import web
@@ -115,8 +115,23 @@ class FakeKirimServer:
     ) -> None:
         if not teams:
             raise ValueError("teams must name at least one team")
-        if rate is not None and rate <= 0:
-            raise ValueError(f"rate must be > 0, got {rate}")
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"rate must be a finite number > 0, got {rate}")
+        if burst is not None and (isinstance(burst, bool) or burst < 1):
+            raise ValueError(f"burst must be a whole number >= 1, got {burst}")
+        if burst is not None and rate is None:
+            raise ValueError("burst applies only with a rate")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0-65535 (0: any free port), got {port}")
+        if retry_after not in get_args(RetryAfterStyle):
+            raise ValueError(f"retry_after must be one of {get_args(RetryAfterStyle)}")
+        for name, seconds in (
+            ("latency", latency),
+            ("fault_latency", fault_latency),
+            ("answer_delay", answer_delay),
+        ):
+            if not (math.isfinite(seconds) and seconds >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {seconds}")
         self.token = token or f"kirim_test_{secrets.token_hex(16)}"
         self.host = host
         self.port = port
@@ -130,7 +145,9 @@ class FakeKirimServer:
         self._bucket = (
             None
             if rate is None
-            else TokenBucket(rate=rate, burst=burst or math.ceil(rate), clock=clock)
+            else TokenBucket(
+                rate=rate, burst=math.ceil(rate) if burst is None else burst, clock=clock
+            )
         )
         self._faults = FaultPlan(probabilities=dict(faults or {}), seed=seed)
         self._labels: dict[tuple[str, str], dict[str, str]] = {}
