@@ -169,6 +169,7 @@ def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
     names = [column.strip() for column in header]
     if "name" not in names:
         raise InputFileError(f"{source}: the CSV header has no 'name' column (found: {header})")
+    _check_columns(names, source)
     while True:
         first = last + 1
         taken.clear()
@@ -195,6 +196,23 @@ def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
         if "name" not in item and "name" in record:
             item["name"] = record["name"]  # an empty name: reported as invalid
         yield Row(first, item)
+
+
+def _check_columns(names: list[str], source: str) -> None:
+    """Refuse a header with a column a label does not have, or one named twice.
+
+    Labels cannot be changed once created, so a misspelt ``colour`` column must not be
+    skipped quietly (every label would be gray), as JSON Lines refuses unknown keys.
+    """
+    unknown = [name for name in names if name not in COLUMNS]
+    if unknown:
+        raise InputFileError(
+            f"{source}: the CSV header has {', '.join(map(repr, unknown))}, which a label "
+            f"does not have (its columns: {', '.join(COLUMNS)}); remove or rename it"
+        )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputFileError(f"{source}: the CSV header names {', '.join(map(repr, twice))} twice")
 
 
 def _blank(values: list[str]) -> bool:

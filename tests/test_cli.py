@@ -324,6 +324,9 @@ class TestUsageAndInputErrors:
             (b"name\nbug\n\xff\xfe\n", "in.csv", "line 3: not valid UTF-8"),
             ("name\n", "in.txt", "cannot tell the format"),
             ('"name\nbug\n', "in.csv", "line 2: the header is not valid CSV"),
+            ("name,colour\nbug,red\n", "in.csv", "has 'colour', which a label does not have"),
+            ("name,color,\nbug,red,\n", "in.csv", "has '', which a label does not have"),
+            ("name,color,name\nbug,red,x\n", "in.csv", "names 'name' twice"),
         ],
     )
     def test_bad_files_exit_2_with_one_line(
