@@ -326,7 +326,7 @@ class ReportTarget:
 
 
 def _report_target(args: argparse.Namespace) -> ReportTarget | None:
-    """Where ``--report`` and ``--resume`` send report lines, checked before any is read.
+    """Where ``--report`` and ``--resume`` send report lines, checked before either is opened.
 
     A dry run only reads the report it resumes; its plan goes to ``--report``.
 
