@@ -30,7 +30,7 @@ from .errors import (
     is_ambiguous,
 )
 
-__all__ = ["RETRYABLE_STATUSES", "Retrier", "is_ambiguous", "is_retryable"]
+__all__ = ["RETRYABLE_STATUSES", "Retrier", "is_retryable"]
 
 logger = logging.getLogger("kirim_async")
 
