@@ -335,8 +335,8 @@ def _report_target(args: argparse.Namespace) -> ReportTarget | None:
             is read); the options name different files (a real run appends to the
             resumed report); or a dry run would write into the report it resumes.
     """
-    resume = None if args.resume is None else Path(args.resume)
-    report = None if args.report is None else Path(args.report)
+    resume: Path | None = args.resume  # argparse made both Paths
+    report: Path | None = args.report
     if resume is not None and report is not None:
         same = _same_file(resume, report)
         if args.dry_run and same:
@@ -513,7 +513,7 @@ def seed(args: argparse.Namespace) -> int:
         scan = prescan(Path(args.file), fmt)
         total, file_teams = scan.rows, scan.team_ids
     report_target = _report_target(args)
-    prior = read_report(Path(args.resume)) if args.resume else PriorReport({})
+    prior = read_report(args.resume) if args.resume else PriorReport({})
     # A missing token is a usage error before anything else happens.
     needs_token = not args.dry_run and not args.sandbox
     target = Target(
