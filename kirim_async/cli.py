@@ -262,7 +262,6 @@ class Seeding:
     done_rows: dict[int, object]
     # The line of each item sent to the bulk helper, by its index: 8 bytes a row.
     lines: array[int] = attrs.field(factory=lambda: array("q"))
-    report_broken: bool = False
 
     def items(self, rows: Iterator[Row]) -> Iterator[Any]:
         """The bulk helper's items, leaving out rows an earlier report marks done."""
@@ -284,8 +283,10 @@ class Seeding:
                 self.report.write(report_line(row, outcome, status, first_row=first) + "\n")
                 self.report.flush()
             except OSError as exc:
-                self.report_broken = True
-                raise _report_failed(self.report, exc, row) from None
+                broken, self.report = self.report, None
+                with contextlib.suppress(OSError):  # the failure above is the one to tell
+                    broken.close()
+                raise _report_failed(broken, exc, row) from None
         self.tally.add(row, outcome, status)
 
     def close(self) -> None:
@@ -295,8 +296,7 @@ class Seeding:
         try:
             self.report.close()
         except OSError as exc:
-            if not self.report_broken:  # else the first failure is the one to tell
-                raise _report_failed(self.report, exc, None) from None
+            raise _report_failed(self.report, exc, None) from None
 
 
 def _report_failed(report: IO[str], error: OSError, row: int | None) -> ReportWriteError:
