@@ -167,9 +167,7 @@ def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
         if not _blank(values):
             header = values
     names = [column.strip() for column in header]
-    if "name" not in names:
-        raise InputFileError(f"{source}: the CSV header has no 'name' column (found: {header})")
-    _check_columns(names, source)
+    _check_header(names, header, source)
     while True:
         first = last + 1
         taken.clear()
@@ -198,12 +196,14 @@ def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
         yield Row(first, item)
 
 
-def _check_columns(names: list[str], source: str) -> None:
-    """Refuse a header with a column a label does not have, or one named twice.
+def _check_header(names: list[str], header: list[str], source: str) -> None:
+    """Refuse a header without ``name``, with a column that is not a label's, or a twin.
 
     Labels cannot be changed once created, so a misspelt ``colour`` column must not be
     skipped quietly (every label would be gray), as JSON Lines refuses unknown keys.
     """
+    if "name" not in names:
+        raise InputFileError(f"{source}: the CSV header has no 'name' column (found: {header})")
     unknown = [name for name in names if name not in COLUMNS]
     if unknown:
         raise InputFileError(
