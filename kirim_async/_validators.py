@@ -49,14 +49,29 @@ def non_negative(_instance: object, attribute: attrs.Attribute[Any], value: obje
         raise InvalidParameterError(attribute.name, "must be a finite number >= 0", value)
 
 
-def positive(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+def positive(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """A finite ``int`` or ``float`` > 0 (not a bool)."""
-    non_negative(instance, attribute, value)
-    if value == 0:
-        raise InvalidParameterError(attribute.name, "must be > 0", value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidParameterError(attribute.name, "must be a finite number > 0", value)
 
 
 def count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """A whole number >= 0 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidParameterError(attribute.name, "must be a whole number >= 0", value)
+
+
+def one_of(choices: tuple[str, ...]) -> Validator:
+    """One of *choices*, exactly."""
+    rule = f"must be one of {', '.join(choices)}"
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value not in choices:
+            raise InvalidParameterError(attribute.name, rule, value)
+
+    return validate
