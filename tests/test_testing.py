@@ -11,9 +11,11 @@ import sys
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 
 from kirim_async._converters import label_from_envelope, parse_rfc3339
+from kirim_async.errors import InvalidParameterError
 from kirim_async.testing import FakeKirimServer, Fault
 
 from .conftest import FakeClock
@@ -272,22 +274,63 @@ class TestRateLimit:
             clock.advance(1.0)
             assert (await post(http, server, {"name": "b"}))[0] == 201
 
+
+class TestOptions:
+    """Each option is checked by its attrs validator, when built and when set later."""
+
     @pytest.mark.parametrize(
-        ("options", "says"),
+        ("options", "field", "rule"),
         [
-            ({"rate": 0}, "rate must be a finite number > 0"),
-            ({"rate": float("nan")}, "rate must be a finite number > 0"),
-            ({"rate": 5, "burst": 0}, "burst must be a whole number >= 1"),  # was: ceil(rate)
-            ({"burst": 5}, "burst applies only with a rate"),  # was: ignored
-            ({"latency": -1}, "latency must be a finite number of seconds >= 0"),
-            ({"answer_delay": float("inf")}, "answer_delay must be"),
-            ({"port": 70000}, "port must be 0-65535"),
-            ({"retry_after": "minutes"}, "retry_after must be one of"),
+            ({"rate": 0}, "rate", "must be a finite number > 0"),
+            ({"rate": float("nan")}, "rate", "must be a finite number > 0"),
+            ({"rate": 5, "burst": 0}, "burst", "must be a whole number >= 1"),  # was: ceil(rate)
+            ({"burst": 5}, "burst", "applies only with a rate"),  # was: ignored
+            ({"latency": -1}, "latency", "must be a finite number >= 0"),
+            ({"answer_delay": float("inf")}, "answer_delay", "must be a finite number >= 0"),
+            ({"port": 70000}, "port", "must be 0-65535"),
+            ({"retry_after": "minutes"}, "retry_after", "must be one of seconds, integer"),
+            ({"teams": ()}, "teams", "must be a non-empty sequence"),
+            ({"teams": "team_a"}, "teams", "must be a non-empty sequence"),  # was: 6 teams
+            ({"teams": ["team_a", ""]}, "teams", "must be a string of 1-64 characters"),
+            ({"faults": {"bogus": 0.1}}, "faults", "keys must be one of 500, 502"),
+            ({"faults": {Fault.SERVER_ERROR: 1.5}}, "faults", "probabilities 0-1"),
+            ({"faults": {Fault.SERVER_ERROR: 0.6, Fault.UNAVAILABLE: 0.6}}, "faults", "at most 1"),
         ],
     )
-    def test_rejects_bad_options(self, options: dict[str, Any], says: str) -> None:
-        with pytest.raises(ValueError, match=re.escape(says)):
+    def test_rejects_bad_options(self, options: dict[str, Any], field: str, rule: str) -> None:
+        with pytest.raises(InvalidParameterError) as info:
             FakeKirimServer(**options)
+        assert info.value.field == field
+        assert rule in info.value.rule
+        assert isinstance(info.value, ValueError)  # what callers caught before
+
+    def test_fault_kinds_may_be_given_by_value(self) -> None:
+        server = FakeKirimServer(faults={"500": 0.25})
+        assert server.faults == {Fault.SERVER_ERROR: 0.25}  # was: kept as "500", never drawn
+
+    def test_knobs_are_checked_when_set_later(self) -> None:
+        server = FakeKirimServer()
+        server.latency = 0.5
+        with pytest.raises(InvalidParameterError, match="latency: must be a finite number >= 0"):
+            server.latency = -1
+        with pytest.raises(InvalidParameterError, match="retry_after: must be one of"):
+            server.retry_after = "minutes"  # type: ignore[assignment]
+        assert server.latency == 0.5
+        assert server.retry_after == "seconds"
+
+    def test_options_read_at_build_time_cannot_change(self) -> None:
+        server = FakeKirimServer(rate=5)
+        with pytest.raises(attrs.exceptions.FrozenAttributeError):
+            server.rate = 50  # the bucket would go on at 5/s
+        with pytest.raises(attrs.exceptions.FrozenAttributeError):
+            server.faults = {Fault.SERVER_ERROR: 1.0}
+
+    def test_token_is_random_when_left_out_and_never_in_repr(self) -> None:
+        first, second = FakeKirimServer(), FakeKirimServer(token=None)
+        assert first.token.startswith("kirim_test_")
+        assert first.token != second.token
+        assert first.token not in repr(first)
+        assert repr(first) == "<FakeKirimServer not started>"
 
 
 class TestFaults:
@@ -370,10 +413,6 @@ class TestFaults:
         first, second = await run(), await run()
         assert first == second
         assert {500, 503, 201} == set(first)
-
-    def test_rejects_probabilities_over_one(self) -> None:
-        with pytest.raises(ValueError, match="at most 1"):
-            FakeKirimServer(faults={Fault.SERVER_ERROR: 0.6, Fault.UNAVAILABLE: 0.6})
 
 
 async def post_with_timeout(

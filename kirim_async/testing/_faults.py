@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from ..errors import InvalidParameterError
+
 
 class Fault(str, enum.Enum):
     """One misbehaviour of the server for one request."""
@@ -29,6 +31,39 @@ class Fault(str, enum.Enum):
     """Handle the request, then wait ``answer_delay`` seconds before answering."""
 
 
+_KINDS = ", ".join(fault.value for fault in Fault)
+_PROBABILITIES_RULE = "must map Fault kinds to probabilities 0-1 that add up to at most 1"
+
+
+def fault_probabilities(value: Mapping[Fault | str, float] | None) -> dict[Fault, float]:
+    """Check and copy a fault-probability mapping; kinds may be given by value (``"500"``).
+
+    Raises:
+        InvalidParameterError: A kind that is not a :class:`Fault`, or probabilities
+            that are not numbers 0-1 adding up to at most 1.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidParameterError("faults", _PROBABILITIES_RULE, value)
+    checked: dict[Fault, float] = {}
+    for kind, probability in value.items():
+        try:
+            fault = Fault(kind)
+        except ValueError:
+            raise InvalidParameterError("faults", f"keys must be one of {_KINDS}", kind) from None
+        if (
+            isinstance(probability, bool)
+            or not isinstance(probability, (int, float))
+            or not 0 <= probability <= 1
+        ):
+            raise InvalidParameterError("faults", _PROBABILITIES_RULE, probability)
+        checked[fault] = probability
+    if sum(checked.values()) > 1:
+        raise InvalidParameterError("faults", _PROBABILITIES_RULE, sum(checked.values()))
+    return checked
+
+
 @attrs.define
 class FaultPlan:
     """Chooses the fault, if any, for each request.
@@ -37,16 +72,12 @@ class FaultPlan:
     can say exactly what the next requests meet. ``None`` in a script means "no fault".
     """
 
-    probabilities: Mapping[Fault, float] = attrs.field(factory=dict)
+    probabilities: dict[Fault, float] = attrs.field(factory=dict)
     seed: int | None = None
     _script: deque[Fault | None] = attrs.field(init=False, factory=deque)
     _rng: random.Random = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        total = sum(self.probabilities.values())
-        if any(p < 0 for p in self.probabilities.values()) or total > 1:
-            msg = f"fault probabilities must be >= 0 and add up to at most 1, got {total}"
-            raise ValueError(msg)
         self._rng = random.Random(self.seed)
 
     def script(self, faults: Iterable[Fault | None]) -> None:

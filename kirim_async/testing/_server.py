@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Literal, get_args
@@ -19,8 +19,11 @@ import attrs
 from aiohttp import web
 
 from .. import _json
+from .._validators import non_negative, one_of, positive, text
+from ..errors import InvalidParameterError
+from ..models import TEAM_ID_MAX_LENGTH
 from ._contract import Rejection, ValidBody, validate_body
-from ._faults import Fault, FaultPlan
+from ._faults import Fault, FaultPlan, fault_probabilities
 from ._ids import new_id
 from ._ratelimit import TokenBucket
 
@@ -68,6 +71,35 @@ class ServerStats:
         return self.by_status[429]
 
 
+def _token_or_random(token: str | None) -> str:
+    return token or f"kirim_test_{secrets.token_hex(16)}"
+
+
+def _team_ids(teams: Sequence[str]) -> tuple[str, ...]:
+    # A lone string is a sequence too: "team_a" would become five one-letter teams.
+    if isinstance(teams, str) or not teams:
+        raise InvalidParameterError("teams", "must be a non-empty sequence of team ids", teams)
+    return tuple(teams)
+
+
+def _port(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise InvalidParameterError(attribute.name, "must be 0-65535 (0: any free port)", value)
+
+
+def _burst(instance: FakeKirimServer, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidParameterError(attribute.name, "must be a whole number >= 1", value)
+    if instance.rate is None:
+        raise InvalidParameterError(attribute.name, "applies only with a rate", value)
+
+
+_fixed = attrs.setters.frozen  # read when the server is built: a later change would be a lie
+
+
+@attrs.define(kw_only=True, eq=False, repr=False)
 class FakeKirimServer:
     """A real aiohttp server implementing the Kirim API's ``POST /v1/labels``.
 
@@ -93,66 +125,56 @@ class FakeKirimServer:
         answer_delay: Seconds ``Fault.STORE_THEN_DELAY`` waits before answering.
         seed: Seed for the fault draw, for repeatable runs.
         clock: Monotonic clock for the rate limit, in seconds.
+
+    Raises:
+        InvalidParameterError: An option breaks its rule (it is also a ``ValueError``),
+            when the server is built or when the attribute is set later. ``rate``,
+            ``burst``, ``faults``, ``seed`` and ``clock`` cannot be changed afterwards.
     """
 
-    def __init__(
-        self,
-        *,
-        token: str | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        teams: Sequence[str] = ("team_default",),
-        rate: float | None = None,
-        burst: int | None = None,
-        retry_after: RetryAfterStyle = "seconds",
-        rate_limit_headers: bool = True,
-        latency: float = 0.0,
-        faults: Mapping[Fault, float] | None = None,
-        fault_latency: float = 0.05,
-        answer_delay: float = 30.0,
-        seed: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not teams:
-            raise ValueError("teams must name at least one team")
-        if rate is not None and not (math.isfinite(rate) and rate > 0):
-            raise ValueError(f"rate must be a finite number > 0, got {rate}")
-        if burst is not None and (isinstance(burst, bool) or burst < 1):
-            raise ValueError(f"burst must be a whole number >= 1, got {burst}")
-        if burst is not None and rate is None:
-            raise ValueError("burst applies only with a rate")
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port must be 0-65535 (0: any free port), got {port}")
-        if retry_after not in get_args(RetryAfterStyle):
-            raise ValueError(f"retry_after must be one of {get_args(RetryAfterStyle)}")
-        for name, seconds in (
-            ("latency", latency),
-            ("fault_latency", fault_latency),
-            ("answer_delay", answer_delay),
-        ):
-            if not (math.isfinite(seconds) and seconds >= 0):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {seconds}")
-        self.token = token or f"kirim_test_{secrets.token_hex(16)}"
-        self.host = host
-        self.port = port
-        self.teams = tuple(teams)
-        self.retry_after = retry_after
-        self.rate_limit_headers = rate_limit_headers
-        self.latency = latency
-        self.fault_latency = fault_latency
-        self.answer_delay = answer_delay
-        self.stats = ServerStats()
+    token: str = attrs.field(default=None, converter=_token_or_random)
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=0, validator=_port)
+    teams: tuple[str, ...] = attrs.field(
+        default=("team_default",),
+        converter=_team_ids,
+        validator=attrs.validators.deep_iterable(text(1, TEAM_ID_MAX_LENGTH)),
+    )
+    rate: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(positive), on_setattr=_fixed
+    )
+    burst: int | None = attrs.field(default=None, validator=_burst, on_setattr=_fixed)
+    retry_after: RetryAfterStyle = attrs.field(
+        default="seconds", validator=one_of(get_args(RetryAfterStyle))
+    )
+    rate_limit_headers: bool = True
+    latency: float = attrs.field(default=0.0, validator=non_negative)
+    faults: dict[Fault, float] = attrs.field(
+        factory=dict, converter=fault_probabilities, on_setattr=_fixed
+    )
+    fault_latency: float = attrs.field(default=0.05, validator=non_negative)
+    answer_delay: float = attrs.field(default=30.0, validator=non_negative)
+    seed: int | None = attrs.field(default=None, on_setattr=_fixed)
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, on_setattr=_fixed)
+
+    stats: ServerStats = attrs.field(init=False, factory=ServerStats)
+    _bucket: TokenBucket | None = attrs.field(init=False)
+    _plan: FaultPlan = attrs.field(init=False)
+    _labels: dict[tuple[str, str], dict[str, str]] = attrs.field(init=False, factory=dict)
+    _runner: web.AppRunner | None = attrs.field(init=False, default=None)
+    _closing: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
+
+    def __attrs_post_init__(self) -> None:
         self._bucket = (
             None
-            if rate is None
+            if self.rate is None
             else TokenBucket(
-                rate=rate, burst=math.ceil(rate) if burst is None else burst, clock=clock
+                rate=self.rate,
+                burst=math.ceil(self.rate) if self.burst is None else self.burst,
+                clock=self.clock,
             )
         )
-        self._faults = FaultPlan(probabilities=dict(faults or {}), seed=seed)
-        self._labels: dict[tuple[str, str], dict[str, str]] = {}
-        self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
+        self._plan = FaultPlan(probabilities=self.faults, seed=self.seed)
 
     def __repr__(self) -> str:
         state = self.url if self._runner else "not started"
@@ -230,7 +252,7 @@ class FakeKirimServer:
 
     def script(self, *faults: Fault | None) -> None:
         """Make the next requests meet these faults, in order (``None``: no fault)."""
-        self._faults.script(faults)
+        self._plan.script(faults)
 
     # -- the endpoint ----------------------------------------------------------
 
@@ -262,7 +284,7 @@ class FakeKirimServer:
         if self._bucket is not None and not self._bucket.try_take():
             return self._rate_limited(request_id)
 
-        fault = self._faults.next_fault()
+        fault = self._plan.next_fault()
         if fault is not None:
             self.stats.faults[fault] += 1
         if fault is Fault.SERVER_ERROR:
