@@ -34,7 +34,11 @@ class ResponseEvent:
 
 @attrs.frozen(kw_only=True)
 class RetryEvent:
-    """An attempt failed and the call will try again after ``wait`` seconds."""
+    """An attempt failed and the call will try again after ``wait`` seconds.
+
+    In a bulk job a 429 is waited out at the job's shared gate: ``wait`` is then the
+    gate's pause, and the retry may wait longer for its paced turn.
+    """
 
     attempt: int
     wait: float

@@ -110,6 +110,11 @@ class RateGate:
         return self.rate_limited_count > 0 or self._rate is not None
 
     @property
+    def closed_for(self) -> float:
+        """Seconds until a 429's pause ends (0 when the gate is open)."""
+        return max(0.0, self._open_at - self.clock()) if self._open_at else 0.0
+
+    @property
     def rate(self) -> float | None:
         """The current paced send rate (requests a second), or None when not pacing."""
         return self._current_rate(self.clock())

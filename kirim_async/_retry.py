@@ -134,6 +134,7 @@ class _Call(Generic[A, T]):
             try:
                 if isinstance(met, RateLimitError) and self.gate is not None:
                     self.gate.rate_limited(met)  # raises when the job's wait budget is spent
+                    self._report_retry(met, self.gate.closed_for)
                     continue
                 self.failed_attempts += 1
                 if is_ambiguous(met):
@@ -200,13 +201,17 @@ class _Call(Generic[A, T]):
             self._next_wait,
             request_id,
         )
-        if self.retrier.on_retry is not None:
-            self.retrier.on_retry(
-                RetryEvent(
-                    attempt=self.attempts, wait=self._next_wait, error=error, request_id=request_id
-                )
-            )
+        self._report_retry(error, self._next_wait)
         await self.retrier.sleep(self._next_wait)
+
+    def _report_retry(self, error: KirimError, wait: float) -> None:
+        """Tell the ``on_retry`` hook, if there is one."""
+        on_retry = self.retrier.on_retry
+        if on_retry is not None:
+            request_id = error.request_id if isinstance(error, APIStatusError) else None
+            on_retry(
+                RetryEvent(attempt=self.attempts, wait=wait, error=error, request_id=request_id)
+            )
 
     async def retry_after(self, first: KirimError) -> T:
         self._pending = first

@@ -24,6 +24,7 @@ from kirim_async import (
     RateLimitError,
     RequestEvent,
     ResponseEvent,
+    RetryEvent,
     ServerError,
     SkipReason,
     bulk_create_labels,
@@ -523,6 +524,24 @@ class TestRateLimits:
         assert result.rate_limited == 5
         assert result.requests_sent == 6
         assert sum(sleeps.waits) >= 5
+
+    async def test_on_retry_hook_sees_each_429_the_gate_waits_out(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(
+            Answer(429, RL, {"Retry-After": "2"}),
+            Answer(500, {"error": {"code": "internal_error", "message": "oops"}}),
+            Answer(429, RL, {"Retry-After": "1"}),
+        )
+        retries: list[RetryEvent] = []
+        hooks = Hooks(on_retry=retries.append)
+        async with client_for(scripted, sleeps, hooks=hooks) as client:
+            result = await bulk_create_labels(client, ["bug"])
+        assert result.outcomes[0].status is OutcomeStatus.CREATED
+        # Before, only the 500 was reported: a hook counting retries missed the 429s.
+        seen = [(e.attempt, type(e.error)) for e in retries]
+        assert seen == [(1, RateLimitError), (2, ServerError), (3, RateLimitError)]
+        assert [retries[0].wait, retries[2].wait] == [2.0, 1.0]  # the gate's pauses
 
     @pytest.mark.parametrize(
         ("retry_after", "most_waited", "most_requests"),
