@@ -18,6 +18,7 @@ import attrs
 
 from ._outcomes import LabelOutcome, OutcomeStatus
 from .errors import APIStatusError, InvalidParameterError
+from .models import CreateLabel
 
 __all__ = [
     "DONE_STATUSES",
@@ -33,6 +34,7 @@ __all__ = [
     "report_line",
     "row_error",
     "row_status",
+    "team_id_problem",
 ]
 
 Format = Literal["csv", "jsonl"]
@@ -219,9 +221,24 @@ def _blank(values: list[str]) -> bool:
     return not values or (len(values) == 1 and not values[0].strip())
 
 
+def team_id_problem(team_id: str) -> str | None:
+    """The rule *team_id* breaks as a label's ``team_id``, or None when it is valid."""
+    try:
+        CreateLabel(name="-", team_id=team_id)
+    except InvalidParameterError as error:
+        return error.rule
+    return None
+
+
 @attrs.frozen
 class Scan:
-    """What a first pass over an input file found."""
+    """What a first pass over an input file found.
+
+    Attributes:
+        rows: The rows, blank lines not counted.
+        team_ids: The valid team ids that rows name, for the sandbox's organisation.
+            A row naming an invalid one is reported invalid and never sent.
+    """
 
     rows: int
     team_ids: frozenset[str]
@@ -243,7 +260,7 @@ def prescan(path: Path, fmt: Format) -> Scan:
                     teams.add(row.item["team_id"])
     except OSError as exc:
         raise InputFileError(f"{path}: {exc.strerror or exc}") from None
-    return Scan(rows=rows, team_ids=frozenset(teams))
+    return Scan(rows=rows, team_ids=frozenset(t for t in teams if team_id_problem(t) is None))
 
 
 def _team_of(outcome: LabelOutcome) -> object:

@@ -42,6 +42,7 @@ from ._seedfile import (
     report_line,
     row_error,
     row_status,
+    team_id_problem,
 )
 from ._version import __version__
 from .bulk import DEFAULT_CONCURRENCY, _Planner, iter_bulk_create_labels
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     seed.add_argument("file", metavar="FILE", help="input file, or - for standard input")
     seed.add_argument("--format", choices=["csv", "jsonl"], help="default: by extension")
-    seed.add_argument("--team-id", help="team for rows that name none")
+    seed.add_argument("--team-id", type=_team_id, help="team for rows that name none")
     seed.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -139,6 +140,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _team_id(text: str) -> str:
+    problem = team_id_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _non_negative_int(text: str) -> int:
@@ -518,7 +526,7 @@ def seed(args: argparse.Namespace) -> int:
     needs_token = not args.dry_run and not args.sandbox
     target = Target(
         token=_token(args) if needs_token else None,
-        sandbox_teams=file_teams | ({args.team_id} if args.team_id else frozenset()),
+        sandbox_teams=file_teams | ({args.team_id} if args.team_id is not None else frozenset()),
     )
     stream, source = _open_input(args)
     report = _open_report(report_target, prior, quiet=args.quiet)

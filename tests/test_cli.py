@@ -128,6 +128,17 @@ class TestHappyPath:
             assert result.returncode == 0, result.stdout
             assert {(x["name"], x["team_id"]) for x in multi.labels} == {("one", "a"), ("two", "b")}
 
+    def test_sandbox_reports_a_row_with_a_bad_team_id_and_seeds_the_rest(
+        self, tmp_path: Path
+    ) -> None:
+        # The sandbox's organisation is made of the teams the rows name; an invalid one
+        # among them made the fake server refuse to start, and the job exit 2.
+        csv = write(tmp_path / "in.csv", f"name,team_id\nok,team_a\nbad,{'t' * 65}\n")
+        result = run("seed", csv, "--sandbox", token=None)
+        assert result.returncode == 1, result.stderr
+        assert "created            1" in result.stdout
+        assert "row 3: invalid: team_id: must be a string of 1-64 characters" in result.stdout
+
 
 def test_live_bar_on_a_terminal(tmp_path: Path) -> None:
     """On a TTY the progress is a tqdm bar with counts and the rate-limited sign."""
@@ -377,6 +388,18 @@ class TestUsageAndInputErrors:
     def test_usage_error(self) -> None:
         result = run("seed")
         assert result.returncode == 2
+
+    @pytest.mark.parametrize("sandbox", [False, True])
+    def test_an_invalid_team_id_option_is_a_usage_error(
+        self, server: FakeKirimServer, tmp_path: Path, sandbox: bool
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        where = ("--sandbox",) if sandbox else ("--base-url", server.url)
+        result = run("seed", csv, "--team-id", "", *where)
+        assert result.returncode == 2
+        assert "argument --team-id: must be a string of 1-64 characters" in result.stderr
+        assert "sandbox:" not in result.stderr  # refused before any server starts
+        assert server.stats.requests == 0
 
     def test_token_never_in_outputs(self, server: FakeKirimServer, tmp_path: Path) -> None:
         out = tmp_path / "report.jsonl"
