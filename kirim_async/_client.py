@@ -210,15 +210,19 @@ class KirimClient:
             retry=RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after),
             max_response_bytes=max_response_bytes,
             connection_limit=connection_limit,
+            hooks=_NO_HOOKS if hooks is None else hooks,
+            sleep=sleep,
+            clock=clock,
+            wall_clock=wall_clock,
         )
         self._defaults = CallOptions(
             timeout=self._config.timeout,
             max_retries=self._config.retry.max_retries,
             deadline=self._config.deadline,
         )
-        self._hooks = hooks or _NO_HOOKS
-        self._clock = clock
-        self._wall_clock = wall_clock
+        self._hooks = self._config.hooks
+        self._clock = self._config.clock
+        self._wall_clock = self._config.wall_clock
         self._transport = Transport(
             headers=build_headers(self._config.token, user_agent(AIOHTTP_VERSION)),
             session=session,
@@ -227,7 +231,10 @@ class KirimClient:
             max_response_bytes=self._config.max_response_bytes,
         )
         self._retrier = Retrier(
-            policy=self._config.retry, sleep=sleep, clock=clock, on_retry=self._hooks.on_retry
+            policy=self._config.retry,
+            sleep=self._config.sleep,
+            clock=self._clock,
+            on_retry=self._hooks.on_retry,
         )
         self.labels = Labels(self)
 

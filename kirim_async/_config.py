@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
-from ._validators import count, non_negative, positive, text
+from ._events import Hooks
+from ._validators import count, function, instance_of, non_negative, positive, text
 from .errors import InvalidParameterError
 from .models import TEAM_ID_MAX_LENGTH
 
@@ -130,6 +133,12 @@ class ClientConfig:
     connection_limit: int = attrs.field(
         default=DEFAULT_CONNECTION_LIMIT, validator=attrs.validators.and_(count, positive)
     )
+    hooks: Hooks = attrs.field(factory=Hooks, validator=instance_of(Hooks))
+    sleep: Callable[[float], Awaitable[None]] = attrs.field(
+        default=asyncio.sleep, validator=function, repr=False
+    )
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, validator=function, repr=False)
+    wall_clock: Callable[[], float] = attrs.field(default=time.time, validator=function, repr=False)
 
 
 @attrs.frozen(kw_only=True)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import attrs
 
+from ._validators import function
 from .errors import KirimError
 
 __all__ = ["Hooks", "RequestEvent", "ResponseEvent", "RetryEvent"]
@@ -46,6 +47,9 @@ class RetryEvent:
     request_id: str | None
 
 
+_hook = attrs.validators.optional(function)
+
+
 @attrs.frozen(kw_only=True)
 class Hooks:
     """Callbacks for request, response and retry events; each is optional.
@@ -53,6 +57,6 @@ class Hooks:
     They run inline on the event loop: keep them quick and do not raise from them.
     """
 
-    on_request: Callable[[RequestEvent], None] | None = None
-    on_response: Callable[[ResponseEvent], None] | None = None
-    on_retry: Callable[[RetryEvent], None] | None = None
+    on_request: Callable[[RequestEvent], None] | None = attrs.field(default=None, validator=_hook)
+    on_response: Callable[[ResponseEvent], None] | None = attrs.field(default=None, validator=_hook)
+    on_retry: Callable[[RetryEvent], None] | None = attrs.field(default=None, validator=_hook)

@@ -75,3 +75,26 @@ def one_of(choices: tuple[str, ...]) -> Validator:
             raise InvalidParameterError(attribute.name, rule, value)
 
     return validate
+
+
+def function(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Something callable (a hook, a clock, a sleep)."""
+    if not callable(value):
+        raise InvalidParameterError(attribute.name, "must be callable", value)
+
+
+def flag(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """``True`` or ``False``: a truthy string such as ``"no"`` is not taken for one."""
+    if not isinstance(value, bool):
+        raise InvalidParameterError(attribute.name, "must be True or False", value)
+
+
+def instance_of(kind: type) -> Validator:
+    """An instance of *kind*."""
+    rule = f"must be a {kind.__name__}"
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, kind):
+            raise InvalidParameterError(attribute.name, rule, value)
+
+    return validate

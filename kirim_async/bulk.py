@@ -22,7 +22,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 import attrs
 
@@ -36,7 +36,7 @@ from ._outcomes import (
     SkipReason,
 )
 from ._pacing import RateGate
-from ._validators import count, positive
+from ._validators import count, flag, function, one_of, positive
 from .errors import (
     AuthenticationError,
     DuplicateLabelError,
@@ -442,11 +442,6 @@ class _Job:
             await _stop(workers, source)
 
 
-def _one_of_on_duplicate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value not in ("exists", "error"):
-        raise InvalidParameterError(attribute.name, "must be 'exists' or 'error'", value)
-
-
 def _wait_budget(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     # Unlike the client's durations, an infinite budget is fine: never give up.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
@@ -488,9 +483,11 @@ class _JobOptions:
     items: object = attrs.field(validator=_many_items)
     pool: int | None
     concurrency: int = attrs.field(validator=attrs.validators.and_(count, positive, _fits_pool))
-    on_duplicate: OnDuplicate = attrs.field(validator=_one_of_on_duplicate)
+    on_duplicate: OnDuplicate = attrs.field(validator=one_of(get_args(OnDuplicate)))
     max_retries: int | None = attrs.field(validator=attrs.validators.optional(count))
     max_rate_limit_wait: float = attrs.field(validator=_wait_budget)
+    dedupe: bool = attrs.field(validator=flag)
+    on_outcome: object = attrs.field(validator=attrs.validators.optional(function))
 
 
 def _new_job(
@@ -502,6 +499,7 @@ def _new_job(
     max_retries: int | None,
     max_rate_limit_wait: float,
     dedupe: bool,
+    on_outcome: OnOutcome | None,
 ) -> _Job:
     options = _JobOptions(
         items=items,
@@ -510,6 +508,8 @@ def _new_job(
         on_duplicate=on_duplicate,
         max_retries=max_retries,
         max_rate_limit_wait=max_rate_limit_wait,
+        dedupe=dedupe,
+        on_outcome=on_outcome,
     )
     return _Job(
         client=client,
@@ -517,7 +517,7 @@ def _new_job(
         concurrency=options.concurrency,
         on_duplicate=options.on_duplicate,
         max_retries=options.max_retries,
-        planner=_Planner(default_team_id=client.team_id, dedupe=dedupe),
+        planner=_Planner(default_team_id=client.team_id, dedupe=options.dedupe),
     )
 
 
@@ -572,6 +572,7 @@ async def iter_bulk_create_labels(
         max_retries=max_retries,
         max_rate_limit_wait=max_rate_limit_wait,
         dedupe=dedupe,
+        on_outcome=on_outcome,
     )
     outcomes = job.run(items, on_outcome)
     async with contextlib.aclosing(outcomes):
@@ -610,6 +611,7 @@ async def bulk_create_labels(
         max_retries=max_retries,
         max_rate_limit_wait=max_rate_limit_wait,
         dedupe=dedupe,
+        on_outcome=on_outcome,
     )
     clock = job.gate.clock
     started = clock()

@@ -186,6 +186,9 @@ class TestInputs:
             ({"on_duplicate": "ignore"}, "on_duplicate"),
             ({"max_rate_limit_wait": -1}, "max_rate_limit_wait"),
             ({"max_retries": -1}, "max_retries"),
+            # Before: three labels created, then a TypeError that lost their outcomes.
+            ({"on_outcome": "print"}, "on_outcome"),
+            ({"dedupe": "no"}, "dedupe"),  # before: truthy, so de-duplicated
         ],
     )
     async def test_rejects_bad_options(

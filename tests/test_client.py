@@ -123,12 +123,23 @@ class TestConstruction:
             ({"connection_limit": -1}, "connection_limit"),
             ({"connection_limit": "5"}, "connection_limit"),
             ({"max_response_bytes": -1}, "max_response_bytes"),
+            ({"hooks": {"on_request": print}}, "hooks"),  # before: a bare AttributeError
+            ({"sleep": 0.5}, "sleep"),  # before: a TypeError at the first retry
+            ({"clock": None}, "clock"),
+            ({"wall_clock": "now"}, "wall_clock"),
         ],
     )
     def test_rejects_bad_options(self, options: dict[str, Any], field: str) -> None:
         with pytest.raises(InvalidParameterError) as info:
             KirimClient("tok", **options)
         assert info.value.field == field
+
+
+@pytest.mark.parametrize("hook", ["on_request", "on_response", "on_retry"])
+def test_hooks_must_be_callable(hook: str) -> None:
+    # Before: the first request was sent, then the call failed with a TypeError.
+    with pytest.raises(InvalidParameterError, match=f"{hook}: must be callable"):
+        Hooks(**{hook: "log"})
 
 
 class TestLifecycle:
