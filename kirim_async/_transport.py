@@ -124,6 +124,7 @@ class Transport:
                 headers=headers or None,
                 allow_redirects=False,  # the Authorization header must not follow a redirect
                 timeout=self._last_timeout,  # most calls share the client's default
+                raise_for_status=False,  # over a caller's session's: statuses are ours to read
             ) as response:
                 length = response.content_length
                 if length is not None and length <= self._max_response_bytes:

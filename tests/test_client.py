@@ -204,6 +204,23 @@ class TestLifecycle:
         assert headers["User-Agent"].startswith("kirim-async/")
         assert headers["X-Caller"] == "kept"
 
+    async def test_callers_session_raising_for_status_still_gives_typed_errors(
+        self, server: FakeKirimServer
+    ) -> None:
+        # Before: aiohttp raised ClientResponseError inside the transport, which made
+        # every 4xx and 5xx a retryable "connection failed" APIConnectionError.
+        server.script(Fault.SERVER_ERROR)
+        async with (
+            aiohttp.ClientSession(raise_for_status=True) as session,
+            client_for(server, session=session, sleep=SleepRecorder()) as client,
+        ):
+            label = await client.labels.create("bug")
+            assert label.name == "bug"  # the 500 was retried as a ServerError
+            with pytest.raises(DuplicateLabelError) as info:
+                await client.labels.create("bug")
+        assert info.value.attempts == 1
+        assert server.stats.requests == 3
+
     async def test_never_used_client_closes_cleanly(self) -> None:
         async with KirimClient("tok", base_url="http://127.0.0.1:9/v1"):
             pass
