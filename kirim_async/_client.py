@@ -225,7 +225,7 @@ class KirimClient:
         self._wall_clock = self._config.wall_clock
         self._transport = Transport(
             headers=build_headers(self._config.token, user_agent(AIOHTTP_VERSION)),
-            session=session,
+            callers_session=session,
             trace_configs=trace_configs,
             connection_limit=self._config.connection_limit,
             max_response_bytes=self._config.max_response_bytes,

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import aiohttp
 import attrs
 
 from ._config import DEFAULT_CONNECTION_LIMIT, DEFAULT_MAX_RESPONSE_BYTES
 from ._sansio import OutgoingRequest
-from .errors import APIConnectionError, APITimeoutError, MalformedResponseError
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    InvalidParameterError,
+    MalformedResponseError,
+)
 
 __all__ = ["AIOHTTP_VERSION", "RawResponse", "Transport"]
 
@@ -38,6 +44,18 @@ class RawResponse:
     body: bytes
 
 
+def _only_for_own_session(instance: Transport, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # A caller's session has its own pool and tracing: quietly ignoring these would
+    # leave the caller believing they apply. (An empty list asks for no tracing.)
+    if instance.callers_session is not None and value and value != attribute.default:
+        raise InvalidParameterError(
+            attribute.name,
+            "applies only to the session the client opens; configure your session instead",
+            value,
+        )
+
+
+@attrs.define(kw_only=True, eq=False)
 class Transport:
     """Sends requests over one pooled aiohttp session.
 
@@ -45,36 +63,42 @@ class Transport:
         headers: Headers every request carries. The session this transport opens holds
             them as its defaults, so that aiohttp does not merge them per request; a
             caller's session gets them with each request.
-        session: A session of the caller's, used as is and never closed here.
+        callers_session: A session of the caller's, used as is and never closed here.
         trace_configs: aiohttp trace configs for the session this transport opens.
         connection_limit: The pool's size, for the session this transport opens.
         max_response_bytes: Answers with a longer body are refused unread.
+
+    Raises:
+        InvalidParameterError: ``trace_configs`` or a ``connection_limit`` given with a
+            caller's session, which they would not apply to.
     """
 
-    def __init__(
-        self,
-        *,
-        headers: Mapping[str, str] | None = None,
-        session: aiohttp.ClientSession | None = None,
-        trace_configs: Sequence[aiohttp.TraceConfig] = (),
-        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> None:
-        self._session = session
-        self._owns_session = session is None
-        self._headers = dict(headers or {})
-        self._trace_configs = list(trace_configs)
-        self._connection_limit = connection_limit
-        self._max_response_bytes = max_response_bytes
-        self._closed = False
-        self._last_timeout = aiohttp.ClientTimeout(total=None)
-        self._loop: asyncio.AbstractEventLoop | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)  # it holds the token
+    callers_session: aiohttp.ClientSession | None = None
+    trace_configs: Sequence[aiohttp.TraceConfig] = attrs.field(
+        default=(), validator=_only_for_own_session
+    )
+    connection_limit: int = attrs.field(
+        default=DEFAULT_CONNECTION_LIMIT, validator=_only_for_own_session
+    )
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    _session: aiohttp.ClientSession | None = attrs.field(init=False)
+    _owns_session: bool = attrs.field(init=False)
+    _closed: bool = attrs.field(init=False, default=False)
+    _last_timeout: aiohttp.ClientTimeout = attrs.field(
+        init=False, factory=lambda: aiohttp.ClientTimeout(total=None)
+    )
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        self._session = self.callers_session
+        self._owns_session = self.callers_session is None
 
     @property
-    def connection_limit(self) -> int | None:
+    def pool_limit(self) -> int | None:
         """Connections the pool holds at most; None when it has no limit (or no connector)."""
         if self._owns_session:
-            return self._connection_limit
+            return self.connection_limit
         connector = self._session.connector if self._session is not None else None
         return (connector.limit or None) if connector is not None else None  # 0: no limit
 
@@ -90,9 +114,9 @@ class Transport:
         if self._session is None:
             self._loop = asyncio.get_running_loop()
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connection_limit),
-                headers=self._headers,
-                trace_configs=self._trace_configs or None,
+                connector=aiohttp.TCPConnector(limit=self.connection_limit),
+                headers=self.headers,
+                trace_configs=list(self.trace_configs) or None,
                 auto_decompress=True,
             )
         return self._session
@@ -115,7 +139,7 @@ class Transport:
             self._last_timeout = aiohttp.ClientTimeout(total=timeout)
         headers = request.headers
         if not self._owns_session:  # a caller's session lacks this transport's headers
-            headers = {**self._headers, **headers} if headers else self._headers
+            headers = {**self.headers, **headers} if headers else self.headers
         try:
             async with session.request(
                 request.method,
@@ -127,7 +151,7 @@ class Transport:
                 raise_for_status=False,  # over a caller's session's: statuses are ours to read
             ) as response:
                 length = response.content_length
-                if length is not None and length <= self._max_response_bytes:
+                if length is not None and length <= self.max_response_bytes:
                     body = await response.read()
                 else:
                     body = await self._read_capped(response, length)
@@ -150,7 +174,7 @@ class Transport:
 
     async def _read_capped(self, response: aiohttp.ClientResponse, length: int | None) -> bytes:
         """Read a body of unknown length up to the cap; refuse one announced as longer."""
-        cap = self._max_response_bytes
+        cap = self.max_response_bytes
         if length is not None:
             raise MalformedResponseError(
                 f"response body of {length} bytes exceeds the {cap}-byte limit",

@@ -503,7 +503,7 @@ def _new_job(
 ) -> _Job:
     options = _JobOptions(
         items=items,
-        pool=client._transport.connection_limit,
+        pool=client._transport.pool_limit,
         concurrency=concurrency,
         on_duplicate=on_duplicate,
         max_retries=max_retries,

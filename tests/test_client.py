@@ -204,6 +204,27 @@ class TestLifecycle:
         assert headers["User-Agent"].startswith("kirim-async/")
         assert headers["X-Caller"] == "kept"
 
+    @pytest.mark.parametrize(
+        ("options", "field"),
+        [
+            ({"trace_configs": [aiohttp.TraceConfig()]}, "trace_configs"),
+            ({"connection_limit": 5}, "connection_limit"),
+        ],
+    )
+    async def test_options_for_the_clients_own_session_refused_with_a_callers(
+        self, options: dict[str, Any], field: str
+    ) -> None:
+        # Before: quietly ignored, so the caller's tracing or pool size never applied.
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(InvalidParameterError, match="configure your session") as info:
+                KirimClient("tok", session=session, **options)
+            assert info.value.field == field
+            KirimClient("tok", session=session, trace_configs=[])  # no tracing asked for
+
+    def test_transport_repr_has_no_token(self) -> None:
+        client = KirimClient(SECRET)
+        assert SECRET not in repr(client._transport)
+
     async def test_callers_session_raising_for_status_still_gives_typed_errors(
         self, server: FakeKirimServer
     ) -> None:
