@@ -168,8 +168,10 @@ class KirimClient:
         session: An aiohttp session of the caller's to send requests through.
         allow_insecure_http: Permit plain ``http://`` to a non-loopback host.
         hooks: Callbacks for request, response and retry events.
-        trace_configs: aiohttp trace configs, for the session the client opens.
-        connection_limit: Connections in the pool of the session the client opens (>= 1).
+        trace_configs: aiohttp trace configs, for the session the client opens (not
+            with ``session``: add them to your own session).
+        connection_limit: Connections in the pool of the session the client opens (>= 1;
+            not with ``session``).
         max_response_bytes: Answers with a longer body raise ``MalformedResponseError``.
         sleep: Awaited to wait before a retry (tests pass a fake to never wait).
         clock: Monotonic clock for deadlines and elapsed times.
@@ -177,7 +179,8 @@ class KirimClient:
 
     Raises:
         InvalidParameterError: A missing or malformed token (the error never shows it),
-            a refused base URL, or an out-of-range option.
+            a refused base URL, an out-of-range option, or an option for the client's
+            own session given with ``session``.
     """
 
     def __init__(
