@@ -60,10 +60,19 @@ def positive(_instance: object, attribute: attrs.Attribute[Any], value: object) 
         raise InvalidParameterError(attribute.name, "must be a finite number > 0", value)
 
 
-def count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A whole number >= 0 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidParameterError(attribute.name, "must be a whole number >= 0", value)
+def whole_number(minimum: int) -> Validator:
+    """An ``int`` >= *minimum* (not a bool)."""
+    rule = f"must be a whole number >= {minimum}"
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InvalidParameterError(attribute.name, rule, value)
+
+    return validate
+
+
+count = whole_number(0)
+"""A whole number >= 0 (not a bool)."""
 
 
 def one_of(choices: tuple[str, ...]) -> Validator:

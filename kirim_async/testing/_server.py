@@ -19,7 +19,7 @@ import attrs
 from aiohttp import web
 
 from .. import _json
-from .._validators import non_negative, one_of, positive, text
+from .._validators import non_negative, one_of, positive, text, whole_number
 from ..errors import InvalidParameterError
 from ..models import TEAM_ID_MAX_LENGTH
 from ._contract import Rejection, ValidBody, validate_body
@@ -87,11 +87,7 @@ def _port(_instance: object, attribute: attrs.Attribute[Any], value: object) -> 
         raise InvalidParameterError(attribute.name, "must be 0-65535 (0: any free port)", value)
 
 
-def _burst(instance: FakeKirimServer, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidParameterError(attribute.name, "must be a whole number >= 1", value)
+def _needs_rate(instance: FakeKirimServer, attribute: attrs.Attribute[Any], value: object) -> None:
     if instance.rate is None:
         raise InvalidParameterError(attribute.name, "applies only with a rate", value)
 
@@ -143,7 +139,11 @@ class FakeKirimServer:
     rate: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(positive), on_setattr=_fixed
     )
-    burst: int | None = attrs.field(default=None, validator=_burst, on_setattr=_fixed)
+    burst: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional([whole_number(1), _needs_rate]),
+        on_setattr=_fixed,
+    )
     retry_after: RetryAfterStyle = attrs.field(
         default="seconds", validator=one_of(get_args(RetryAfterStyle))
     )
