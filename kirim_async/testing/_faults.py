@@ -6,6 +6,7 @@ import enum
 import random
 from collections import deque
 from collections.abc import Iterable, Mapping
+from typing import TypeAlias
 
 import attrs
 
@@ -35,7 +36,15 @@ _KINDS = ", ".join(fault.value for fault in Fault)
 _PROBABILITIES_RULE = "must map Fault kinds to probabilities 0-1 that add up to at most 1"
 
 
-def fault_probabilities(value: Mapping[Fault | str, float] | None) -> dict[Fault, float]:
+# A union of mappings, not one mapping of a union: Mapping is invariant in its key, so
+# ``dict[Fault, float]`` would not type-check as ``Mapping[Fault | str, float]``.
+FaultProbabilities: TypeAlias = (
+    Mapping[Fault, float] | Mapping[str, float] | Mapping[Fault | str, float]
+)
+"""Fault kinds (members or their values, such as ``"500"``) to probabilities."""
+
+
+def fault_probabilities(value: FaultProbabilities | None) -> dict[Fault, float]:
     """Check and copy a fault-probability mapping; kinds may be given by value (``"500"``).
 
     Raises:
