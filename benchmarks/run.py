@@ -100,7 +100,8 @@ def run_client(variant: str, scenario: Scenario, n: int, prefix: str) -> dict[st
         out = subprocess.run(pinned(1, command), capture_output=True, text=True, check=False)
         if out.returncode:
             raise RuntimeError(f"{variant} failed:\n{out.stderr[-2000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
     finally:
         server.stop()
 
@@ -238,10 +239,10 @@ def by_round(ratios: list[float], meets: Callable[[float], bool]) -> str:
 
 def verdicts(scenario: Scenario, results: dict[str, list[dict[str, Any]]]) -> list[str]:
     def per_request_cpu(label: str) -> float:
-        return median(results[label], "cpu") / results[label][0]["n"]
+        return median(results[label], "cpu") / float(results[label][0]["n"])
 
     def throughput(label: str) -> float:
-        return results[label][0]["n"] / median(results[label], "wall")
+        return float(results[label][0]["n"]) / median(results[label], "wall")
 
     def paired(over: str, under: str, key: str) -> list[float]:
         """*key* of *over*'s runs divided by *under*'s, round by round."""

@@ -13,7 +13,7 @@ import json
 import resource
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -117,7 +117,7 @@ async def httpx_gather(args: argparse.Namespace) -> dict[str, Any]:
 
 def _per_request_backoff(
     wait_gen: Any, jitter: Any, **wait_kwargs: Any
-) -> Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]:
+) -> Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]:
     """Raw aiohttp under a semaphore, each request retried on 429 by its own decorator."""
 
     async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,7 +171,7 @@ async def kirim_iter_memory(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-VARIANTS: dict[str, Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]] = {
+VARIANTS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]] = {
     "kirim_sequential": kirim_sequential,
     "raw_sequential": raw_sequential,
     "kirim_bulk": kirim_bulk,

@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -59,13 +59,13 @@ class Answer:
     def __init__(
         self,
         status: int = 201,
-        body: bytes | dict[str, object] | None = None,
+        body: bytes | Mapping[str, object] | None = None,
         headers: dict[str, str] | None = None,
         *,
         chunked: bool = False,
     ) -> None:
         self.status = status
-        self.body = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
+        self.body = json.dumps(dict(body)).encode() if isinstance(body, Mapping) else (body or b"")
         self.headers = headers or {}
         self.chunked = chunked
 

@@ -139,7 +139,7 @@ class TestConstruction:
 def test_hooks_must_be_callable(hook: str) -> None:
     # Before: the first request was sent, then the call failed with a TypeError.
     with pytest.raises(InvalidParameterError, match=f"{hook}: must be callable"):
-        Hooks(**{hook: "log"})
+        Hooks(**{hook: "log"})  # type: ignore[arg-type]
 
 
 class TestLifecycle:
