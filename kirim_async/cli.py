@@ -128,7 +128,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seed an in-process fake Kirim server (rate limited) instead",
     )
     verbosity = seed.add_mutually_exclusive_group()
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    verbosity.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the rows not done, and why (on stderr)",
+    )
     verbosity.add_argument(
         "-v", "--verbose", action="store_true", help="log every retry and rate-limit pause"
     )
@@ -182,12 +187,17 @@ class Tally:
     requests: int = 0
     rate_limited: int = 0
     last_429: float = float("-inf")
-    problems: int = 0
+    problem_counts: Counter[str] = attrs.field(factory=Counter)
     failures: list[str] = attrs.field(factory=list)
 
     @property
     def done(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def problems(self) -> int:
+        """Rows not done: invalid, failed, or skipped because the job stopped."""
+        return sum(self.problem_counts.values())
 
     @property
     def is_rate_limited(self) -> bool:
@@ -202,7 +212,7 @@ class Tally:
     def add(self, row: int, outcome: LabelOutcome, status: str) -> None:
         self.counts[status] += 1
         if not outcome.is_ok:  # a repeat of a row that is done is fine
-            self.problems += 1
+            self.problem_counts[status] += 1
             if len(self.failures) < SHOWN_FAILURES:
                 maybe = " (the label may exist: an attempt may have created it)"
                 note = maybe if outcome.may_exist else ""
@@ -478,9 +488,22 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
         f"elapsed {elapsed:.1f}s, {tally.requests} requests, {tally.rate_limited} answered 429",
     ]
     if interrupted:
-        lines.append("interrupted: rows without a report line were not finished")
+        lines.append(_INTERRUPTED)
     if tally.failures:
         lines += ["", "first problems:", *(f"  {line}" for line in tally.failures)]
+    return "\n".join(lines)
+
+
+_INTERRUPTED = "interrupted: rows without a report line were not finished"
+
+
+def _quiet_summary(tally: Tally, *, interrupted: bool) -> str:
+    """What ``-q`` prints: the problems alone, or nothing when every row is done."""
+    lines = [_INTERRUPTED] if interrupted else []
+    if tally.problems:
+        kinds = ", ".join(f"{status} {n}" for status, n in sorted(tally.problem_counts.items()))
+        lines.append(f"{tally.problems} rows not done ({kinds}); first problems:")
+        lines += [f"  {line}" for line in tally.failures]
     return "\n".join(lines)
 
 
@@ -545,6 +568,8 @@ def seed(args: argparse.Namespace) -> int:
             stream.close()
     if not args.quiet:
         print(_summary(tally, interrupted=interrupted, dry_run=args.dry_run))
+    elif problems := _quiet_summary(tally, interrupted=interrupted):
+        print(f"kirim-labels: {problems}", file=sys.stderr)
     return _exit_status(tally, interrupted=interrupted)
 
 

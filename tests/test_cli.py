@@ -202,6 +202,25 @@ class TestRowsThatFail:
         assert "row 4: invalid" in result.stdout
         assert len(server.labels) == 4
 
+    def test_quiet_still_prints_the_problems(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        # Before: -q ("print only errors") printed nothing at all, so a job whose rows
+        # all failed exited 1 with no word of why.
+        result = seed(server, EXAMPLES / "labels-with-errors.csv", "-q")
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert "progress:" not in result.stderr
+        assert "status        rows" not in result.stderr  # no summary table
+        assert "kirim-labels: 4 rows not done (invalid 4); first problems:" in result.stderr
+        assert "row 4: invalid: color: must be one of" in result.stderr
+        assert "row 7" not in result.stderr  # a repeat of a created row is not a problem
+
+    def test_quiet_prints_nothing_when_every_row_is_done(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\na\nb\n")
+        result = seed(server, csv, "-q")
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
     def test_a_failed_row_that_may_have_been_created_says_so(self, tmp_path: Path) -> None:
         out = tmp_path / "report.jsonl"
         csv = write(tmp_path / "in.csv", "name\nlost\ntaken\n")
@@ -461,6 +480,10 @@ class TestResume:
                     time.sleep(0.02)
                 proc.send_signal(signal.SIGINT)
                 assert proc.wait(timeout=60) == 130
+                assert proc.stderr is not None
+                assert "kirim-labels: interrupted: rows without a report line" in (
+                    proc.stderr.read()
+                )  # even under -q
             first = report(out)
             assert 30 <= len(first) < 200
             resumed = seed(server, csv, "--resume", out)
