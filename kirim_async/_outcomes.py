@@ -51,7 +51,8 @@ class SkipReason(str, enum.Enum):
     REPEAT = "repeat"
     """An earlier item of the input has the same (team, name); see ``first_index``."""
     STOPPED = "stopped"
-    """The job stopped (authentication or permission failure) before sending it."""
+    """The job stopped before sending it: an authentication or permission failure, or
+    an API never reached (a connection that could not be made before any answer)."""
 
     def __str__(self) -> str:
         return self.value

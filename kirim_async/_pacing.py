@@ -105,6 +105,11 @@ class RateGate:
         return self._halt is not None
 
     @property
+    def answered(self) -> int:
+        """Answers the server has given so far, of any status."""
+        return self._answered
+
+    @property
     def is_limiting(self) -> bool:
         """Whether the server has shown its limit: a 429 met, or a pace from its hints."""
         return self.rate_limited_count > 0 or self._rate is not None

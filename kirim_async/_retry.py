@@ -90,8 +90,8 @@ class _Call(Generic[A, T]):
     failed: KirimError | None = None
     """An attempt's error not yet handled: the first attempt's, when the retrier made it."""
     _pending: KirimError | None = None
-    last_ambiguous: KirimError | None = None
-    """With a gate: the last ambiguous attempt's error, to end with if the job stops."""
+    last_failed: KirimError | None = None
+    """With a gate: the last failed attempt's error, to end with if the job stops."""
     _next_wait: float = 0.0
 
     async def run_once(self) -> T:
@@ -118,14 +118,14 @@ class _Call(Generic[A, T]):
                 except KirimError as error:
                     self.failed = error
                 except Exception as refused:
-                    earlier = self.last_ambiguous
+                    earlier = self.last_failed
                     if earlier is None or self.gate is None or not self.gate.refuses_with(refused):
                         raise
-                    # The job stopped before this retry was sent, but an earlier attempt
-                    # may have created the label: end with that attempt's error, which
-                    # says so, not with the stop (which would report the item unsent).
+                    # The job stopped before this retry was sent: end with the last
+                    # attempt's error, which says whether it may have created the label,
+                    # not with the stop, which would report the item as never tried.
                     self.attempts -= 1
-                    self.last_ambiguous = None
+                    self.last_failed = None
                     try:
                         raise earlier from None
                     finally:
@@ -139,8 +139,8 @@ class _Call(Generic[A, T]):
                 self.failed_attempts += 1
                 if is_ambiguous(met):
                     self.ambiguous_attempts += 1
-                    if self.gate is not None:
-                        self.last_ambiguous = met
+                if self.gate is not None:
+                    self.last_failed = met
                 raise met
             finally:
                 # The traceback keeps this frame: a local holding the error would make a
@@ -296,4 +296,4 @@ class Retrier:
                 error.after_ambiguous_attempt = True
             raise
         finally:
-            call.last_ambiguous = None  # its traceback holds the call: no cycle left
+            call.last_failed = None  # its traceback holds the call: no cycle left

@@ -38,6 +38,7 @@ from ._outcomes import (
 from ._pacing import RateGate
 from ._validators import count, flag, function, one_of, positive
 from .errors import (
+    APIConnectionError,
     AuthenticationError,
     DuplicateLabelError,
     InvalidParameterError,
@@ -395,12 +396,24 @@ class _Job:
                 if earlier
                 else ExistsReason.PRE_EXISTING,
             )
-        if isinstance(error, (AuthenticationError, PermissionDeniedError)) and (
-            self.stop_error is None
-        ):
+        if self.stop_error is None and self._stops_the_job(error):
             self.stop_error = error
             self.gate.halt(_JobStoppedError())
         return self._failed(index, request, error)
+
+    def _stops_the_job(self, error: KirimError) -> bool:
+        """Whether *error* means the items not yet sent must fail too."""
+        if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+            return True
+        # A connection never made (a wrong base URL, a name that does not resolve, a
+        # refused port, a bad certificate) before the API ever answered: trying each
+        # item with all its retries would take minutes to tell the same. Once the API
+        # has answered, a failure to connect is taken as a passing fault of one item.
+        return (
+            isinstance(error, APIConnectionError)
+            and not error.request_may_have_been_sent
+            and self.gate.answered == 0
+        )
 
     @staticmethod
     def _failed(index: int, request: CreateLabel, error: KirimError) -> LabelOutcome:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kirim_async import (
+    APIConnectionError,
     AuthenticationError,
     BulkError,
     CreateLabel,
@@ -44,6 +46,14 @@ from .conftest import (
 )
 
 RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 class TestInputs:
@@ -429,6 +439,88 @@ class TestOutcomes:
         assert all(o.skip_reason is SkipReason.STOPPED for o in stopped)
         assert all(isinstance(o.error, AuthenticationError) for o in stopped)
         assert not result.ok
+
+    async def test_a_job_that_never_reaches_the_api_stops(self, sleeps: SleepRecorder) -> None:
+        # Before: a wrong base URL tried every item with all its retries, one by one
+        # (300 rows took 30 s of refused connections); now the first failure stops it.
+        concurrency = 4
+        port = _closed_port()
+        async with KirimClient(
+            "tok", base_url=f"http://127.0.0.1:{port}/v1", sleep=sleeps
+        ) as client:
+            result = await bulk_create_labels(
+                client, [f"n{i}" for i in range(200)], concurrency=concurrency
+            )
+        assert len(result.outcomes) == 200
+        assert 1 <= len(result.failed) <= concurrency  # the items already trying
+        assert all(
+            isinstance(o.error, APIConnectionError) and not o.error.request_may_have_been_sent
+            for o in result.failed
+        )
+        assert all(not o.may_exist for o in result.failed)
+        stopped = result.skipped
+        assert len(stopped) == 200 - len(result.failed)
+        assert all(o.skip_reason is SkipReason.STOPPED for o in stopped)
+        assert all(isinstance(o.error, APIConnectionError) for o in stopped)
+        assert len(sleeps.waits) <= concurrency * 2  # no item past the first ones retried
+
+    async def test_an_item_whose_retry_the_stop_cancels_is_failed_with_its_attempts(
+        self,
+    ) -> None:
+        # Two items fail to connect. One retries at once and fails for good, which stops
+        # the job; the other's retry waits until then, so the stop cancels it.
+        first_outcome = asyncio.Event()
+        sleeps: list[float] = []
+
+        async def second_sleeper_waits_for_the_stop(seconds: float) -> None:
+            sleeps.append(seconds)
+            if len(sleeps) == 2:
+                await first_outcome.wait()
+
+        async with KirimClient(
+            "tok",
+            base_url=f"http://127.0.0.1:{_closed_port()}/v1",
+            sleep=second_sleeper_waits_for_the_stop,
+            max_retries=1,
+        ) as client:
+            result = await bulk_create_labels(
+                client, ["a", "b", "c"], concurrency=2, on_outcome=lambda _: first_outcome.set()
+            )
+        by_name = {o.request.name: o for o in result.outcomes if isinstance(o.request, CreateLabel)}
+        assert by_name["c"].status is OutcomeStatus.SKIPPED  # never tried
+        tried = sorted((by_name["a"], by_name["b"]), key=lambda o: o.attempts)
+        # Was: skipped as "stopped", with 0 attempts, as if it had never been tried.
+        assert [o.status for o in tried] == [OutcomeStatus.FAILED, OutcomeStatus.FAILED]
+        assert [o.attempts for o in tried] == [1, 2]
+        assert all(isinstance(o.error, APIConnectionError) for o in tried)
+        assert not any(o.may_exist for o in tried)
+
+    async def test_a_connection_failure_after_the_api_answered_does_not_stop_the_job(
+        self, sleeps: SleepRecorder
+    ) -> None:
+        # Once the API has answered, a failure to connect may pass: each item is tried.
+        server = FakeKirimServer()
+        await server.start()
+
+        async def items() -> AsyncIterator[str]:
+            yield "a"
+            await server.close()  # the first answer is in: the server goes away
+            for name in ("b", "c", "d"):
+                yield name
+
+        try:
+            async with client_for(server, sleeps) as client:
+                result = await bulk_create_labels(client, items(), concurrency=1)
+        finally:
+            await server.close()
+        assert [o.status for o in result.outcomes] == [
+            OutcomeStatus.CREATED,
+            OutcomeStatus.FAILED,
+            OutcomeStatus.FAILED,
+            OutcomeStatus.FAILED,
+        ]
+        assert all(isinstance(o.error, APIConnectionError) for o in result.failed)
+        assert all(o.attempts == 3 for o in result.failed)
 
     async def test_an_item_stopped_after_an_ambiguous_attempt_is_failed_not_unsent(
         self, scripted: ScriptedServer

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -343,6 +344,22 @@ class TestRowsThatFail:
         assert result.returncode == 1
         assert server.stats.requests <= 2
         assert Counter(line["status"] for line in report(out))["skipped"] >= 48
+
+
+    def test_an_api_that_cannot_be_reached_stops_the_job(self, tmp_path: Path) -> None:
+        # Before: every row was tried with all its retries (300 rows took 30 s).
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]  # closed again: connecting is refused
+        out = tmp_path / "report.jsonl"
+        csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"n{i}" for i in range(100)))
+        url = f"http://127.0.0.1:{port}/v1"
+        result = run("seed", csv, "--base-url", url, "--report", out, "--concurrency", "2")
+        assert result.returncode == 1
+        statuses = Counter(line["status"] for line in report(out))
+        assert statuses["failed"] <= 2  # the rows already trying
+        assert statuses["skipped"] == 100 - statuses["failed"]
+        assert "skipped: could not connect to" in result.stdout
 
 
 class TestUsageAndInputErrors:
