@@ -345,7 +345,6 @@ class TestRowsThatFail:
         assert server.stats.requests <= 2
         assert Counter(line["status"] for line in report(out))["skipped"] >= 48
 
-
     def test_an_api_that_cannot_be_reached_stops_the_job(self, tmp_path: Path) -> None:
         # Before: every row was tried with all its retries (300 rows took 30 s).
         with socket.socket() as probe:
