@@ -31,6 +31,9 @@ TOKEN_ENV = "KIRIM_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
 BASE_URL_ENV = "KIRIM_BASE_URL"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A bearer token is visible ASCII (RFC 6750's b64token is a subset): a space, say from
+# a copied token, would only be answered 401 about a token that looks right.
+_NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
 _REDACTED = "<redacted>"
 
 
@@ -63,6 +66,10 @@ def _check_token(_instance: object, attribute: attrs.Attribute[Any], value: obje
     if _CONTROL.search(value):
         raise InvalidParameterError(
             attribute.name, "must not contain control characters (CR, LF, ...)", _REDACTED
+        )
+    if _NOT_VISIBLE_ASCII.search(value):
+        raise InvalidParameterError(
+            attribute.name, "must not contain whitespace or non-ASCII characters", _REDACTED
         )
 
 

@@ -81,6 +81,13 @@ class TestConstruction:
         assert SECRET not in str(info.value)
         assert SECRET not in repr(info.value.value)
 
+    @pytest.mark.parametrize("token", [f" {SECRET}", f"{SECRET} ", "tok en", f"{SECRET}\u00a0"])
+    def test_token_with_whitespace_is_rejected(self, token: str) -> None:
+        # Before: sent as is, and every request was answered 401 by the server, about a
+        # token that looks right when printed.
+        with pytest.raises(InvalidParameterError, match="token: must not contain whitespace"):
+            KirimClient(token)
+
     @pytest.mark.parametrize(
         "url",
         [
