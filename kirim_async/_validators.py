@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidParameterError
@@ -11,6 +12,29 @@ if TYPE_CHECKING:
     import attrs
 
 Validator = Any  # attrs' validator protocol: (instance, attribute, value) -> None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A bearer token is visible ASCII (RFC 6750's b64token is a subset): a space, say from
+# a copied token, would only be answered 401 about a token that looks right.
+_NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
+_REDACTED = "<redacted>"
+
+
+def bearer_token(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A bearer token: a non-empty string of visible ASCII. It never goes into the error."""
+    if not isinstance(value, str) or not value:
+        raise InvalidParameterError(
+            attribute.name, "must be a non-empty string", _REDACTED if value else value
+        )
+    if _CONTROL.search(value):
+        raise InvalidParameterError(
+            attribute.name, "must not contain control characters (CR, LF, ...)", _REDACTED
+        )
+    if _NOT_VISIBLE_ASCII.search(value):
+        raise InvalidParameterError(
+            attribute.name, "must not contain whitespace or non-ASCII characters", _REDACTED
+        )
 
 
 def text(min_length: int, max_length: int) -> Validator:

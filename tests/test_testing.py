@@ -288,6 +288,8 @@ class TestOptions:
             ({"latency": -1}, "latency", "must be a finite number >= 0"),
             ({"answer_delay": float("inf")}, "answer_delay", "must be a finite number >= 0"),
             ({"port": 70000}, "port", "must be 0-65535"),
+            ({"token": "tok en"}, "token", "must not contain whitespace"),  # no client could
+            ({"token": 123}, "token", "must be a non-empty string"),  # was: taken as is
             ({"retry_after": "minutes"}, "retry_after", "must be one of seconds, integer"),
             ({"teams": ()}, "teams", "must be a non-empty sequence"),
             ({"teams": "team_a"}, "teams", "must be a non-empty sequence"),  # was: 6 teams
@@ -315,6 +317,8 @@ class TestOptions:
             server.latency = -1
         with pytest.raises(InvalidParameterError, match="retry_after: must be one of"):
             server.retry_after = "minutes"  # type: ignore[assignment]
+        with pytest.raises(InvalidParameterError, match="token: must not contain control"):
+            server.token = "tok\r\nX-Evil: 1"
         assert server.latency == 0.5
         assert server.retry_after == "seconds"
 

@@ -19,7 +19,7 @@ import attrs
 from aiohttp import web
 
 from .. import _json
-from .._validators import non_negative, one_of, positive, text, whole_number
+from .._validators import bearer_token, non_negative, one_of, positive, text, whole_number
 from ..errors import InvalidParameterError
 from ..models import TEAM_ID_MAX_LENGTH
 from ._contract import Rejection, ValidBody, validate_body
@@ -128,7 +128,7 @@ class FakeKirimServer:
             ``burst``, ``faults``, ``seed`` and ``clock`` cannot be changed afterwards.
     """
 
-    token: str = attrs.field(default=None, converter=_token_or_random)
+    token: str = attrs.field(default=None, converter=_token_or_random, validator=bearer_token)
     host: str = "127.0.0.1"
     port: int = attrs.field(default=0, validator=_port)
     teams: tuple[str, ...] = attrs.field(
