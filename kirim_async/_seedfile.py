@@ -349,12 +349,14 @@ class PriorReport:
             writing it). Appending must start at ``keep_bytes``, so that no new line is
             glued to the cut one; the cut line's row is sent again.
         ends_mid_line: Its last line is a whole entry without a newline: write one first.
+        found: Whether the file exists (a missing one means the job starts now).
     """
 
     done_rows: dict[int, object]
     keep_bytes: int = 0
     cut_bytes: int = 0
     ends_mid_line: bool = False
+    found: bool = True
 
 
 def read_report(path: Path) -> PriorReport:
@@ -369,7 +371,7 @@ def read_report(path: Path) -> PriorReport:
     try:
         stream = path.open("rb")
     except FileNotFoundError:
-        return PriorReport(done)
+        return PriorReport(done, found=False)
     except OSError as exc:
         raise InputFileError(f"{path}: {exc.strerror or exc}") from None
     with stream:

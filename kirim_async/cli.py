@@ -545,6 +545,12 @@ def seed(args: argparse.Namespace) -> int:
         total, file_teams = scan.rows, scan.team_ids
     report_target = _report_target(args)
     prior = read_report(args.resume) if args.resume else PriorReport({})
+    if not prior.found and not args.quiet:  # a misspelt path would send every row again
+        starts = "" if args.dry_run else ", and the report starts there"
+        print(
+            f"kirim-labels: {args.resume} does not exist yet: no row is skipped{starts}",
+            file=sys.stderr,
+        )
     # A missing token is a usage error before anything else happens.
     needs_token = not args.dry_run and not args.sandbox
     target = Target(

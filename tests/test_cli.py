@@ -515,6 +515,21 @@ class TestResume:
         assert all(s.count("created") <= 1 for s in by_row.values())
         assert all(set(s) <= {"created", "exists"} for s in by_row.values())
 
+    def test_a_report_to_resume_that_does_not_exist_starts_it_and_says_so(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        # The same command starts a job and resumes it; but a misspelt path would send
+        # every row again, so the start is said (before: not a word).
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        out = tmp_path / "report.jsonl"
+        result = seed(server, csv, "--resume", out)
+        assert result.returncode == 0, result.stderr
+        assert f"kirim-labels: {out} does not exist yet: no row is skipped" in result.stderr
+        assert [line["status"] for line in report(out)] == ["created"]
+        again = seed(server, csv, "--resume", out)
+        assert "does not exist" not in again.stderr
+        assert seed(server, csv, "--resume", tmp_path / "other.jsonl", "-q").stderr == ""
+
     def test_a_line_cut_short_by_a_kill_is_dropped_not_glued_to_the_next(
         self, server: FakeKirimServer, tmp_path: Path
     ) -> None:
