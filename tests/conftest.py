@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -68,6 +69,14 @@ class Answer:
         self.body = json.dumps(dict(body)).encode() if isinstance(body, Mapping) else (body or b"")
         self.headers = headers or {}
         self.chunked = chunked
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def label_body(name: str = "bug", request_id: str = "req_1") -> dict[str, object]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -42,18 +41,11 @@ from .conftest import (
     ScriptedServer,
     SleepRecorder,
     client_for,
+    closed_port,
     label_body,
 )
 
 RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on: connecting to it is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 class TestInputs:
@@ -444,7 +436,7 @@ class TestOutcomes:
         # Before: a wrong base URL tried every item with all its retries, one by one
         # (300 rows took 30 s of refused connections); now the first failure stops it.
         concurrency = 4
-        port = _closed_port()
+        port = closed_port()
         async with KirimClient(
             "tok", base_url=f"http://127.0.0.1:{port}/v1", sleep=sleeps
         ) as client:
@@ -479,7 +471,7 @@ class TestOutcomes:
 
         async with KirimClient(
             "tok",
-            base_url=f"http://127.0.0.1:{_closed_port()}/v1",
+            base_url=f"http://127.0.0.1:{closed_port()}/v1",
             sleep=second_sleeper_waits_for_the_stop,
             max_retries=1,
         ) as client:

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from typing import Any
 import pytest
 
 from kirim_async.testing import FakeKirimServer, Fault
+
+from .conftest import closed_port
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TOKEN = "tok_cli_SECRET_0451"
@@ -347,12 +348,9 @@ class TestRowsThatFail:
 
     def test_an_api_that_cannot_be_reached_stops_the_job(self, tmp_path: Path) -> None:
         # Before: every row was tried with all its retries (300 rows took 30 s).
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]  # closed again: connecting is refused
         out = tmp_path / "report.jsonl"
         csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"n{i}" for i in range(100)))
-        url = f"http://127.0.0.1:{port}/v1"
+        url = f"http://127.0.0.1:{closed_port()}/v1"  # connecting is refused
         result = run("seed", csv, "--base-url", url, "--report", out, "--concurrency", "2")
         assert result.returncode == 1
         statuses = Counter(line["status"] for line in report(out))

@@ -3,7 +3,6 @@ from __future__ import annotations
 import email.utils
 import gc
 import logging
-import socket
 import weakref
 
 import pytest
@@ -20,7 +19,14 @@ from kirim_async import (
 from kirim_async._retry import retry_after_wait
 from kirim_async.testing import FakeKirimServer, Fault
 
-from .conftest import Answer, ScriptedServer, SleepRecorder, client_for, label_body
+from .conftest import (
+    Answer,
+    ScriptedServer,
+    SleepRecorder,
+    client_for,
+    closed_port,
+    label_body,
+)
 
 RL = {"error": {"code": "rate_limit_exceeded", "message": "slow down"}}
 DUPLICATE = {"error": {"code": "invalid_field_value", "param": "name", "message": "taken"}}
@@ -281,9 +287,7 @@ class TestSafeRetriesOfCreate:
     async def test_refused_connection_is_retried_as_plainly_safe(
         self, sleeps: SleepRecorder
     ) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = closed_port()
         server = FakeKirimServer(port=port)
 
         async def start_server_then_record(seconds: float) -> None:
@@ -303,9 +307,7 @@ class TestSafeRetriesOfCreate:
         assert len(sleeps.waits) == 1
 
     async def test_refused_connection_error_says_not_sent(self, sleeps: SleepRecorder) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = closed_port()
         async with KirimClient(
             "tok", base_url=f"http://127.0.0.1:{port}/v1", sleep=sleeps
         ) as client:
