@@ -29,6 +29,7 @@ from ._sansio import (
     build_create_label,
     build_headers,
     decipher_label,
+    error_from_response,
     user_agent,
 )
 from ._transport import AIOHTTP_VERSION, RawResponse, Transport
@@ -345,6 +346,7 @@ class _CreateExchange:
     outgoing: OutgoingRequest
     gate: RateGate | None
     attempts: int = 0
+    """Attempts sent: one waiting for its turn at the gate counts once it goes out."""
     last: RawResponse | None = None
     sent_at: float = 0.0
     """When the last attempt was sent (read only when an ``on_response`` hook is set)."""
@@ -353,9 +355,15 @@ class _CreateExchange:
         """What the call does, for log lines and errors."""
         return f"create label {self.request.name!r}"
 
+    def last_request_id(self) -> str | None:
+        """The server's id for the last answer, if there was one; for failure paths."""
+        raw = self.last
+        if raw is None:
+            return None
+        return error_from_response(raw.status, raw.reason, raw.headers, raw.body, 0.0).request_id
+
     def send(self, timeout: float) -> Awaitable[RawResponse]:
         """Start one attempt: the transport's send, after the gate's turn if it must wait."""
-        self.attempts += 1
         gate = self.gate
         if gate is not None and not gate.pass_now():
             return self._send_in_turn(gate, timeout)
@@ -366,6 +374,7 @@ class _CreateExchange:
         return await self._send_now(timeout)
 
     def _send_now(self, timeout: float) -> Awaitable[RawResponse]:
+        self.attempts += 1
         client, outgoing = self.client, self.outgoing
         hooks = client._hooks
         if hooks.on_request is not None:

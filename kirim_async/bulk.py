@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 import attrs
 
-from ._client import KirimClient
+from ._client import KirimClient, _CreateExchange
 from ._outcomes import (
     BulkError,
     BulkResult,
@@ -297,13 +297,22 @@ class _Job:
     planner: _Planner
     stop_error: KirimError | None = None
 
-    def _stopped(self, index: int, request: CreateLabel) -> LabelOutcome:
+    def _stopped(
+        self, index: int, request: CreateLabel, exchange: _CreateExchange | None = None
+    ) -> LabelOutcome:
+        """The outcome of an item the job stopped before it was done.
+
+        Its *exchange*, if it started, may have sent attempts that created nothing (a
+        429 it was waiting out): they count.
+        """
         return LabelOutcome(
             index=index,
             request=request,
             status=OutcomeStatus.SKIPPED,
             skip_reason=SkipReason.STOPPED,
             error=self.stop_error,
+            attempts=0 if exchange is None else exchange.attempts,
+            request_id=None if exchange is None else exchange.last_request_id(),
         )
 
     async def _work(self, source: _Source, sink: _Sink) -> None:
@@ -343,7 +352,7 @@ class _Job:
                 try:
                     label = await creating
                 except (KirimError, _JobStoppedError) as error:
-                    waiting = sink.outcome(self._unsuccessful(index, request, error))
+                    waiting = sink.outcome(self._unsuccessful(index, request, error, exchange))
                 else:
                     waiting = sink.created(index, request, label, exchange.attempts)
             if waiting is not None:
@@ -376,11 +385,15 @@ class _Job:
         return filing.results()
 
     def _unsuccessful(
-        self, index: int, request: CreateLabel, error: KirimError | _JobStoppedError
+        self,
+        index: int,
+        request: CreateLabel,
+        error: KirimError | _JobStoppedError,
+        exchange: _CreateExchange,
     ) -> LabelOutcome:
-        """The outcome of an item whose call raised *error*."""
+        """The outcome of an item whose call, made through *exchange*, raised *error*."""
         if isinstance(error, _JobStoppedError):
-            return self._stopped(index, request)
+            return self._stopped(index, request, exchange)
         if isinstance(error, DuplicateLabelError):
             earlier = error.after_ambiguous_attempt
             if self.on_duplicate == "error" and not earlier:

@@ -540,6 +540,34 @@ class TestOutcomes:
         assert tried.attempts == 1
         assert tried.may_exist
 
+    async def test_an_item_stopped_while_it_waits_out_a_429_counts_its_attempt(
+        self, scripted: ScriptedServer
+    ) -> None:
+        # One request meets a 429 (nothing created); while it waits at the gate, the other
+        # meets a 401, which stops the job. The first is not done, but it was sent once.
+        too_many = {"error": {"code": "rate_limited", "request_id": "req_429"}}
+        scripted.script(Answer(429, too_many, {"Retry-After": "5"}), Answer(401, b""))
+        stopped = asyncio.Event()
+
+        async def sleep_until_stopped(_: float) -> None:
+            await stopped.wait()
+
+        def on_response(event: ResponseEvent) -> None:
+            if event.status == 401:
+                stopped.set()
+
+        hooks = Hooks(on_response=on_response)
+        async with client_for(scripted, sleep=sleep_until_stopped, hooks=hooks) as client:
+            result = await bulk_create_labels(client, ["a", "b"], concurrency=2)
+        assert len(scripted.requests) == 2
+        (waited,) = result.skipped
+        assert waited.skip_reason is SkipReason.STOPPED
+        assert isinstance(waited.error, AuthenticationError)
+        # Was: 0 attempts and no request id, as if it had never been sent.
+        assert waited.attempts == 1
+        assert waited.request_id == "req_429"
+        assert not waited.may_exist
+
     @pytest.mark.parametrize(
         ("answer", "may_exist"),
         [
