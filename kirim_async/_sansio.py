@@ -189,6 +189,8 @@ def _fallback_message(status: int, reason: str, body: bytes) -> str:
     text = reason or f"HTTP {status}"
     if 300 <= status < 400:
         return f"{text}: redirects are not followed"
+    if status == 404:  # not the API's error format: the path itself is unknown there
+        text = f"{text}: the base URL has no /labels endpoint (the API's ends in /v1)"
     if body:
         return f"{text}; body: {excerpt(body)!r}"
     return f"{text}; empty body"

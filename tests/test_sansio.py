@@ -188,3 +188,16 @@ class TestDecipher:
     def test_redirect_says_it_is_not_followed(self) -> None:
         err = error_from_response(301, "Moved Permanently", {"Location": "https://x"}, b"", NOW)
         assert "redirects are not followed" in str(err)
+
+    def test_a_404_not_from_the_api_points_at_the_base_url(self) -> None:
+        # Was "404: Not Found; body: '404: Not Found'" for every row of a job whose base
+        # URL lacked /v1, with no word of where to look.
+        err = error_from_response(404, "Not Found", {}, b"404: Not Found", NOW)
+        assert isinstance(err, NotFoundError)
+        assert "the base URL has no /labels endpoint (the API's ends in /v1)" in str(err)
+        assert "body: '404: Not Found'" in str(err)
+
+    def test_a_404_in_the_api_error_format_keeps_its_message(self) -> None:
+        body = json.dumps({"error": {"code": "team_not_found", "message": "No team."}}).encode()
+        err = error_from_response(404, "Not Found", {}, body, NOW)
+        assert err.message == "No team."
