@@ -124,12 +124,33 @@ def read_rows(stream: IO[bytes], fmt: Format, source: str) -> Iterator[Row]:
         yield from _csv_rows(lines, source)
 
 
+class _RepeatedKeyError(ValueError):
+    """A JSON object names a key twice."""
+
+
+def _object_of_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads would keep the last of two keys; labels cannot be changed once created,
+    # so a line that may have meant either value is not guessed at (as a CSV column
+    # named twice is not).
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKeyError(f"key {key!r} given twice")
+            seen.add(key)
+    return value
+
+
 def _jsonl_rows(lines: Iterable[tuple[int, str]]) -> Iterator[Row]:
     for number, text in lines:
         if not text.strip():
             continue
         try:
-            value = json.loads(text)
+            value = json.loads(text, object_pairs_hook=_object_of_unique_keys)
+        except _RepeatedKeyError as exc:
+            yield Row(number, UnreadableRow(text, str(exc), "invalid_json"))
+            continue
         except ValueError as exc:
             yield Row(number, UnreadableRow(text, f"not valid JSON: {exc}", "invalid_json"))
             continue

@@ -272,6 +272,26 @@ class TestRowsThatFail:
         assert by_row[5]["error_code"] == "invalid_name"
         assert "row 3: invalid: not a JSON object" in result.stdout
 
+    def test_a_jsonl_key_given_twice_is_invalid_not_the_last_one_taken(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        # Was: created as "b", since json.loads keeps the last of two keys, though the
+        # line may as well have meant "a" (a CSV column named twice exits 2).
+        out = tmp_path / "report.jsonl"
+        jsonl = write(
+            tmp_path / "in.jsonl",
+            '{"name": "a", "name": "b"}\n{"name": "c", "color": "red", "color": "sky"}\n'
+            '{"name": "d"}\n',
+        )
+        result = seed(server, jsonl, "--report", out)
+        assert result.returncode == 1
+        lines = report(out)
+        assert [line["status"] for line in lines] == ["invalid", "invalid", "created"]
+        assert [line["error_code"] for line in lines[:2]] == ["invalid_json"] * 2
+        assert lines[0]["error"] == "line 1: key 'name' given twice"
+        assert lines[1]["error"] == "line 2: key 'color' given twice"
+        assert [label["name"] for label in server.labels] == ["d"]
+
     def test_csv_records_are_read_as_rfc_4180_says(
         self, server: FakeKirimServer, tmp_path: Path
     ) -> None:
