@@ -15,6 +15,7 @@ from kirim_async import (
     APIConnectionError,
     AuthenticationError,
     BulkError,
+    BulkResult,
     CreateLabel,
     ExistsReason,
     Hooks,
@@ -519,19 +520,7 @@ class TestOutcomes:
     ) -> None:
         # One request meets a 500 (its label may exist); while its retry waits, the other
         # meets a 401, which stops the job, so that the retry is never sent.
-        scripted.script(Answer(500, b""), Answer(401, b""))
-        stopped = asyncio.Event()
-
-        async def sleep_until_stopped(_: float) -> None:
-            await stopped.wait()
-
-        def on_response(event: ResponseEvent) -> None:
-            if event.status == 401:
-                stopped.set()
-
-        hooks = Hooks(on_response=on_response)
-        async with client_for(scripted, sleep=sleep_until_stopped, hooks=hooks) as client:
-            result = await bulk_create_labels(client, ["a", "b"], concurrency=2)
+        result = await _stopped_by_a_401_after(scripted, Answer(500, b""))
         assert len(scripted.requests) == 2
         by_error = {type(o.error): o for o in result.outcomes}
         assert by_error[AuthenticationError].status is OutcomeStatus.FAILED
@@ -546,19 +535,9 @@ class TestOutcomes:
         # One request meets a 429 (nothing created); while it waits at the gate, the other
         # meets a 401, which stops the job. The first is not done, but it was sent once.
         too_many = {"error": {"code": "rate_limited", "request_id": "req_429"}}
-        scripted.script(Answer(429, too_many, {"Retry-After": "5"}), Answer(401, b""))
-        stopped = asyncio.Event()
-
-        async def sleep_until_stopped(_: float) -> None:
-            await stopped.wait()
-
-        def on_response(event: ResponseEvent) -> None:
-            if event.status == 401:
-                stopped.set()
-
-        hooks = Hooks(on_response=on_response)
-        async with client_for(scripted, sleep=sleep_until_stopped, hooks=hooks) as client:
-            result = await bulk_create_labels(client, ["a", "b"], concurrency=2)
+        result = await _stopped_by_a_401_after(
+            scripted, Answer(429, too_many, {"Retry-After": "5"})
+        )
         assert len(scripted.requests) == 2
         (waited,) = result.skipped
         assert waited.skip_reason is SkipReason.STOPPED
@@ -990,3 +969,24 @@ class TestRateGate:
         with pytest.raises(RateLimitError) as info:
             gate.rate_limited(later)  # a 429 after the budget is spent fails at once
         assert info.value is later
+
+
+async def _stopped_by_a_401_after(scripted: ScriptedServer, first: Answer) -> BulkResult:
+    """Run a job of two items: one meets *first*, and the other's 401 stops the job.
+
+    Every wait (a retry's, the gate's) lasts until the 401 is in, so the first item is
+    waiting to try again when the job stops.
+    """
+    scripted.script(first, Answer(401, b""))
+    stopped = asyncio.Event()
+
+    async def sleep_until_stopped(_: float) -> None:
+        await stopped.wait()
+
+    def on_response(event: ResponseEvent) -> None:
+        if event.status == 401:
+            stopped.set()
+
+    hooks = Hooks(on_response=on_response)
+    async with client_for(scripted, sleep=sleep_until_stopped, hooks=hooks) as client:
+        return await bulk_create_labels(client, ["a", "b"], concurrency=2)
