@@ -53,6 +53,7 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SANDBOX_RATE, SANDBOX_BURST = 100.0, 20
+STDOUT = Path("-")  # as a --report path: standard output
 LOG_EVERY = 2.0
 SHOWN_FAILURES = 10
 
@@ -100,7 +101,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"read the API token from PATH instead of {TOKEN_ENV}",
     )
     seed.add_argument(
-        "--report", type=Path, metavar="PATH", help="write a JSON Lines report, one line per row"
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="write a JSON Lines report, one line per row (- for stdout)",
     )
     seed.add_argument(
         "--resume",
@@ -302,26 +306,47 @@ class Seeding:
                 self.report.flush()
             except OSError as exc:
                 broken, self.report = self.report, None
-                with contextlib.suppress(OSError):  # the failure above is the one to tell
-                    broken.close()
+                _abandon(broken)
                 raise _report_failed(broken, exc, row) from None
         self.tally.add(row, outcome, status)
 
     def close(self) -> None:
-        """Close the report; its last lines were flushed as they were written."""
-        if self.report is None:
+        """Close the report (stdout is only flushed); its lines were flushed as written."""
+        report = self.report
+        if report is None:
             return
         try:
-            self.report.close()
+            if report is sys.stdout:
+                report.flush()
+            else:
+                report.close()
         except OSError as exc:
-            raise _report_failed(self.report, exc, None) from None
+            _abandon(report)
+            raise _report_failed(report, exc, None) from None
+
+
+def _abandon(report: IO[str]) -> None:
+    """Let go of a report that failed to write, without a second error about it."""
+    if report is sys.stdout:
+        # Its reader went away ("| head"): what is still buffered would fail again when
+        # Python flushes stdout at exit, with an "Exception ignored" message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, report.fileno())
+        os.close(devnull)
+        return
+    with contextlib.suppress(OSError):  # the failure that brought us here is the one to tell
+        report.close()
 
 
 def _report_failed(report: IO[str], error: OSError, row: int | None) -> ReportWriteError:
     where = f"row {row}'s line and those of the rows in flight are" if row else "lines may be"
+    if report is sys.stdout:
+        then = "a job is resumed from a report written to a file (--report PATH)"
+    else:
+        then = f"--resume {report.name} sends them again"
     return ReportWriteError(
         f"{report.name}: cannot write the report ({error.strerror or error}); the job "
-        f"stopped, and {where} missing: --resume {report.name} sends them again"
+        f"stopped, and {where} missing: {then}"
     )
 
 
@@ -351,10 +376,13 @@ def _report_target(args: argparse.Namespace) -> ReportTarget | None:
     Raises:
         UsageError: The report is the input file (``--report`` would empty it before it
             is read); the options name different files (a real run appends to the
-            resumed report); or a dry run would write into the report it resumes.
+            resumed report); a dry run would write into the report it resumes; or
+            ``--resume -`` (a resumed report is read, then appended to).
     """
     resume: Path | None = args.resume  # argparse made both Paths
     report: Path | None = args.report
+    if resume == STDOUT:
+        raise UsageError("--resume needs a file: it reads the earlier report, then appends to it")
     if resume is not None and report is not None:
         same = _same_file(resume, report)
         if args.dry_run and same:
@@ -367,7 +395,7 @@ def _report_target(args: argparse.Namespace) -> ReportTarget | None:
     elif report is not None:
         target = ReportTarget(path=report, appends=False)
     for option, path in (("--resume", resume), ("--report", report)):
-        if path is not None and args.file != "-" and _same_file(Path(args.file), path):
+        if path not in (None, STDOUT) and args.file != "-" and _same_file(Path(args.file), path):
             raise UsageError(f"{option} {path} is the input file; name another file for the report")
     return target
 
@@ -385,6 +413,8 @@ def _open_report(target: ReportTarget | None, prior: PriorReport, *, quiet: bool
     if target is None:
         return None
     path = target.path
+    if path == STDOUT:
+        return sys.stdout
     try:
         if not target.appends:
             return path.open("w", encoding="utf-8")
@@ -572,8 +602,9 @@ def seed(args: argparse.Namespace) -> int:
         seeding.close()
         if stream is not sys.stdin.buffer:
             stream.close()
-    if not args.quiet:
-        print(_summary(tally, interrupted=interrupted, dry_run=args.dry_run))
+    if not args.quiet:  # stdout may be the report: the table must not go into it
+        summary_to = sys.stderr if report is sys.stdout else sys.stdout
+        print(_summary(tally, interrupted=interrupted, dry_run=args.dry_run), file=summary_to)
     elif problems := _quiet_summary(tally, interrupted=interrupted):
         print(f"kirim-labels: {problems}", file=sys.stderr)
     return _exit_status(tally, interrupted=interrupted)

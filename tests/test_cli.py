@@ -35,6 +35,7 @@ def run(
     token: str | None = TOKEN,
     stdin: bytes | None = None,
     timeout: float = 120,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KIRIM_API_TOKEN", "KIRIM_BASE_URL")}
     if token is not None:
@@ -47,6 +48,7 @@ def run(
         env=env,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -478,6 +480,61 @@ class TestDryRun:
         result = run("seed", EXAMPLES / "labels.csv", "--dry-run", token=None)
         assert result.returncode == 0
         assert "would-create     300" in result.stdout
+
+
+class TestReportToStandardOutput:
+    def test_report_dash_writes_json_lines_to_stdout_and_the_summary_to_stderr(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        # Was: a file named "-" in the working directory, and the table on stdout.
+        csv = write(tmp_path / "in.csv", "name\nbug\nfeature\n")
+        result = seed(server, csv, "--report", "-", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [(line["row"], line["status"]) for line in lines] == [
+            (2, "created"),
+            (3, "created"),
+        ]
+        assert "created            2" in result.stderr
+        assert not (tmp_path / "-").exists()
+
+    def test_a_dry_run_plan_goes_to_stdout(self, tmp_path: Path) -> None:
+        csv = write(tmp_path / "in.csv", "name,color\nbug,\nfix,crimson\n")
+        result = run("seed", csv, "--dry-run", "--report", "-", token=None, cwd=tmp_path)
+        assert result.returncode == 1
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [line["status"] for line in lines] == ["would-create", "invalid"]
+        assert "row 3: invalid: color" in result.stderr
+
+    def test_resume_needs_a_file(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        result = seed(server, csv, "--resume", "-", cwd=tmp_path)
+        assert result.returncode == 2
+        assert "--resume needs a file" in result.stderr
+        assert server.stats.requests == 0
+
+    def test_a_reader_that_goes_away_stops_the_job_with_one_line(self, tmp_path: Path) -> None:
+        # As with "| head -1": the rows after the closed pipe are not written anywhere,
+        # so the job must stop and say so, not carry on or die with a traceback.
+        csv = write(tmp_path / "in.csv", "name\n" + "".join(f"n{i}\n" for i in range(20_000)))
+        with subprocess.Popen(
+            [sys.executable, "-m", "kirim_async", "seed", str(csv), "--dry-run", "--report", "-"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        ) as process:
+            assert process.stdout is not None
+            assert process.stderr is not None
+            assert json.loads(process.stdout.readline())["row"] == 2
+            process.stdout.close()
+            stderr = process.stderr.read().decode()
+            status = process.wait(timeout=60)
+        assert status == 2
+        assert "<stdout>: cannot write the report (Broken pipe)" in stderr
+        assert "--report PATH" in stderr
+        assert "Traceback" not in stderr
+        assert "Exception ignored" not in stderr
+        assert len(stderr.strip().splitlines()) == 1
 
 
 class TestResume:
