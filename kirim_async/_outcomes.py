@@ -124,6 +124,13 @@ class BulkError(KirimError):
         )
 
 
+def _count_outcomes(outcomes: tuple[LabelOutcome, ...]) -> str:
+    # A job's outcomes may number millions: a repr (a log line, a REPL) counts them.
+    counted = Counter(o.status for o in outcomes)
+    counts = ", ".join(f"{counted[status]} {status}" for status in OutcomeStatus if counted[status])
+    return f"<{len(outcomes)} outcomes{': ' if counts else ''}{counts}>"
+
+
 @attrs.frozen(kw_only=True)
 class BulkResult:
     """Every outcome of a bulk job, in input order, with the job's figures.
@@ -135,7 +142,7 @@ class BulkResult:
         rate_limited: 429 answers met.
     """
 
-    outcomes: tuple[LabelOutcome, ...]
+    outcomes: tuple[LabelOutcome, ...] = attrs.field(repr=_count_outcomes)
     elapsed: float
     requests_sent: int
     rate_limited: int

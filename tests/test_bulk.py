@@ -404,6 +404,18 @@ class TestOutcomes:
             result.raise_for_failures()
         assert info.value.result is result
 
+    async def test_a_result_s_repr_counts_its_outcomes_rather_than_listing_them(
+        self, server: FakeKirimServer
+    ) -> None:
+        # Was the default attrs repr: every outcome, so logging a 20,000-item result
+        # wrote megabytes.
+        async with client_for(server) as client:
+            result = await bulk_create_labels(client, [f"n{i}" for i in range(300)] + [""])
+        text = repr(result)
+        assert text.startswith("BulkResult(outcomes=<301 outcomes: 300 created, 1 invalid>, ")
+        assert f"requests_sent={result.requests_sent}" in text
+        assert len(text) < 200
+
     async def test_created_outcome_carries_label(self, server: FakeKirimServer) -> None:
         async with client_for(server) as client:
             result = await bulk_create_labels(client, [CreateLabel(name="bug", color="red")])
