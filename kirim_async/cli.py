@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import signal
@@ -192,7 +193,9 @@ class Tally:
     rate_limited: int = 0
     last_429: float = float("-inf")
     problem_counts: Counter[str] = attrs.field(factory=Counter)
-    failures: list[str] = attrs.field(factory=list)
+    # The problems of the lowest rows as (-row, line), a heap whose top is the highest
+    # row kept: rows finish out of order, and the summary shows the first rows.
+    _shown: list[tuple[int, str]] = attrs.field(factory=list)
 
     @property
     def done(self) -> int:
@@ -202,6 +205,11 @@ class Tally:
     def problems(self) -> int:
         """Rows not done: invalid, failed, or skipped because the job stopped."""
         return sum(self.problem_counts.values())
+
+    @property
+    def failures(self) -> list[str]:
+        """The problems of the lowest rows (at most ``SHOWN_FAILURES``), in row order."""
+        return [line for _, line in sorted(self._shown, reverse=True)]
 
     @property
     def is_rate_limited(self) -> bool:
@@ -217,10 +225,15 @@ class Tally:
         self.counts[status] += 1
         if not outcome.is_ok:  # a repeat of a row that is done is fine
             self.problem_counts[status] += 1
-            if len(self.failures) < SHOWN_FAILURES:
-                maybe = " (the label may exist: an attempt may have created it)"
-                note = maybe if outcome.may_exist else ""
-                self.failures.append(f"row {row}: {status}: {row_error(outcome)[1]}{note}")
+            if len(self._shown) == SHOWN_FAILURES and -self._shown[0][0] < row:
+                return  # ten lower rows are kept already
+            maybe = " (the label may exist: an attempt may have created it)"
+            note = maybe if outcome.may_exist else ""
+            line = f"row {row}: {status}: {row_error(outcome)[1]}{note}"
+            if len(self._shown) == SHOWN_FAILURES:
+                heapq.heapreplace(self._shown, (-row, line))
+            else:
+                heapq.heappush(self._shown, (-row, line))
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)

@@ -218,6 +218,19 @@ class TestRowsThatFail:
         assert "row 4: invalid: color: must be one of" in result.stderr
         assert "row 7" not in result.stderr  # a repeat of a created row is not a problem
 
+    def test_first_problems_are_the_lowest_rows_in_row_order(self, tmp_path: Path) -> None:
+        # Row 2 fails on an answer (a 500) after rows 3-13 were found invalid without
+        # any I/O. Was: the first ten to finish, in finishing order, so row 2 was not
+        # among them.
+        long_name = "x" * 51
+        csv = write(tmp_path / "in.csv", "name\nbug\n" + f"{long_name}\n" * 11)
+        with FakeKirimServer(token=TOKEN, latency=0.2).running_in_thread() as server:
+            server.script(Fault.SERVER_ERROR)
+            result = seed(server, csv, "--max-retries", "0")
+        assert result.returncode == 1
+        shown = re.findall(r"^  row (\d+): (\w+)", result.stdout, re.MULTILINE)
+        assert shown == [("2", "failed")] + [(str(row), "invalid") for row in range(3, 12)]
+
     def test_quiet_prints_nothing_when_every_row_is_done(
         self, server: FakeKirimServer, tmp_path: Path
     ) -> None:
