@@ -21,6 +21,7 @@ from ._validators import (
     non_negative,
     positive,
     text,
+    whole_number,
 )
 from .errors import InvalidParameterError
 from .models import TEAM_ID_MAX_LENGTH
@@ -128,9 +129,7 @@ class ClientConfig:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     max_response_bytes: int = attrs.field(default=DEFAULT_MAX_RESPONSE_BYTES, validator=count)
     # aiohttp reads a limit of 0 as "no limit": 1 is the least a pool can hold.
-    connection_limit: int = attrs.field(
-        default=DEFAULT_CONNECTION_LIMIT, validator=attrs.validators.and_(count, positive)
-    )
+    connection_limit: int = attrs.field(default=DEFAULT_CONNECTION_LIMIT, validator=whole_number(1))
     hooks: Hooks = attrs.field(factory=Hooks, validator=instance_of(Hooks))
     sleep: Callable[[float], Awaitable[None]] = attrs.field(
         default=asyncio.sleep, validator=function, repr=False

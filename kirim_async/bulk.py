@@ -36,7 +36,7 @@ from ._outcomes import (
     SkipReason,
 )
 from ._pacing import RateGate
-from ._validators import count, flag, function, one_of, positive
+from ._validators import count, flag, function, one_of, whole_number
 from .errors import (
     APIConnectionError,
     AuthenticationError,
@@ -508,7 +508,7 @@ class _JobOptions:
 
     items: object = attrs.field(validator=_many_items)
     pool: int | None
-    concurrency: int = attrs.field(validator=attrs.validators.and_(count, positive, _fits_pool))
+    concurrency: int = attrs.field(validator=attrs.validators.and_(whole_number(1), _fits_pool))
     on_duplicate: OnDuplicate = attrs.field(validator=one_of(get_args(OnDuplicate)))
     max_retries: int | None = attrs.field(validator=attrs.validators.optional(count))
     max_rate_limit_wait: float = attrs.field(validator=_wait_budget)
