@@ -225,15 +225,13 @@ class Tally:
         self.counts[status] += 1
         if not outcome.is_ok:  # a repeat of a row that is done is fine
             self.problem_counts[status] += 1
-            if len(self._shown) == SHOWN_FAILURES and -self._shown[0][0] < row:
-                return  # ten lower rows are kept already
             maybe = " (the label may exist: an attempt may have created it)"
             note = maybe if outcome.may_exist else ""
-            line = f"row {row}: {status}: {row_error(outcome)[1]}{note}"
-            if len(self._shown) == SHOWN_FAILURES:
-                heapq.heapreplace(self._shown, (-row, line))
-            else:
-                heapq.heappush(self._shown, (-row, line))
+            shown = (-row, f"row {row}: {status}: {row_error(outcome)[1]}{note}")
+            if len(self._shown) < SHOWN_FAILURES:
+                heapq.heappush(self._shown, shown)
+            else:  # keep the lower rows: drop the highest, which may be this one
+                heapq.heappushpop(self._shown, shown)
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
