@@ -30,6 +30,11 @@ def server() -> Iterator[FakeKirimServer]:
         yield fake
 
 
+def kirim_labels(*args: str | Path) -> list[str]:
+    """The command line that runs kirim-labels with *args* in this interpreter."""
+    return [sys.executable, "-m", "kirim_async", *map(str, args)]
+
+
 def run(
     *args: str | Path,
     token: str | None = TOKEN,
@@ -41,7 +46,7 @@ def run(
     if token is not None:
         env["KIRIM_API_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-m", "kirim_async", *map(str, args)],
+        kirim_labels(*args),
         input=stdin.decode() if stdin is not None else None,
         capture_output=True,
         text=True,
@@ -56,8 +61,12 @@ def seed(server: FakeKirimServer, path: Path, *extra: str | Path, **kw: Any) -> 
     return run("seed", path, "--base-url", server.url, *extra, **kw)
 
 
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def report(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return json_lines(path.read_text())
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -157,14 +166,7 @@ def test_live_bar_on_a_terminal(tmp_path: Path) -> None:
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
     try:
         with subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kirim_async",
-                "seed",
-                str(EXAMPLES / "labels.csv"),
-                "--sandbox",
-            ],
+            kirim_labels("seed", EXAMPLES / "labels.csv", "--sandbox"),
             stdout=subprocess.DEVNULL,
             stderr=secondary,
         ) as proc:
@@ -503,7 +505,7 @@ class TestReportToStandardOutput:
         csv = write(tmp_path / "in.csv", "name\nbug\nfeature\n")
         result = seed(server, csv, "--report", "-", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        lines = json_lines(result.stdout)
         assert [(line["row"], line["status"]) for line in lines] == [
             (2, "created"),
             (3, "created"),
@@ -515,7 +517,7 @@ class TestReportToStandardOutput:
         csv = write(tmp_path / "in.csv", "name,color\nbug,\nfix,crimson\n")
         result = run("seed", csv, "--dry-run", "--report", "-", token=None, cwd=tmp_path)
         assert result.returncode == 1
-        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        lines = json_lines(result.stdout)
         assert [line["status"] for line in lines] == ["would-create", "invalid"]
         assert "row 3: invalid: color" in result.stderr
 
@@ -531,7 +533,7 @@ class TestReportToStandardOutput:
         # so the job must stop and say so, not carry on or die with a traceback.
         csv = write(tmp_path / "in.csv", "name\n" + "".join(f"n{i}\n" for i in range(20_000)))
         with subprocess.Popen(
-            [sys.executable, "-m", "kirim_async", "seed", str(csv), "--dry-run", "--report", "-"],
+            kirim_labels("seed", csv, "--dry-run", "--report", "-"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=tmp_path,
@@ -558,20 +560,9 @@ class TestResume:
         with FakeKirimServer(token=TOKEN, latency=0.02).running_in_thread() as server:
             env = dict(os.environ, KIRIM_API_TOKEN=TOKEN)
             with subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kirim_async",
-                    "seed",
-                    str(csv),
-                    "--base-url",
-                    server.url,
-                    "--report",
-                    str(out),
-                    "--concurrency",
-                    "4",
-                    "-q",
-                ],
+                kirim_labels(
+                    "seed", csv, "--base-url", server.url, "--report", out, "--concurrency=4", "-q"
+                ),
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
