@@ -181,6 +181,20 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
+def _check_sandbox(args: argparse.Namespace) -> None:
+    """Refuse ``--sandbox`` beside an option that names a real API.
+
+    The sandbox would take every row, and the summary say so, while the user believes
+    the API they named got them.
+    """
+    if args.sandbox:
+        for option, value in (("--base-url", args.base_url), ("--token-file", args.token_file)):
+            if value is not None:
+                raise UsageError(
+                    f"--sandbox cannot be combined with {option}: it seeds a fake server"
+                )
+
+
 @attrs.define
 class Tally:
     """Live counts for the progress display and the summary."""
@@ -578,6 +592,7 @@ def seed(args: argparse.Namespace) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.verbose:
         logging.getLogger("kirim_async").setLevel(logging.DEBUG)
+    _check_sandbox(args)
     fmt = detect_format(args.file, args.format)
     total = None
     file_teams: frozenset[str] = frozenset()

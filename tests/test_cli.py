@@ -459,6 +459,21 @@ class TestUsageAndInputErrors:
         result = run("seed")
         assert result.returncode == 2
 
+    @pytest.mark.parametrize(
+        ("option", "value"), [("--base-url", "https://api.kirim.chat/v1"), ("--token-file", "t")]
+    )
+    def test_sandbox_refuses_an_option_that_names_a_real_api(
+        self, tmp_path: Path, option: str, value: str
+    ) -> None:
+        # Seeding the sandbox while the command line names a real API would report
+        # every row created, with nothing created where the user meant.
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        result = run("seed", csv, "--sandbox", option, value)
+        assert result.returncode == 2
+        assert f"--sandbox cannot be combined with {option}" in result.stderr
+        assert "sandbox:" not in result.stderr  # refused before any server starts
+        assert "Traceback" not in result.stderr
+
     @pytest.mark.parametrize("sandbox", [False, True])
     def test_an_invalid_team_id_option_is_a_usage_error(
         self, server: FakeKirimServer, tmp_path: Path, sandbox: bool
