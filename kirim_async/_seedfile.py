@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -259,39 +259,49 @@ class Scan:
         rows: The rows, blank lines not counted.
         team_ids: The valid team ids that rows name, for the sandbox's organisation.
             A row naming an invalid one is reported invalid and never sent.
+        resumed: The rows that an earlier report marks done, which will not be sent.
     """
 
     rows: int
     team_ids: frozenset[str]
+    resumed: int = 0
 
 
-def prescan(path: Path, fmt: Format) -> Scan:
+def prescan(path: Path, fmt: Format, *, resumed: Callable[[Row], bool] | None = None) -> Scan:
     """Read a whole file once, before sending anything: count rows, find bad bytes.
+
+    Args:
+        path: The input file.
+        fmt: Its format.
+        resumed: Whether a row is done already (:meth:`PriorReport.marks_done`).
 
     Raises:
         InputFileError: The file is missing, unreadable, not UTF-8, or has no ``name``.
     """
-    rows = 0
+    rows = done = 0
     teams: set[str] = set()
     try:
         with path.open("rb") as stream:
             for row in read_rows(stream, fmt, str(path)):
                 rows += 1
+                if resumed is not None and resumed(row):
+                    done += 1
                 if isinstance(row.item, Mapping) and isinstance(row.item.get("team_id"), str):
                     teams.add(row.item["team_id"])
     except OSError as exc:
         raise InputFileError(f"{path}: {exc.strerror or exc}") from None
-    return Scan(rows=rows, team_ids=frozenset(t for t in teams if team_id_problem(t) is None))
+    valid_teams = frozenset(t for t in teams if team_id_problem(t) is None)
+    return Scan(rows=rows, team_ids=valid_teams, resumed=done)
 
 
-def _team_of(outcome: LabelOutcome) -> object:
+def _team_of(outcome: LabelOutcome, default_team_id: str | None) -> object:
     if outcome.label is not None:
         return outcome.label.team_id  # the team the server put it in
     request = outcome.request
     team = getattr(request, "team_id", None)
     if team is None and isinstance(request, Mapping):
         team = request.get("team_id")
-    return team
+    return default_team_id if team is None else team
 
 
 def _name_of(outcome: LabelOutcome) -> object:
@@ -312,11 +322,18 @@ def row_status(outcome: LabelOutcome, *, dry_run: bool = False) -> str:
 
 
 def report_line(
-    row: int, outcome: LabelOutcome, status: str, *, first_row: int | None = None
+    row: int,
+    outcome: LabelOutcome,
+    status: str,
+    *,
+    first_row: int | None = None,
+    default_team_id: str | None = None,
 ) -> str:
     """One JSON Lines report entry for the row on line *row*: what became of it.
 
-    It never holds the token: errors' messages do not carry it.
+    Its ``team_id`` is the team the label is in, else the one the row was (or would
+    be) sent to: its own, or *default_team_id* (``--team-id``). It never holds the
+    token: errors' messages do not carry it.
     """
     code, message = row_error(outcome)
     if isinstance(outcome.request, UnreadableRow):
@@ -324,7 +341,7 @@ def report_line(
     entry: dict[str, Any] = {
         "row": row,
         "name": _name_of(outcome),
-        "team_id": _team_of(outcome),
+        "team_id": _team_of(outcome, default_team_id),
         "status": status,
         "label_id": outcome.label.id if outcome.label else None,
         "error_code": code,
@@ -364,7 +381,8 @@ class PriorReport:
     """What an earlier report says, for ``--resume``.
 
     Attributes:
-        done_rows: The rows it marks done (created or exists), with their names.
+        done_rows: The rows it marks done (created or exists), with their names and
+            teams.
         keep_bytes: Its length up to the end of its last whole line.
         cut_bytes: The length of a last line cut short after that (a job killed while
             writing it). Appending must start at ``keep_bytes``, so that no new line is
@@ -373,11 +391,29 @@ class PriorReport:
         found: Whether the file exists (a missing one means the job starts now).
     """
 
-    done_rows: dict[int, object]
+    done_rows: dict[int, tuple[object, object]]
     keep_bytes: int = 0
     cut_bytes: int = 0
     ends_mid_line: bool = False
     found: bool = True
+
+    def marks_done(self, row: Row, default_team_id: str | None) -> bool:
+        """Whether this report marks *row* done: by the same name, in the same team.
+
+        The row's team is its own, or *default_team_id*. Teams are compared only where
+        both are known: a row sent with none went to a single-team organisation's only
+        team (a multi-team one refuses it).
+        """
+        done = self.done_rows.get(row.line)
+        if done is None or not isinstance(row.item, Mapping):
+            return False
+        name, team = done
+        row_team = row.item.get("team_id")
+        if row_team is None:
+            row_team = default_team_id
+        return name == row.item.get("name") and (
+            team is None or row_team is None or team == row_team
+        )
 
 
 def read_report(path: Path) -> PriorReport:
@@ -387,7 +423,7 @@ def read_report(path: Path) -> PriorReport:
         InputFileError: A whole line is not a report line (the file is not a report);
             only a last line without its newline may be cut short.
     """
-    done: dict[int, object] = {}
+    done: dict[int, tuple[object, object]] = {}
     keep = 0
     try:
         stream = path.open("rb")
@@ -411,7 +447,7 @@ def read_report(path: Path) -> PriorReport:
                 )
             keep += len(data)
             if entry["status"] in DONE_STATUSES:
-                done[entry["row"]] = entry.get("name")
+                done[entry["row"]] = (entry.get("name"), entry.get("team_id"))
             if not whole:
                 return PriorReport(done, keep, ends_mid_line=True)
     return PriorReport(done, keep)

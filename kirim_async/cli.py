@@ -306,15 +306,16 @@ class Seeding:
 
     report: IO[str] | None
     tally: Tally
-    done_rows: dict[int, object]
+    prior: PriorReport
+    team_id: str | None
+    """``--team-id``: the team of rows that name none."""
     # The line of each item sent to the bulk helper, by its index: 8 bytes a row.
     lines: array[int] = attrs.field(factory=lambda: array("q"))
 
     def items(self, rows: Iterator[Row]) -> Iterator[Any]:
         """The bulk helper's items, leaving out rows an earlier report marks done."""
         for row in rows:
-            name = row.item.get("name") if isinstance(row.item, dict) else None
-            if row.line in self.done_rows and self.done_rows[row.line] == name:
+            if self.prior.marks_done(row, self.team_id):
                 self.tally.resumed += 1
                 continue
             self.lines.append(row.line)
@@ -327,7 +328,10 @@ class Seeding:
         status = row_status(outcome, dry_run=dry_run)
         if self.report is not None:
             try:
-                self.report.write(report_line(row, outcome, status, first_row=first) + "\n")
+                line = report_line(
+                    row, outcome, status, first_row=first, default_team_id=self.team_id
+                )
+                self.report.write(line + "\n")
                 self.report.flush()
             except OSError as exc:
                 broken, self.report = self.report, None
@@ -594,13 +598,15 @@ def seed(args: argparse.Namespace) -> int:
         logging.getLogger("kirim_async").setLevel(logging.DEBUG)
     _check_sandbox(args)
     fmt = detect_format(args.file, args.format)
+    report_target = _report_target(args)
+    prior = read_report(args.resume) if args.resume else PriorReport({})
     total = None
     file_teams: frozenset[str] = frozenset()
     if args.file != "-":
-        scan = prescan(Path(args.file), fmt)
-        total, file_teams = scan.rows, scan.team_ids
-    report_target = _report_target(args)
-    prior = read_report(args.resume) if args.resume else PriorReport({})
+        scan = prescan(
+            Path(args.file), fmt, resumed=lambda row: prior.marks_done(row, args.team_id)
+        )
+        total, file_teams = scan.rows - scan.resumed, scan.team_ids
     if not prior.found and not args.quiet:  # a misspelt path would send every row again
         starts = "" if args.dry_run else ", and the report starts there"
         print(
@@ -615,8 +621,8 @@ def seed(args: argparse.Namespace) -> int:
     )
     stream, source = _open_input(args)
     report = _open_report(report_target, prior, quiet=args.quiet)
-    tally = Tally(total=None if total is None else total - len(prior.done_rows))
-    seeding = Seeding(report=report, tally=tally, done_rows=prior.done_rows)
+    tally = Tally(total=total)
+    seeding = Seeding(report=report, tally=tally, prior=prior, team_id=args.team_id)
     interrupted = False
     try:
         rows = read_rows(stream, fmt, source)

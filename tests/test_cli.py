@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from kirim_async._seedfile import prescan, read_report, read_rows
 from kirim_async.testing import FakeKirimServer, Fault
 
 from .conftest import closed_port
@@ -67,6 +68,10 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 def report(path: Path) -> list[dict[str, Any]]:
     return json_lines(path.read_text())
+
+
+def _line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry) + "\n"
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -623,6 +628,81 @@ class TestResume:
         again = seed(server, csv, "--resume", out)
         assert "does not exist" not in again.stderr
         assert seed(server, csv, "--resume", tmp_path / "other.jsonl", "-q").stderr == ""
+
+    def test_a_report_of_another_team_does_not_mark_rows_done(self, tmp_path: Path) -> None:
+        # One report kept for a file seeded into team after team: the rows done in
+        # team_a are not done in team_b (before: every row "resumed", exit 0, and
+        # nothing created in team_b).
+        csv = write(tmp_path / "in.csv", "name,team_id\nbug,\nfeature,\ndocs,team_a\n")
+        out = tmp_path / "report.jsonl"
+        teams = ["team_a", "team_b"]
+        with FakeKirimServer(token=TOKEN, teams=teams).running_in_thread() as server:
+            assert seed(server, csv, "--team-id", "team_a", "--resume", out).returncode == 0
+            into_b = seed(server, csv, "--team-id", "team_b", "--resume", out)
+            assert into_b.returncode == 0, into_b.stdout
+            assert re.search(r"created\s+2\b", into_b.stdout), into_b.stdout
+            assert re.search(r"resumed\s+1\b", into_b.stdout)  # docs names team_a itself
+            again = seed(server, csv, "--team-id", "team_b", "--resume", out)
+            assert re.search(r"resumed\s+3\b", again.stdout), again.stdout
+            stored = sorted((label["team_id"], label["name"]) for label in server.labels)
+        assert stored == [
+            ("team_a", "bug"),
+            ("team_a", "docs"),
+            ("team_a", "feature"),
+            ("team_b", "bug"),
+            ("team_b", "feature"),
+        ]
+
+    @pytest.mark.parametrize(
+        ("row_team", "default_team", "done"),
+        [
+            (None, "team_a", [2, 4]),
+            (None, "team_b", [3, 4]),
+            ("team_a", "team_b", [2, 4]),  # a row's own team, over --team-id
+            (None, None, [2, 3, 4]),  # no team: the only team's
+        ],
+    )
+    def test_rows_are_done_by_row_name_and_team_and_counted_before_the_job(
+        self,
+        tmp_path: Path,
+        row_team: str | None,
+        default_team: str | None,
+        done: list[int],
+    ) -> None:
+        # The progress total is the rows to send; it used to subtract every row the
+        # report marks done, whether this run skips it or not.
+        team = row_team or ""
+        csv = write(tmp_path / "in.csv", f"name,team_id\nbug,{team}\nfeature,{team}\ndocs,\n")
+        entries = [
+            {"row": 2, "name": "bug", "team_id": "team_a", "status": "created"},
+            {"row": 3, "name": "feature", "team_id": "team_b", "status": "exists"},
+            {"row": 4, "name": "docs", "team_id": None, "status": "exists"},  # no team given
+            {"row": 5, "name": "misc", "team_id": "team_a", "status": "created"},  # no row 5
+        ]
+        prior = read_report(write(tmp_path / "r.jsonl", "".join(map(_line, entries))))
+        scan = prescan(csv, "csv", resumed=lambda row: prior.marks_done(row, default_team))
+        with csv.open("rb") as stream:
+            rows = list(read_rows(stream, "csv", "in.csv"))
+        skipped = [row.line for row in rows if prior.marks_done(row, default_team)]
+        assert skipped == done
+        assert (scan.rows, scan.resumed) == (3, len(done))
+
+    def test_a_row_sent_to_the_default_team_reports_that_team(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        # A row without a team_id goes to --team-id's: its report line says so, whether
+        # the server answered with a label or not (before: null unless created).
+        csv = write(tmp_path / "in.csv", "name,color\nbug,\n,red\n")
+        server.teams = ("team_default", "team_x")
+        first = seed(server, csv, "--team-id", "team_x", "--report", "-")
+        again = seed(server, csv, "--team-id", "team_x", "--report", "-")
+        lines = sorted(json_lines(first.stdout) + json_lines(again.stdout), key=lambda x: x["row"])
+        assert [(line["status"], line["team_id"]) for line in lines] == [
+            ("created", "team_x"),
+            ("exists", "team_x"),
+            ("invalid", "team_x"),
+            ("invalid", "team_x"),
+        ]
 
     def test_a_line_cut_short_by_a_kill_is_dropped_not_glued_to_the_next(
         self, server: FakeKirimServer, tmp_path: Path
