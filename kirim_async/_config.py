@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -86,26 +87,38 @@ def _split(url: object) -> SplitResult | None:
     return parts
 
 
-def normalize_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
-    """Check a base URL and strip its trailing slash.
+# A space copied with the URL would be sent in the path (".../v1 /labels": a 404).
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_USER_INFO = re.compile(r"//[^/?#]*@")
+
+
+def normalize_base_url(base_url: str, *, allow_insecure_http: bool, field: str = "base_url") -> str:
+    """Check a base URL and strip its trailing slash; errors name *field*.
 
     Raises:
-        InvalidParameterError: Not an absolute http(s) URL, or plain ``http://`` to a
-            host that is not loopback without ``allow_insecure_http``.
+        InvalidParameterError: Not an absolute http(s) URL; with whitespace or control
+            characters; with credentials (masked in the error), a query or a fragment;
+            or plain ``http://`` to a host that is not loopback without
+            ``allow_insecure_http``.
     """
+    shown = _USER_INFO.sub("//***@", base_url) if isinstance(base_url, str) else base_url
     parts = _split(base_url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidParameterError("base_url", "must be an absolute http(s) URL", base_url)
-    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InvalidParameterError(field, "must be an absolute http(s) URL", shown)
+    if _WHITESPACE_OR_CONTROL.search(base_url):
         raise InvalidParameterError(
-            "base_url", "must not carry credentials, a query or a fragment", base_url
+            field, "must not contain whitespace or control characters", shown
+        )
+    if parts.query or parts.fragment or parts.username is not None:
+        raise InvalidParameterError(
+            field, "must not carry credentials, a query or a fragment", shown
         )
     if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
         raise InvalidParameterError(
-            "base_url",
+            field,
             "must use https (plain http is allowed for loopback hosts, "
             "or with allow_insecure_http=True)",
-            base_url,
+            shown,
         )
     return base_url.rstrip("/")
 
@@ -157,9 +170,11 @@ def resolve_config(
 ) -> ClientConfig:
     """Fill the token and base URL from arguments, then the environment, then defaults."""
     env = os.environ if environ is None else environ
-    url = base_url or env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    url, field = base_url, "base_url"
+    if not url:  # an error in the environment's URL names the variable to fix
+        url, field = env.get(BASE_URL_ENV) or DEFAULT_BASE_URL, BASE_URL_ENV
     return ClientConfig(
         token=token if token is not None else env.get(TOKEN_ENV, ""),
-        base_url=normalize_base_url(url, allow_insecure_http=allow_insecure_http),
+        base_url=normalize_base_url(url, allow_insecure_http=allow_insecure_http, field=field),
         **options,
     )

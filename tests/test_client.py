@@ -56,6 +56,15 @@ class TestConstruction:
         assert client.base_url == "http://127.0.0.1:9/v1"
         assert client._config.token == "tok_env"
 
+    def test_a_bad_base_url_from_the_environment_names_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("KIRIM_BASE_URL", "https://api.kirim.chat/v1\r")
+        with pytest.raises(InvalidParameterError) as info:
+            KirimClient("tok")
+        assert info.value.field == "KIRIM_BASE_URL"
+        assert str(info.value).startswith("KIRIM_BASE_URL: must not contain whitespace")
+
     def test_arguments_win_over_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("KIRIM_API_TOKEN", "tok_env")
         monkeypatch.setenv("KIRIM_BASE_URL", "http://127.0.0.1:9/v1")
@@ -105,6 +114,36 @@ class TestConstruction:
         with pytest.raises(InvalidParameterError) as info:
             KirimClient("tok", base_url=url)
         assert info.value.field == "base_url"
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://api.kirim.chat/v1 ",  # was sent as ".../v1 /labels": a puzzling 404
+            " https://api.kirim.chat/v1",
+            "https://api.kirim.chat/v1\r",  # a .env file with Windows line ends
+            "https://api.kirim.chat/v 1",
+        ],
+    )
+    def test_refuses_a_base_url_with_whitespace(self, url: str) -> None:
+        with pytest.raises(InvalidParameterError) as info:
+            KirimClient("tok", base_url=url)
+        assert info.value.rule == "must not contain whitespace or control characters"
+
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("https://user:s3cret@api.kirim.chat:8443/v1", "https://***@api.kirim.chat:8443/v1"),
+            ("ftp://user:s3cret@api.kirim.chat/v1", "ftp://***@api.kirim.chat/v1"),  # any rule
+        ],
+    )
+    def test_a_base_url_with_credentials_is_refused_without_echoing_them(
+        self, url: str, shown: str
+    ) -> None:
+        with pytest.raises(InvalidParameterError) as info:
+            KirimClient("tok", base_url=url)
+        assert "s3cret" not in str(info.value)
+        assert "s3cret" not in repr(info.value.value)
+        assert f"got '{shown}'" in str(info.value)
 
     @pytest.mark.parametrize(
         "url", ["http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:80/v1"]
