@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from typing import TYPE_CHECKING, Any
@@ -114,6 +115,20 @@ def function(_instance: object, attribute: attrs.Attribute[Any], value: object) 
     """Something callable (a hook, a clock, a sleep)."""
     if not callable(value):
         raise InvalidParameterError(attribute.name, "must be callable", value)
+
+
+def sync_function(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Something callable whose result is not awaited (a hook): not an async function."""
+    function(instance, attribute, value)
+    if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(
+        type(value).__call__  # an object with an async __call__
+    ):
+        raise InvalidParameterError(
+            attribute.name,
+            "must not be async: hooks are called inline and never awaited "
+            "(start a task from a plain function instead)",
+            value,
+        )
 
 
 def flag(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

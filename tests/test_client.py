@@ -188,6 +188,26 @@ def test_hooks_must_be_callable(hook: str) -> None:
         Hooks(**{hook: "log"})  # type: ignore[arg-type]
 
 
+class _AsyncCallable:
+    async def __call__(self, event: object) -> None:
+        """An object whose calls are coroutines, like an async function."""
+
+
+async def _async_hook(event: object) -> None:
+    """A hook written as a coroutine function."""
+
+
+@pytest.mark.parametrize("hook", ["on_request", "on_response", "on_retry"])
+@pytest.mark.parametrize("async_hook", [_async_hook, _AsyncCallable()], ids=["function", "object"])
+def test_hooks_must_not_be_async(hook: str, async_hook: Any) -> None:
+    # Hooks are called inline and never awaited: an async one only made a coroutine
+    # that never ran, with a RuntimeWarning at best.
+    with pytest.raises(InvalidParameterError) as info:
+        Hooks(**{hook: async_hook})
+    assert info.value.field == hook
+    assert info.value.rule.startswith("must not be async: hooks are called inline")
+
+
 class TestLifecycle:
     """One session per client, closed by aclose; a caller's session is never closed."""
 
