@@ -46,6 +46,9 @@ def client_for(server: Any, **options: Any) -> KirimClient:
     return conftest.client_for(server, token=SECRET, **options)
 
 
+_WHITESPACE_RULE = "must not contain whitespace or control characters"
+
+
 class TestConstruction:
     """The token and base URL come from arguments, then the environment, then defaults."""
 
@@ -98,36 +101,28 @@ class TestConstruction:
             KirimClient(token)
 
     @pytest.mark.parametrize(
-        "url",
+        ("url", "rule"),
         [
-            "http://api.kirim.chat/v1",
-            "http://10.0.0.5/v1",
-            "ftp://x/v1",
-            "not a url",
-            "https://user:pw@api.kirim.chat/v1",
-            "https://[::1/v1",
-            "https://api.kirim.chat:99999/v1",
-            "https://api.kirim.chat:port/v1",
+            ("http://api.kirim.chat/v1", "must use https"),
+            ("http://10.0.0.5/v1", "must use https"),
+            ("ftp://x/v1", "must be an absolute http(s) URL"),
+            ("not a url", "must be an absolute http(s) URL"),
+            ("https://user:pw@api.kirim.chat/v1", "must not carry credentials"),
+            ("https://[::1/v1", "must be an absolute http(s) URL"),
+            ("https://api.kirim.chat:99999/v1", "must be an absolute http(s) URL"),
+            ("https://api.kirim.chat:port/v1", "must be an absolute http(s) URL"),
+            # Whitespace was sent as is: ".../v1 /labels" came back as a puzzling 404.
+            ("https://api.kirim.chat/v1 ", _WHITESPACE_RULE),
+            (" https://api.kirim.chat/v1", _WHITESPACE_RULE),
+            ("https://api.kirim.chat/v1\r", _WHITESPACE_RULE),  # a .env with Windows line ends
+            ("https://api.kirim.chat/v 1", _WHITESPACE_RULE),
         ],
     )
-    def test_refuses_unsafe_base_urls(self, url: str) -> None:
+    def test_refuses_unsafe_base_urls(self, url: str, rule: str) -> None:
         with pytest.raises(InvalidParameterError) as info:
             KirimClient("tok", base_url=url)
         assert info.value.field == "base_url"
-
-    @pytest.mark.parametrize(
-        "url",
-        [
-            "https://api.kirim.chat/v1 ",  # was sent as ".../v1 /labels": a puzzling 404
-            " https://api.kirim.chat/v1",
-            "https://api.kirim.chat/v1\r",  # a .env file with Windows line ends
-            "https://api.kirim.chat/v 1",
-        ],
-    )
-    def test_refuses_a_base_url_with_whitespace(self, url: str) -> None:
-        with pytest.raises(InvalidParameterError) as info:
-            KirimClient("tok", base_url=url)
-        assert info.value.rule == "must not contain whitespace or control characters"
+        assert info.value.rule.startswith(rule)
 
     @pytest.mark.parametrize(
         ("url", "shown"),
