@@ -134,7 +134,7 @@ class _Call(Generic[A, T]):
             try:
                 if isinstance(met, RateLimitError) and self.gate is not None:
                     self.gate.rate_limited(met)  # raises when the job's wait budget is spent
-                    self._report_retry(met, self.gate.closed_for)
+                    self._report_retry(met, self.gate.closed_for, met.request_id)
                     continue
                 self.failed_attempts += 1
                 if is_ambiguous(met):
@@ -201,14 +201,13 @@ class _Call(Generic[A, T]):
             self._next_wait,
             request_id,
         )
-        self._report_retry(error, self._next_wait)
+        self._report_retry(error, self._next_wait, request_id)
         await self.retrier.sleep(self._next_wait)
 
-    def _report_retry(self, error: KirimError, wait: float) -> None:
+    def _report_retry(self, error: KirimError, wait: float, request_id: str | None) -> None:
         """Tell the ``on_retry`` hook, if there is one."""
         on_retry = self.retrier.on_retry
         if on_retry is not None:
-            request_id = error.request_id if isinstance(error, APIStatusError) else None
             on_retry(
                 RetryEvent(attempt=self.attempts, wait=wait, error=error, request_id=request_id)
             )
