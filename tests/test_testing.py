@@ -291,6 +291,8 @@ class TestOptions:
             ({"token": "tok en"}, "token", "must not contain whitespace"),  # no client could
             ({"token": 123}, "token", "must be a non-empty string"),  # was: taken as is
             ({"retry_after": "minutes"}, "retry_after", "must be one of seconds, integer"),
+            # Was: taken as truthy, so "no" left the headers on.
+            ({"rate_limit_headers": "no"}, "rate_limit_headers", "must be True or False"),
             ({"teams": ()}, "teams", "must be a non-empty sequence"),
             ({"teams": "team_a"}, "teams", "must be a non-empty sequence"),  # was: 6 teams
             ({"teams": ["team_a", ""]}, "teams", "must be a string of 1-64 characters"),
@@ -317,10 +319,13 @@ class TestOptions:
             server.latency = -1
         with pytest.raises(InvalidParameterError, match="retry_after: must be one of"):
             server.retry_after = "minutes"  # type: ignore[assignment]
+        with pytest.raises(InvalidParameterError, match="rate_limit_headers: must be True or"):
+            server.rate_limit_headers = "no"  # type: ignore[assignment]
         with pytest.raises(InvalidParameterError, match="token: must not contain control"):
             server.token = "tok\r\nX-Evil: 1"
         assert server.latency == 0.5
         assert server.retry_after == "seconds"
+        assert server.rate_limit_headers is True
 
     def test_options_read_at_build_time_cannot_change(self) -> None:
         server = FakeKirimServer(rate=5)

@@ -19,7 +19,15 @@ import attrs
 from aiohttp import web
 
 from .. import _json
-from .._validators import bearer_token, non_negative, one_of, positive, text, whole_number
+from .._validators import (
+    bearer_token,
+    flag,
+    non_negative,
+    one_of,
+    positive,
+    text,
+    whole_number,
+)
 from ..errors import InvalidParameterError
 from ..models import TEAM_ID_MAX_LENGTH
 from ._contract import Rejection, ValidBody, validate_body
@@ -147,7 +155,7 @@ class FakeKirimServer:
     retry_after: RetryAfterStyle = attrs.field(
         default="seconds", validator=one_of(get_args(RetryAfterStyle))
     )
-    rate_limit_headers: bool = True
+    rate_limit_headers: bool = attrs.field(default=True, validator=flag)
     latency: float = attrs.field(default=0.0, validator=non_negative)
     faults: dict[Fault, float] = attrs.field(
         factory=dict, converter=fault_probabilities, on_setattr=_fixed
