@@ -52,9 +52,13 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 }
 
 
-@attrs.frozen
+# Not frozen, unlike the models: one is built for every request (and a RawResponse for
+# every answer), and a frozen attrs class sets each field through object.__setattr__,
+# about 4k instructions per object (benchmarks/RESULTS.md). Both are private, and
+# nothing changes one once it is built.
+@attrs.define
 class OutgoingRequest:
-    """One HTTP request, ready to send.
+    """One HTTP request, ready to send; nothing changes it once it is built.
 
     ``headers`` are this request's own; those every request carries (:func:`build_headers`)
     are the transport's. Both stay out of ``repr``.

@@ -34,9 +34,9 @@ _NOT_SENT: tuple[type[BaseException], ...] = (
 )
 
 
-@attrs.frozen
+@attrs.define  # not frozen, for speed: see _sansio.OutgoingRequest
 class RawResponse:
-    """An answer as it came off the wire."""
+    """An answer as it came off the wire; nothing changes it once it is built."""
 
     status: int
     reason: str
