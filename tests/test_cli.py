@@ -62,6 +62,20 @@ def seed(server: FakeKirimServer, path: Path, *extra: str | Path, **kw: Any) -> 
     return run("seed", path, "--base-url", server.url, *extra, **kw)
 
 
+def seed_reported(
+    server: FakeKirimServer, source: Path, tmp_path: Path, *extra: str | Path, **kw: Any
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """Seed *source* with ``--report`` into *tmp_path*: the result and the report's lines."""
+    out = tmp_path / "report.jsonl"
+    result = seed(server, source, "--report", out, *extra, **kw)
+    return result, report(out)
+
+
+def by_row(lines: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Report lines keyed by their row number."""
+    return {line["row"]: line for line in lines}
+
+
 def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
@@ -101,15 +115,14 @@ class TestHappyPath:
         assert "created            2" in result.stdout
 
     def test_against_a_server(self, server: FakeKirimServer, tmp_path: Path) -> None:
-        out = tmp_path / "report.jsonl"
         csv = write(tmp_path / "in.csv", "name,color,team_id\nbug,red,\n\nfeature,,team_default\n")
-        result = seed(server, csv, "--report", out)
+        result, lines = seed_reported(server, csv, tmp_path)
         assert result.returncode == 0, result.stderr
         assert {(label["name"], label["color"]) for label in server.labels} == {
             ("bug", "red"),
             ("feature", "gray"),
         }
-        lines = sorted(report(out), key=lambda line: line["row"])
+        lines.sort(key=lambda line: line["row"])
         assert [line["row"] for line in lines] == [2, 4]
         first = lines[0]
         assert first["status"] == "created"
@@ -198,17 +211,16 @@ def test_live_bar_on_a_terminal(tmp_path: Path) -> None:
 
 class TestRowsThatFail:
     def test_mixed_invalid_rows(self, server: FakeKirimServer, tmp_path: Path) -> None:
-        out = tmp_path / "report.jsonl"
-        result = seed(server, EXAMPLES / "labels-with-errors.csv", "--report", out)
+        result, lines = seed_reported(server, EXAMPLES / "labels-with-errors.csv", tmp_path)
         assert result.returncode == 1
-        by_row = {line["row"]: line for line in report(out)}
-        assert len(by_row) == 9
-        assert by_row[4]["status"] == "invalid"
-        assert by_row[4]["error_code"] == "invalid_color"
-        assert "crimson" in by_row[4]["error"]
-        assert by_row[5]["error_code"] == "invalid_name"
-        assert by_row[7]["status"] == "skipped"
-        assert by_row[7]["first_row"] == 2
+        rows = by_row(lines)
+        assert len(rows) == 9
+        assert rows[4]["status"] == "invalid"
+        assert rows[4]["error_code"] == "invalid_color"
+        assert "crimson" in rows[4]["error"]
+        assert rows[5]["error_code"] == "invalid_name"
+        assert rows[7]["status"] == "skipped"
+        assert rows[7]["first_row"] == 2
         assert "first problems:" in result.stdout
         assert "row 4: invalid" in result.stdout
         assert len(server.labels) == 4
@@ -246,42 +258,37 @@ class TestRowsThatFail:
         assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
     def test_a_failed_row_that_may_have_been_created_says_so(self, tmp_path: Path) -> None:
-        out = tmp_path / "report.jsonl"
         csv = write(tmp_path / "in.csv", "name\nlost\ntaken\n")
         dropping = {Fault.STORE_THEN_DROP: 1.0}  # every label stored, every answer lost
         with FakeKirimServer(token=TOKEN, faults=dropping).running_in_thread() as server:
-            result = seed(server, csv, "--max-retries", "0", "--report", out)
+            result, lines = seed_reported(server, csv, tmp_path, "--max-retries", "0")
             stored = {label["name"] for label in server.labels}
         assert result.returncode == 1
-        by_row = {line["row"]: line for line in report(out)}
-        assert {line["status"] for line in by_row.values()} == {"failed"}
-        assert all(line["may_exist"] is True for line in by_row.values())
+        assert [line["status"] for line in lines] == ["failed", "failed"]
+        assert all(line["may_exist"] is True for line in lines)
         assert stored == {"lost", "taken"}  # as the report warns
         assert "(the label may exist: an attempt may have created it)" in result.stdout
 
     def test_a_row_refused_by_the_server_has_no_may_exist(
         self, server: FakeKirimServer, tmp_path: Path
     ) -> None:
-        out = tmp_path / "report.jsonl"
         csv = write(tmp_path / "in.csv", "name\ntaken\n")
         seed(server, csv)
-        result = seed(server, csv, "--on-duplicate", "error", "--report", out)
+        result, (line,) = seed_reported(server, csv, tmp_path, "--on-duplicate", "error")
         assert result.returncode == 1
-        (line,) = report(out)
         assert line["status"] == "failed"
         assert "may_exist" not in line
 
     def test_invalid_jsonl_lines(self, server: FakeKirimServer, tmp_path: Path) -> None:
-        out = tmp_path / "report.jsonl"
         jsonl = write(
             tmp_path / "in.jsonl",
             '{"name": "ok"}\n{broken\n[1]\n{"title": "x"}\n{"name": null}\n'
             '{"name": "ok-2", "color": null}\n',
         )
-        result = seed(server, jsonl, "--report", out)
+        result, lines = seed_reported(server, jsonl, tmp_path)
         assert result.returncode == 1
-        by_row = {line["row"]: line for line in report(out)}
-        statuses = {row: line["status"] for row, line in by_row.items()}
+        rows = by_row(lines)
+        statuses = {row: line["status"] for row, line in rows.items()}
         assert statuses == {
             1: "created",
             2: "invalid",
@@ -290,8 +297,8 @@ class TestRowsThatFail:
             5: "invalid",
             6: "created",
         }
-        assert by_row[2]["error_code"] == by_row[3]["error_code"] == "invalid_json"
-        assert by_row[5]["error_code"] == "invalid_name"
+        assert rows[2]["error_code"] == rows[3]["error_code"] == "invalid_json"
+        assert rows[5]["error_code"] == "invalid_name"
         assert "row 3: invalid: not a JSON object" in result.stdout
 
     def test_a_jsonl_key_given_twice_is_invalid_not_the_last_one_taken(
@@ -299,15 +306,13 @@ class TestRowsThatFail:
     ) -> None:
         # Was: created as "b", since json.loads keeps the last of two keys, though the
         # line may as well have meant "a" (a CSV column named twice exits 2).
-        out = tmp_path / "report.jsonl"
         jsonl = write(
             tmp_path / "in.jsonl",
             '{"name": "a", "name": "b"}\n{"name": "c", "color": "red", "color": "sky"}\n'
             '{"name": "d"}\n',
         )
-        result = seed(server, jsonl, "--report", out)
+        result, lines = seed_reported(server, jsonl, tmp_path)
         assert result.returncode == 1
-        lines = report(out)
         assert [line["status"] for line in lines] == ["invalid", "invalid", "created"]
         assert [line["error_code"] for line in lines[:2]] == ["invalid_json"] * 2
         assert lines[0]["error"] == "line 1: key 'name' given twice"
@@ -317,7 +322,6 @@ class TestRowsThatFail:
     def test_csv_records_are_read_as_rfc_4180_says(
         self, server: FakeKirimServer, tmp_path: Path
     ) -> None:
-        out = tmp_path / "report.jsonl"
         csv = write(
             tmp_path / "in.csv",
             "name,color\n"
@@ -327,10 +331,10 @@ class TestRowsThatFail:
             "Bug, urgent,red\n"  # line 6: an unquoted comma makes a third field
             "after,green\n",  # line 7
         )
-        result = seed(server, csv, "--report", out)
+        result, lines = seed_reported(server, csv, tmp_path)
         assert result.returncode == 1
-        by_row = {line["row"]: line for line in report(out)}
-        assert {row: line["status"] for row, line in by_row.items()} == {
+        rows = by_row(lines)
+        assert {row: line["status"] for row, line in rows.items()} == {
             2: "created",
             4: "created",
             5: "invalid",
@@ -342,19 +346,18 @@ class TestRowsThatFail:
             "after",
             "two\nlines",
         ]
-        assert by_row[5]["error_code"] == by_row[6]["error_code"] == "invalid_csv"
-        assert by_row[5]["error"].startswith("line 5: not valid CSV")
-        assert "3 fields where the header has 2" in by_row[6]["error"]
+        assert rows[5]["error_code"] == rows[6]["error_code"] == "invalid_csv"
+        assert rows[5]["error"].startswith("line 5: not valid CSV")
+        assert "3 fields where the header has 2" in rows[6]["error"]
         assert "row 6: invalid: 3 fields where the header has 2" in result.stdout
 
     def test_an_unclosed_quote_is_one_invalid_row_naming_its_lines(
         self, server: FakeKirimServer, tmp_path: Path
     ) -> None:
-        out = tmp_path / "report.jsonl"
         csv = write(tmp_path / "in.csv", 'name\nfirst\n"never closed\nbug\nfeature\n')
-        result = seed(server, csv, "--report", out)
+        result, lines = seed_reported(server, csv, tmp_path)
         assert result.returncode == 1
-        assert sorted((line["row"], line["status"]) for line in report(out)) == [
+        assert sorted((line["row"], line["status"]) for line in lines) == [
             (2, "created"),
             (3, "invalid"),
         ]
@@ -364,10 +367,9 @@ class TestRowsThatFail:
     def test_pre_existing_names(self, server: FakeKirimServer, tmp_path: Path) -> None:
         csv = write(tmp_path / "in.csv", "name\nbug\nnew\n")
         assert seed(server, write(tmp_path / "pre.csv", "name\nbug\n")).returncode == 0
-        out = tmp_path / "report.jsonl"
-        result = seed(server, csv, "--report", out)
+        result, lines = seed_reported(server, csv, tmp_path)
         assert result.returncode == 0
-        assert {line["status"] for line in report(out)} == {"exists", "created"}
+        assert {line["status"] for line in lines} == {"exists", "created"}
         strict = seed(server, csv, "--on-duplicate", "error")
         assert strict.returncode == 1
 
@@ -381,12 +383,11 @@ class TestRowsThatFail:
             assert f"{limited.stats.rate_limited} answered 429" in result.stdout
 
     def test_authentication_failure(self, server: FakeKirimServer, tmp_path: Path) -> None:
-        out = tmp_path / "report.jsonl"
         csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"n{i}" for i in range(50)))
-        result = seed(server, csv, "--report", out, "--concurrency", "2", token="wrong")
+        result, lines = seed_reported(server, csv, tmp_path, "--concurrency", "2", token="wrong")
         assert result.returncode == 1
         assert server.stats.requests <= 2
-        assert Counter(line["status"] for line in report(out))["skipped"] >= 48
+        assert Counter(line["status"] for line in lines)["skipped"] >= 48
 
     def test_an_api_that_cannot_be_reached_stops_the_job(self, tmp_path: Path) -> None:
         # Before: every row was tried with all its retries (300 rows took 30 s).
@@ -502,13 +503,12 @@ class TestUsageAndInputErrors:
 
 class TestDryRun:
     def test_sends_nothing_and_reports(self, server: FakeKirimServer, tmp_path: Path) -> None:
-        out = tmp_path / "report.jsonl"
-        result = seed(
-            server, EXAMPLES / "labels-with-errors.csv", "--dry-run", "--report", out, token=None
+        result, lines = seed_reported(
+            server, EXAMPLES / "labels-with-errors.csv", tmp_path, "--dry-run", token=None
         )
         assert result.returncode == 1
         assert server.stats.requests == 0
-        statuses = Counter(line["status"] for line in report(out))
+        statuses = Counter(line["status"] for line in lines)
         assert statuses == {"would-create": 4, "invalid": 4, "skipped": 1}
 
     def test_clean_file(self, tmp_path: Path) -> None:
@@ -607,12 +607,12 @@ class TestResume:
             stored = [label["name"] for label in server.labels]
         assert sorted(stored) == names  # every row there, none created twice
         lines = report(out)
-        by_row: dict[int, list[str]] = {}
+        statuses: dict[int, list[str]] = {}
         for line in lines:
-            by_row.setdefault(line["row"], []).append(line["status"])
-        assert sorted(by_row) == list(range(2, 202))  # every row accounted for
-        assert all(s.count("created") <= 1 for s in by_row.values())
-        assert all(set(s) <= {"created", "exists"} for s in by_row.values())
+            statuses.setdefault(line["row"], []).append(line["status"])
+        assert sorted(statuses) == list(range(2, 202))  # every row accounted for
+        assert all(s.count("created") <= 1 for s in statuses.values())
+        assert all(set(s) <= {"created", "exists"} for s in statuses.values())
 
     def test_a_report_to_resume_that_does_not_exist_starts_it_and_says_so(
         self, server: FakeKirimServer, tmp_path: Path
