@@ -88,18 +88,30 @@ def detect_format(path: str, explicit: str | None) -> Format:
     )
 
 
+# Windows tools write UTF-16 by default (Excel's "Unicode Text", PowerShell 5's `>`);
+# such a file is named as what it is rather than as bytes that are not UTF-8. (A UTF-32
+# little-endian mark starts with the UTF-16 one.)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def _lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, str]]:
     """Decode *stream* as UTF-8 (a BOM is dropped) into numbered lines, lazily."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     pending = ""
     number = 0
+    at_start = True
     while True:
         chunk = stream.read(64 * 1024)
+        if at_start and chunk.startswith(_UTF16_BOMS):
+            raise InputFileError(f"{source}: is UTF-16 text, not UTF-8; save it as UTF-8")
+        at_start = False
         try:
             text = pending + decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
             line = number + 1 + chunk[: max(0, exc.start)].count(b"\n")
-            raise InputFileError(f"{source}: line {line}: not valid UTF-8 ({exc.reason})") from None
+            raise InputFileError(
+                f"{source}: line {line}: not valid UTF-8 ({exc.reason}); save the file as UTF-8"
+            ) from None
         parts = text.split("\n")
         pending = parts.pop()
         for part in parts:

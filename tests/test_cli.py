@@ -408,7 +408,10 @@ class TestUsageAndInputErrors:
         [
             (None, "missing.csv", "No such file"),
             ("title,color\nbug,red\n", "in.csv", "no 'name' column"),
-            (b"name\nbug\n\xff\xfe\n", "in.csv", "line 3: not valid UTF-8"),
+            (b"name\nbug\n\xff\xfe\n", "in.csv", "line 3: not valid UTF-8 (invalid start "),
+            ("name\nFéature\n".encode("cp1252"), "in.csv", "; save the file as UTF-8"),
+            ("name\nbug\n".encode("utf-16"), "in.csv", "in.csv: is UTF-16 text, not UTF-8;"),
+            (b"\xfe\xff" + '{"name": "bug"}\n'.encode("utf-16-be"), "in.jsonl", "is UTF-16"),
             ("name\n", "in.txt", "cannot tell the format"),
             ('"name\nbug\n', "in.csv", "line 2: the header is not valid CSV"),
             ("name,colour\nbug,red\n", "in.csv", "has 'colour', which a label does not have"),
