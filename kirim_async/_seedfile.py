@@ -89,8 +89,8 @@ def detect_format(path: str, explicit: str | None) -> Format:
 
 
 # Windows tools write UTF-16 by default (Excel's "Unicode Text", PowerShell 5's `>`);
-# such a file is named as what it is rather than as bytes that are not UTF-8. (A UTF-32
-# little-endian mark starts with the UTF-16 one.)
+# such a file is named as what it is rather than as bytes that are not UTF-8. (A rarer
+# UTF-32 little-endian file is called UTF-16 too: its mark starts with UTF-16's.)
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
