@@ -63,26 +63,26 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def non_negative(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A finite ``int`` or ``float`` >= 0 (not a bool)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InvalidParameterError(attribute.name, "must be a finite number >= 0", value)
+def number(*, above_zero: bool = False, finite: bool = True) -> Validator:
+    """An ``int`` or ``float`` >= 0, or > 0 with *above_zero*; finite unless told (not a bool)."""
+    rule = f"must be a {'finite ' if finite else ''}number {'>' if above_zero else '>='} 0"
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (finite and not math.isfinite(value))
+            or not (value > 0 if above_zero else value >= 0)  # "not" also refuses NaN
+        ):
+            raise InvalidParameterError(attribute.name, rule, value)
+
+    return validate
 
 
-def positive(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A finite ``int`` or ``float`` > 0 (not a bool)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidParameterError(attribute.name, "must be a finite number > 0", value)
+non_negative = number()
+"""A finite ``int`` or ``float`` >= 0 (not a bool)."""
+positive = number(above_zero=True)
+"""A finite ``int`` or ``float`` > 0 (not a bool)."""
 
 
 def whole_number(minimum: int) -> Validator:

@@ -36,7 +36,7 @@ from ._outcomes import (
     SkipReason,
 )
 from ._pacing import RateGate
-from ._validators import count, flag, function, one_of, whole_number
+from ._validators import count, flag, function, number, one_of, whole_number
 from .errors import (
     APIConnectionError,
     AuthenticationError,
@@ -468,12 +468,6 @@ class _Job:
             await _stop(workers, source)
 
 
-def _wait_budget(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    # Unlike the client's durations, an infinite budget is fine: never give up.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise InvalidParameterError(attribute.name, "must be a number >= 0", value)
-
-
 def _many_items(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     # One item where a job takes many: a name would be read one letter at a time.
     if isinstance(value, (str, bytes, bytearray, Mapping, CreateLabel)):
@@ -511,7 +505,8 @@ class _JobOptions:
     concurrency: int = attrs.field(validator=attrs.validators.and_(whole_number(1), _fits_pool))
     on_duplicate: OnDuplicate = attrs.field(validator=one_of(get_args(OnDuplicate)))
     max_retries: int | None = attrs.field(validator=attrs.validators.optional(count))
-    max_rate_limit_wait: float = attrs.field(validator=_wait_budget)
+    # Unlike the client's durations, an infinite budget is fine: never give up.
+    max_rate_limit_wait: float = attrs.field(validator=number(finite=False))
     dedupe: bool = attrs.field(validator=flag)
     on_outcome: object = attrs.field(validator=attrs.validators.optional(function))
 
