@@ -97,6 +97,10 @@ class TestAuthentication:
             {"Authorization": "Bearer wrong"},
             {"Authorization": "tok_test"},
             {"Authorization": "Basic tok_test"},
+            {"Authorization": "Bearer"},
+            {"Authorization": "Bearertok_test"},
+            {"Authorization": "Bearer tok_test extra"},
+            {"Authorization": "Bearer TOK_TEST"},
         ],
     )
     async def test_rejects_with_401(
@@ -107,6 +111,14 @@ class TestAuthentication:
         assert body["error"]["type"] == "authentication_error"
         assert body["error"]["request_id"].startswith("req_")
         assert server.labels == []
+
+    @pytest.mark.parametrize("value", ["bearer tok_test", "BEARER tok_test", "Bearer   tok_test"])
+    async def test_scheme_is_case_insensitive(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession, value: str
+    ) -> None:
+        """RFC 9110 section 11.1: the scheme's case and the spaces after it do not matter."""
+        status, _, _ = await post(http, server, {"name": "bug"}, headers={"Authorization": value})
+        assert status == 201
 
     async def test_random_token_by_default(self) -> None:
         async with FakeKirimServer() as one, FakeKirimServer() as two:

@@ -1,4 +1,4 @@
-"""The server side of ``POST /labels``: body validation as the API answers it.
+"""The server side of ``POST /labels``: the token and body checks as the API answers them.
 
 Kept apart from :mod:`kirim_async.models` on purpose: the fake server is an
 independent reading of the contract, so a mistake in the client's validation is not
@@ -28,6 +28,19 @@ COLORS = frozenset(
         "pink",
     ]
 )
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header value carries *token* as a bearer token.
+
+    The scheme is case-insensitive and may be followed by several spaces (RFC 9110
+    section 11.1), as real servers read it: ``bearer <token>`` is as good as
+    ``Bearer <token>``.
+    """
+    if authorization is None:
+        return False
+    scheme, _, credentials = authorization.partition(" ")
+    return scheme.lower() == "bearer" and credentials.lstrip(" ") == token
 
 
 @attrs.frozen

@@ -30,7 +30,7 @@ from .._validators import (
 )
 from ..errors import InvalidParameterError
 from ..models import TEAM_ID_MAX_LENGTH
-from ._contract import Rejection, ValidBody, validate_body
+from ._contract import Rejection, ValidBody, bearer_matches, validate_body
 from ._faults import Fault, FaultPlan, fault_probabilities
 from ._ids import new_id
 from ._ratelimit import TokenBucket
@@ -285,7 +285,7 @@ class FakeKirimServer:
         request_id = new_id("req")
         if self.latency:
             await self._pause(self.latency)
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        if not bearer_matches(request.headers.get("Authorization"), self.token):
             return self._error(
                 401, "invalid_api_key", "Invalid or missing bearer token.", request_id
             )
