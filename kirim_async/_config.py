@@ -16,11 +16,12 @@ import attrs
 from ._events import Hooks
 from ._validators import (
     bearer_token,
+    clock_function,
     count,
-    function,
     instance_of,
     non_negative,
     positive,
+    sleep_function,
     text,
     whole_number,
 )
@@ -145,10 +146,14 @@ class ClientConfig:
     connection_limit: int = attrs.field(default=DEFAULT_CONNECTION_LIMIT, validator=whole_number(1))
     hooks: Hooks = attrs.field(factory=Hooks, validator=instance_of(Hooks))
     sleep: Callable[[float], Awaitable[None]] = attrs.field(
-        default=asyncio.sleep, validator=function, repr=False
+        default=asyncio.sleep, validator=sleep_function, repr=False
     )
-    clock: Callable[[], float] = attrs.field(default=time.monotonic, validator=function, repr=False)
-    wall_clock: Callable[[], float] = attrs.field(default=time.time, validator=function, repr=False)
+    clock: Callable[[], float] = attrs.field(
+        default=time.monotonic, validator=clock_function, repr=False
+    )
+    wall_clock: Callable[[], float] = attrs.field(
+        default=time.time, validator=clock_function, repr=False
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._validators import sync_function
+from ._validators import hook_function
 from .errors import KirimError
 
 __all__ = ["Hooks", "RequestEvent", "ResponseEvent", "RetryEvent"]
@@ -47,7 +47,7 @@ class RetryEvent:
     request_id: str | None
 
 
-_hook = attrs.validators.optional(sync_function)
+_hook = attrs.validators.optional(hook_function)
 
 
 @attrs.frozen(kw_only=True)

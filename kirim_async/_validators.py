@@ -117,16 +117,44 @@ def function(_instance: object, attribute: attrs.Attribute[Any], value: object) 
         raise InvalidParameterError(attribute.name, "must be callable", value)
 
 
-def sync_function(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """Something callable whose result is not awaited (a hook): not an async function."""
+def sync_function(why: str) -> Validator:
+    """Something callable whose result is not awaited: not an async function.
+
+    *why* ends the rule, after "must not be async: ".
+    """
+    rule = f"must not be async: {why}"
+
+    def validate(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        function(instance, attribute, value)
+        if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(
+            type(value).__call__  # an object with an async __call__
+        ):
+            raise InvalidParameterError(attribute.name, rule, value)
+
+    return validate
+
+
+hook_function = sync_function(
+    "hooks are called inline and never awaited (start a task from a plain function instead)"
+)
+"""A hook: callable, called inline, never awaited."""
+clock_function = sync_function("a clock is read inline and never awaited")
+"""A clock: callable, read inline, never awaited."""
+
+
+def sleep_function(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Something callable whose result is awaited (a sleep): not a built-in like time.sleep.
+
+    Whether a plain function returns an awaitable shows only when it is called (a lambda
+    handing back ``asyncio.sleep(0)`` is a fine sleep); the built-ins that could be passed
+    return none, and ``time.sleep`` is the usual slip.
+    """
     function(instance, attribute, value)
-    if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(
-        type(value).__call__  # an object with an async __call__
-    ):
+    if inspect.isbuiltin(value):
         raise InvalidParameterError(
             attribute.name,
-            "must not be async: hooks are called inline and never awaited "
-            "(start a task from a plain function instead)",
+            "must return an awaitable, like asyncio.sleep "
+            "(a built-in such as time.sleep blocks the event loop instead)",
             value,
         )
 

@@ -5,6 +5,8 @@ import gc
 import json
 import logging
 import re
+import time
+from collections.abc import Awaitable
 from types import SimpleNamespace
 from typing import Any
 
@@ -47,6 +49,11 @@ def client_for(server: Any, **options: Any) -> KirimClient:
 
 
 _WHITESPACE_RULE = "must not contain whitespace or control characters"
+
+
+async def _async_clock() -> float:
+    """A clock written as a coroutine function, which no clock may be."""
+    return 0.0
 
 
 class TestConstruction:
@@ -166,14 +173,41 @@ class TestConstruction:
             ({"max_response_bytes": -1}, "max_response_bytes"),
             ({"hooks": {"on_request": print}}, "hooks"),  # before: a bare AttributeError
             ({"sleep": 0.5}, "sleep"),  # before: a TypeError at the first retry
+            ({"sleep": time.sleep}, "sleep"),  # before: blocked the loop, then a TypeError
             ({"clock": None}, "clock"),
+            ({"clock": asyncio.sleep}, "clock"),  # before: a TypeError and a warning
             ({"wall_clock": "now"}, "wall_clock"),
+            ({"wall_clock": _async_clock}, "wall_clock"),
         ],
     )
     def test_rejects_bad_options(self, options: dict[str, Any], field: str) -> None:
         with pytest.raises(InvalidParameterError) as info:
             KirimClient("tok", **options)
         assert info.value.field == field
+
+
+def test_time_sleep_is_refused_with_the_reason() -> None:
+    with pytest.raises(InvalidParameterError) as info:
+        KirimClient("tok", sleep=time.sleep)  # type: ignore[arg-type]
+    assert info.value.rule.startswith("must return an awaitable, like asyncio.sleep")
+    assert "time.sleep blocks the event loop" in info.value.rule
+
+
+async def test_a_plain_function_that_returns_an_awaitable_is_a_sleep(
+    scripted: ScriptedServer,
+) -> None:
+    # Only built-ins are refused: a lambda handing back a coroutine is a fine sleep.
+    waits: list[float] = []
+
+    def record_then_wait(seconds: float) -> Awaitable[None]:
+        waits.append(seconds)
+        return asyncio.sleep(0)
+
+    scripted.script(Answer(503, b""), Answer(201, label_body("bug")))
+    async with client_for(scripted, sleep=record_then_wait) as client:
+        label = await client.labels.create("bug")
+    assert label.name == "bug"
+    assert len(waits) == 1
 
 
 @pytest.mark.parametrize("hook", ["on_request", "on_response", "on_retry"])
