@@ -22,7 +22,7 @@ import sys
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -87,12 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--team-id", type=_team_id, help="team for rows that name none")
     seed.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_whole_number(1),
         default=DEFAULT_CONCURRENCY,
         help="requests in flight at most (default: %(default)s)",
     )
     seed.add_argument(
-        "--max-retries", type=_non_negative_int, help="error retries per row (default: 2)"
+        "--max-retries", type=_whole_number(0), help="error retries per row (default: 2)"
     )
     seed.add_argument("--base-url", help="API base URL (default: KIRIM_BASE_URL or the API's)")
     seed.add_argument(
@@ -145,11 +145,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    """An option's parser for a whole number >= *minimum*."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            # Raised as is, argparse would name the parser: "invalid parse value: 'x'".
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def _team_id(text: str) -> str:
@@ -157,13 +166,6 @@ def _team_id(text: str) -> str:
     if problem is not None:
         raise argparse.ArgumentTypeError(problem)
     return text
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _token(args: argparse.Namespace) -> str:

@@ -446,6 +446,41 @@ class TestUsageAndInputErrors:
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 
+    @pytest.mark.parametrize(
+        ("option", "value", "says"),
+        [
+            ("--concurrency", "0", "argument --concurrency: must be >= 1, got 0"),
+            # Before: "invalid _positive_int value: 'x'", the parser's own name.
+            ("--concurrency", "x", "argument --concurrency: must be a whole number, got 'x'"),
+            ("--max-retries", "-1", "argument --max-retries: must be >= 0, got -1"),
+            ("--max-retries", "1.5", "argument --max-retries: must be a whole number, got '1.5'"),
+        ],
+    )
+    def test_a_bad_number_option_names_the_option_and_the_rule(
+        self, server: FakeKirimServer, tmp_path: Path, option: str, value: str, says: str
+    ) -> None:
+        result = seed(server, write(tmp_path / "in.csv", "name\nbug\n"), option, value)
+        assert result.returncode == 2
+        assert says in result.stderr
+        assert server.stats.requests == 0
+
+    @pytest.mark.parametrize(
+        ("content", "says"),
+        [(None, "--token-file {path}: No such file or directory"), (" \n", "{path} is empty")],
+    )
+    def test_an_unusable_token_file_exits_2_with_one_line(
+        self, server: FakeKirimServer, tmp_path: Path, content: str | None, says: str
+    ) -> None:
+        token_file = tmp_path / "token"
+        if content is not None:
+            write(token_file, content)
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        result = seed(server, csv, "--token-file", token_file, token=None)
+        assert result.returncode == 2
+        assert says.format(path=token_file) in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert server.stats.requests == 0
+
     def test_missing_token_names_both_ways(self, server: FakeKirimServer, tmp_path: Path) -> None:
         result = seed(server, write(tmp_path / "in.csv", "name\nbug\n"), token=None)
         assert result.returncode == 2
@@ -765,6 +800,18 @@ class TestResume:
         assert result.returncode == 2
         assert f"{option} {tmp_path / 'link.csv'} is the input file" in result.stderr
         assert csv.read_text() == text  # not emptied (--report) nor appended to (--resume)
+        assert server.stats.requests == 0
+
+    def test_a_resume_into_another_report_is_refused(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        # --resume appends to the report it reads: a second report would split the record.
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        done = write(tmp_path / "done.jsonl", '{"row": 2, "name": "bug", "status": "created"}\n')
+        result = seed(server, csv, "--resume", done, "--report", tmp_path / "other.jsonl")
+        assert result.returncode == 2
+        assert "--report and --resume name different files; --resume appends" in result.stderr
+        assert not (tmp_path / "other.jsonl").exists()
         assert server.stats.requests == 0
 
     def test_a_dry_run_reads_the_report_it_resumes_and_writes_its_plan_elsewhere(
