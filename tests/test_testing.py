@@ -116,7 +116,7 @@ class TestAuthentication:
     async def test_scheme_is_case_insensitive(
         self, server: FakeKirimServer, http: aiohttp.ClientSession, value: str
     ) -> None:
-        """RFC 9110 section 11.1: the scheme's case and the spaces after it do not matter."""
+        """RFC 9110 sections 11.1 and 11.4: the scheme's case and the spaces after it are free."""
         status, _, _ = await post(http, server, {"name": "bug"}, headers={"Authorization": value})
         assert status == 201
 

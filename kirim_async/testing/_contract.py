@@ -33,9 +33,9 @@ COLORS = frozenset(
 def bearer_matches(authorization: str | None, token: str) -> bool:
     """Whether an ``Authorization`` header value carries *token* as a bearer token.
 
-    The scheme is case-insensitive and may be followed by several spaces (RFC 9110
-    section 11.1), as real servers read it: ``bearer <token>`` is as good as
-    ``Bearer <token>``.
+    The scheme is case-insensitive (RFC 9110 section 11.1) and one or more spaces may
+    follow it (section 11.4), as real servers read it: ``bearer <token>`` is as good
+    as ``Bearer <token>``.
     """
     if authorization is None:
         return False
