@@ -82,3 +82,25 @@ def test_testing_does_not_import_the_client() -> None:
         "assert 'kirim_async._transport' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_quickstart_example_runs() -> None:
+    # The README points newcomers at it: it must keep working as the API changes.
+    example = Path(__file__).resolve().parent.parent / "examples" / "quickstart.py"
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(" as ")[0] for line in lines[:3]] == [
+        "created 'bug' (red)",
+        "created 'feature' (green)",
+        "created 'docs' (sky)",
+    ]
+    assert lines[3].startswith("duplicate: 400 invalid_field_value")
+    assert lines[4].startswith("refused before sending: name: must be a string of 1-50")
+    assert lines[5:] == ["the server holds 3 labels"]
