@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import ast
+import builtins
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import kirim_async
@@ -104,3 +108,34 @@ def test_the_quickstart_example_runs() -> None:
     assert lines[3].startswith("duplicate: 400 invalid_field_value")
     assert lines[4].startswith("refused before sending: name: must be a string of 1-50")
     assert lines[5:] == ["the server holds 3 labels"]
+
+
+# Names the README's snippets use as given, without defining them: a snippet is a
+# fragment of the reader's own code, or follows the snippet that made them.
+_README_PLACEHOLDERS = {"client", "name", "color", "my_aiohttp_trace_config"}
+
+
+def test_readme_snippets_import_what_they_use() -> None:
+    # A snippet that uses a name it does not import fails when copied (the bulk one
+    # used CreateLabel without importing it).
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert len(snippets) >= 5
+    for snippet in snippets:
+        # Top-level await and async with are fine inside a function.
+        tree = ast.parse("async def snippet():\n" + textwrap.indent(snippet, "    "))
+        defined = set(dir(builtins)) | _README_PLACEHOLDERS
+        used: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.alias):
+                defined.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                defined.add(node.name)
+                defined.update(arg.arg for arg in node.args.args)
+            elif isinstance(node, ast.Name):
+                (used if isinstance(node.ctx, ast.Load) else defined).add(node.id)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                defined.add(node.name)
+            elif isinstance(node, ast.arg):
+                defined.add(node.arg)
+        assert used <= defined, (sorted(used - defined), snippet[:60])
