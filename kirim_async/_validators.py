@@ -100,12 +100,13 @@ count = whole_number(0)
 """A whole number >= 0 (not a bool)."""
 
 
-def one_of(choices: tuple[str, ...]) -> Validator:
-    """One of *choices*, exactly."""
-    rule = f"must be one of {', '.join(choices)}"
+def one_of(choices: tuple[str, ...] | tuple[int, ...]) -> Validator:
+    """One of *choices*, exactly, and of their type (``201.0`` is not the status 201)."""
+    rule = f"must be one of {', '.join(map(str, choices))}"
+    kinds = tuple({type(choice) for choice in choices})
 
     def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value not in choices:
+        if not isinstance(value, kinds) or value not in choices:
             raise InvalidParameterError(attribute.name, rule, value)
 
     return validate

@@ -22,6 +22,7 @@ from kirim_async import (
     InvalidParameterError,
     KirimClient,
     LabelOutcome,
+    MalformedResponseError,
     OutcomeStatus,
     RateLimitError,
     RequestEvent,
@@ -576,6 +577,24 @@ class TestOutcomes:
         async with client_for(scripted, max_retries=0) as client:
             result = await bulk_create_labels(client, ["a"])
         assert result.outcomes[0].may_exist is may_exist
+
+    async def test_a_malformed_success_fails_in_doubt_and_a_rerun_finds_it(self) -> None:
+        names = ["a", "b", "c"]
+        async with (
+            FakeKirimServer(success_status=200, validation_status=422, extra_fields=True) as server,
+            client_for(server) as client,
+        ):
+            server.script(None, Fault.STORE_THEN_MALFORM)
+            first = await bulk_create_labels(client, names, concurrency=1)
+            rerun = await bulk_create_labels(client, names, concurrency=1)
+        statuses = [o.status for o in first.outcomes]
+        assert statuses == [OutcomeStatus.CREATED, OutcomeStatus.FAILED, OutcomeStatus.CREATED]
+        in_doubt = first.outcomes[1]
+        assert isinstance(in_doubt.error, MalformedResponseError)
+        assert (in_doubt.may_exist, in_doubt.attempts) == (True, 1)  # never retried
+        assert [o.status for o in rerun.outcomes] == [OutcomeStatus.EXISTS] * 3
+        assert {o.exists_reason for o in rerun.outcomes} == {ExistsReason.PRE_EXISTING}
+        assert len(server.labels) == 3
 
     async def test_result_views_and_figures(self, server: FakeKirimServer) -> None:
         async with client_for(server) as client:

@@ -467,6 +467,27 @@ class TestErrors:
         assert err.request_id.startswith("req_")
         assert isinstance(err, InvalidRequestError)
 
+    async def test_every_answer_variant_of_the_fake_server(self) -> None:
+        async with (
+            FakeKirimServer(success_status=200, validation_status=422, extra_fields=True) as fake,
+            client_for(fake) as client,
+        ):
+            response = await client.labels.create_with_response("bug", color="red")
+            with pytest.raises(DuplicateLabelError) as info:
+                await client.labels.create("bug")
+        assert (response.status, response.label.name, response.label.color) == (200, "bug", "red")
+        assert response.request_id is not None
+        assert (info.value.status, info.value.param) == (422, "name")
+
+    async def test_the_vendor_example_as_a_success_is_malformed(self) -> None:
+        async with FakeKirimServer() as fake, client_for(fake) as client:
+            fake.script(Fault.STORE_THEN_MALFORM)
+            with pytest.raises(MalformedResponseError) as info:
+                await client.labels.create("bug")
+        assert (info.value.status, info.value.attempts) == (201, 1)  # never retried
+        assert "name" in str(info.value)  # what is missing
+        assert [label["name"] for label in fake.labels] == ["bug"]
+
     async def test_wrong_token(self, server: FakeKirimServer) -> None:
         async with KirimClient("wrong", base_url=server.url) as client:
             with pytest.raises(AuthenticationError):

@@ -226,6 +226,64 @@ class TestTeamsAndUniqueness:
         assert answer["error"]["param"] == "team_id"
 
 
+class TestAnswerVariants:
+    """The answers may vary the ways API.md says the real API's do; the default is one."""
+
+    async def test_success_status_200(self, http: aiohttp.ClientSession) -> None:
+        async with FakeKirimServer(token="tok_test", success_status=200) as server:
+            status, body, _ = await post(http, server, {"name": "bug"})
+        assert status == 200
+        assert label_from_envelope(body).name == "bug"
+        assert server.stats.by_status == {200: 1}
+
+    @pytest.mark.parametrize(
+        ("body", "code"),
+        [
+            ({"name": ""}, "string_too_short"),
+            ({"name": "bug", "team_id": "nope"}, "invalid_field_value"),  # unknown team
+            ({"name": "bug"}, "invalid_field_value"),  # the duplicate
+            ("name", "invalid_body"),
+        ],
+    )
+    async def test_validation_status_422(
+        self, http: aiohttp.ClientSession, body: Any, code: str
+    ) -> None:
+        async with FakeKirimServer(token="tok_test", validation_status=422) as server:
+            assert (await post(http, server, {"name": "bug"}))[0] == 201
+            status, answer, _ = await post(http, server, body)
+            bad_json, _, _ = await post(http, server, raw=b"{not json")
+        assert (status, bad_json) == (422, 422)
+        assert (answer["error"]["type"], answer["error"]["code"]) == ("invalid_request_error", code)
+        assert len(server.labels) == 1
+
+    async def test_extra_fields_in_every_answer(self, http: aiohttp.ClientSession) -> None:
+        async with FakeKirimServer(token="tok_test", extra_fields=True, rate=1, burst=2) as server:
+            _, created, _ = await post(http, server, {"name": "bug"})
+            _, duplicate, _ = await post(http, server, {"name": "bug"})
+            status, limited, _ = await post(http, server, {"name": "feature"})
+        assert created["warnings"] == []
+        assert created["data"]["description"] is None
+        assert created["data"]["usage_count"] == 0
+        assert created["data"]["archived"] is False
+        assert label_from_envelope(created).name == "bug"
+        assert duplicate["error"]["doc_url"].endswith("#invalid_field_value")
+        assert status == 429
+        assert limited["error"]["doc_url"].endswith("#rate_limit_exceeded")
+        # What the API documents is stored, and no more.
+        assert set(server.labels[0]) == {
+            "id", "object", "name", "color", "team_id", "created_at", "updated_at"
+        }  # fmt: skip
+
+    async def test_every_knob_off_answers_no_extra_field(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        _, created, _ = await post(http, server, {"name": "bug"})
+        _, duplicate, _ = await post(http, server, {"name": "bug"})
+        assert set(created) == {"data", "request_id"}
+        assert set(created["data"]) == set(server.labels[0])
+        assert set(duplicate["error"]) == {"type", "code", "message", "param", "request_id"}
+
+
 class TestRateLimit:
     """A token bucket answers 429 with Retry-After and X-RateLimit-* headers."""
 
@@ -303,6 +361,11 @@ class TestOptions:
             ({"token": "tok en"}, "token", "must not contain whitespace"),  # no client could
             ({"token": 123}, "token", "must be a non-empty string"),  # was: taken as is
             ({"retry_after": "minutes"}, "retry_after", "must be one of seconds, integer"),
+            ({"success_status": 204}, "success_status", "must be one of 201, 200"),
+            ({"success_status": 201.0}, "success_status", "must be one of 201, 200"),
+            ({"success_status": "201"}, "success_status", "must be one of 201, 200"),
+            ({"validation_status": 409}, "validation_status", "must be one of 400, 422"),
+            ({"extra_fields": 1}, "extra_fields", "must be True or False"),
             # Was: taken as truthy, so "no" left the headers on.
             ({"rate_limit_headers": "no"}, "rate_limit_headers", "must be True or False"),
             ({"teams": ()}, "teams", "must be a non-empty sequence"),
@@ -333,11 +396,15 @@ class TestOptions:
             server.retry_after = "minutes"  # type: ignore[assignment]
         with pytest.raises(InvalidParameterError, match="rate_limit_headers: must be True or"):
             server.rate_limit_headers = "no"  # type: ignore[assignment]
+        server.validation_status = 422
+        with pytest.raises(InvalidParameterError, match="validation_status: must be one of"):
+            server.validation_status = 404  # type: ignore[assignment]
         with pytest.raises(InvalidParameterError, match="token: must not contain control"):
             server.token = "tok\r\nX-Evil: 1"
         assert server.latency == 0.5
         assert server.retry_after == "seconds"
         assert server.rate_limit_headers is True
+        assert server.validation_status == 422
 
     def test_options_read_at_build_time_cannot_change(self) -> None:
         server = FakeKirimServer(rate=5)
@@ -399,6 +466,20 @@ class TestFaults:
             await post(http, server, {"name": "bug"})
         assert [label["name"] for label in server.labels] == ["bug"]
         assert server.stats.truncated == 1
+
+    async def test_store_then_malform_answers_the_vendor_example(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        server.script(Fault.STORE_THEN_MALFORM, Fault.STORE_THEN_MALFORM)
+        status, answer, _ = await post(http, server, {"name": "bug", "color": "red"})
+        stored = server.labels[0]
+        assert status == 201
+        assert answer == {"data": {"id": stored["id"], "object": "label", "color": "red"}}
+        assert stored["name"] == "bug"
+        # An error answer is not the fault's to change.
+        status, answer, _ = await post(http, server, {"name": "bug"})
+        assert (status, answer["error"]["code"]) == (400, "invalid_field_value")
+        assert server.stats.faults[Fault.STORE_THEN_MALFORM] == 2
 
     async def test_store_then_delay_stores_before_answering(
         self, http: aiohttp.ClientSession
@@ -517,6 +598,11 @@ def test_standalone_module_serves_until_sigint() -> None:
             "5",
             "--fault",
             "503=0.0",
+            "--success-status",
+            "200",
+            "--validation-status",
+            "422",
+            "--extra-fields",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -527,14 +613,19 @@ def test_standalone_module_serves_until_sigint() -> None:
         assert url, first
         assert proc.stdout.readline().strip() == "token: tok_test"
 
-        async def create() -> int:
-            async with (
-                aiohttp.ClientSession() as http,
-                http.post(f"{url.group(1)}/labels", json={"name": "bug"}, headers=AUTH) as resp,
-            ):
-                return resp.status
+        async def create() -> list[tuple[int, Any]]:
+            answers = []
+            async with aiohttp.ClientSession() as http:
+                for _ in range(2):
+                    async with http.post(
+                        f"{url.group(1)}/labels", json={"name": "bug"}, headers=AUTH
+                    ) as resp:
+                        answers.append((resp.status, await resp.json()))
+            return answers
 
-        assert asyncio.run(create()) == 201
+        (created, body), (duplicate, _) = asyncio.run(create())
+        assert (created, duplicate) == (200, 422)
+        assert "usage_count" in body["data"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
 

@@ -4,11 +4,25 @@
         async with KirimClient(server.token, base_url=server.url) as client:
             ...
 
-See :class:`FakeKirimServer` for the knobs (rate limits, faults, latency, teams) and
-:mod:`kirim_async.testing.pytest_plugin` for a ready pytest fixture.
+See :class:`FakeKirimServer` for the knobs (rate limits, faults, latency, teams, the
+answers' variants) and :mod:`kirim_async.testing.pytest_plugin` for a ready pytest
+fixture.
 """
 
 from ._faults import Fault
-from ._server import FakeKirimServer, RetryAfterStyle, ServerStats
+from ._server import (
+    FakeKirimServer,
+    RetryAfterStyle,
+    ServerStats,
+    SuccessStatus,
+    ValidationStatus,
+)
 
-__all__ = ["FakeKirimServer", "Fault", "RetryAfterStyle", "ServerStats"]
+__all__ = [
+    "FakeKirimServer",
+    "Fault",
+    "RetryAfterStyle",
+    "ServerStats",
+    "SuccessStatus",
+    "ValidationStatus",
+]

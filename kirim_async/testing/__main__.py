@@ -51,6 +51,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="leave X-RateLimit-* headers out of answers",
     )
+    parser.add_argument(
+        "--success-status",
+        type=int,
+        choices=[201, 200],
+        default=201,
+        help="status of a created label's answer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--validation-status",
+        type=int,
+        choices=[400, 422],
+        default=400,
+        help="status of a validation failure (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--extra-fields",
+        action="store_true",
+        help="add fields no client knows yet to every answer, as a growing API does",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
     parser.add_argument(
         "--fault",
@@ -95,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             burst=args.burst,
             retry_after=args.retry_after,
             rate_limit_headers=args.rate_limit_headers,
+            success_status=args.success_status,
+            validation_status=args.validation_status,
+            extra_fields=args.extra_fields,
             latency=args.latency,
             faults=dict(args.fault),
             answer_delay=args.answer_delay,

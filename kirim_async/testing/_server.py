@@ -35,16 +35,27 @@ from ._faults import Fault, FaultPlan, fault_probabilities
 from ._ids import new_id
 from ._ratelimit import TokenBucket
 
-__all__ = ["FakeKirimServer", "RetryAfterStyle", "ServerStats"]
+__all__ = [
+    "FakeKirimServer",
+    "RetryAfterStyle",
+    "ServerStats",
+    "SuccessStatus",
+    "ValidationStatus",
+]
 
 RetryAfterStyle = Literal["seconds", "integer", "http-date", "none"]
+SuccessStatus = Literal[201, 200]
+ValidationStatus = Literal[400, 422]
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
+    422: "invalid_request_error",
     401: "authentication_error",
     429: "rate_limit_error",
     500: "api_error",
 }
+# What a newer API might add (extra_fields=True): a value of each JSON kind but objects.
+_EXTRA_LABEL_FIELDS = {"description": None, "usage_count": 0, "archived": False}
 _BAD_GATEWAY_HTML = (
     b"<html><head><title>502 Bad Gateway</title></head>"
     b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
@@ -123,6 +134,13 @@ class FakeKirimServer:
             whole ``"integer"`` seconds, an ``"http-date"``, or ``"none"`` at all.
         rate_limit_headers: Send ``X-RateLimit-Limit/Remaining/Reset`` on every answer
             while rate limiting (the real API does not document them).
+        success_status: The status of a created label's answer: 201, or 200 (the
+            vendor's page names neither, and both occur).
+        validation_status: The status of a validation failure: 400, or 422 (which the
+            API may send for the same).
+        extra_fields: Add fields that no client knows yet to every JSON answer, as a
+            growing API does: ``description``, ``usage_count`` and ``archived`` in
+            ``data``, ``warnings`` beside it, ``doc_url`` in ``error``.
         latency: Seconds added to every request before it is answered.
         faults: Probability of each :class:`Fault` per request (summing to <= 1).
         fault_latency: Seconds added by ``Fault.LATENCY``.
@@ -156,6 +174,13 @@ class FakeKirimServer:
         default="seconds", validator=one_of(get_args(RetryAfterStyle))
     )
     rate_limit_headers: bool = attrs.field(default=True, validator=flag)
+    success_status: SuccessStatus = attrs.field(
+        default=201, validator=one_of(get_args(SuccessStatus))
+    )
+    validation_status: ValidationStatus = attrs.field(
+        default=400, validator=one_of(get_args(ValidationStatus))
+    )
+    extra_fields: bool = attrs.field(default=False, validator=flag)
     latency: float = attrs.field(default=0.0, validator=non_negative)
     faults: dict[Fault, float] = attrs.field(
         factory=dict, converter=fault_probabilities, on_setattr=_fixed
@@ -255,7 +280,7 @@ class FakeKirimServer:
 
     @property
     def labels(self) -> list[dict[str, str]]:
-        """Every stored label, as the API returned it, in creation order."""
+        """Every stored label, as the API returned it (less ``extra_fields``), in creation order."""
         return list(self._labels.values())
 
     def script(self, *faults: Fault | None) -> None:
@@ -308,7 +333,7 @@ class FakeKirimServer:
             raw = await request.read()
         except ConnectionResetError:  # the client went away mid-body: nothing to answer
             return None
-        response = self._process(raw, request_id)
+        response = self._process(raw, request_id, malform=fault is Fault.STORE_THEN_MALFORM)
         if fault is Fault.STORE_THEN_DROP:
             self._drop(request)
             return None
@@ -318,7 +343,7 @@ class FakeKirimServer:
             await self._pause(self.answer_delay)
         return response
 
-    def _process(self, raw: bytes, request_id: str) -> web.Response:
+    def _process(self, raw: bytes, request_id: str, *, malform: bool = False) -> web.Response:
         try:
             body = _json.loads(raw)
         except _json.JSONDecodeError:
@@ -352,7 +377,19 @@ class FakeKirimServer:
             "updated_at": now,
         }
         self._labels[key] = label
-        return self._json(201, {"data": label, "request_id": request_id})
+        return self._created(label, request_id, malform=malform)
+
+    def _created(self, label: dict[str, str], request_id: str, *, malform: bool) -> web.Response:
+        """The answer for a label just stored, as the knobs and the fault shape it."""
+        if malform:  # the vendor page's example: most required fields, request_id missing
+            partial = {"id": label["id"], "object": "label", "color": label["color"]}
+            return self._json(self.success_status, {"data": partial})
+        if not self.extra_fields:
+            return self._json(self.success_status, {"data": label, "request_id": request_id})
+        data = {**label, **_EXTRA_LABEL_FIELDS}
+        return self._json(
+            self.success_status, {"data": data, "request_id": request_id, "warnings": []}
+        )
 
     def _resolve_team(self, body: ValidBody) -> str | Rejection:
         if body.team_id is None:
@@ -393,11 +430,17 @@ class FakeKirimServer:
         if param is not None:
             error["param"] = param
         error["request_id"] = request_id
+        if self.extra_fields:
+            error["doc_url"] = f"https://kirim.chat/docs/errors#{code}"
         return self._json(status, {"error": error}, headers)
 
     def _reject(self, rejection: Rejection, request_id: str) -> web.Response:
         return self._error(
-            400, rejection.code, rejection.message, request_id, param=rejection.param
+            self.validation_status,
+            rejection.code,
+            rejection.message,
+            request_id,
+            param=rejection.param,
         )
 
     def _rate_limited(self, request_id: str) -> web.Response:
