@@ -32,14 +32,17 @@ async def post(
     raw: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, aiohttp.ClientResponse]:
-    """POST to the fake server; return status, decoded JSON (or raw bytes) and response."""
-    data = raw if raw is not None else None
-    json_body = body if raw is None else None
+    """POST to the fake server; return status, decoded JSON (or raw bytes) and response.
+
+    *raw* is sent as it is, labelled as JSON unless *headers* say otherwise.
+    """
+    if headers is None:
+        headers = AUTH if raw is None else {**AUTH, "Content-Type": "application/json"}
     async with http.post(
         f"{server.url}/labels",
-        json=json_body,
-        data=data,
-        headers=AUTH if headers is None else headers,
+        json=body if raw is None else None,
+        data=raw,
+        headers=headers,
     ) as resp:
         content = await resp.read()
         try:
@@ -178,6 +181,40 @@ class TestValidation:
         status, answer, _ = await post(http, server, raw=raw)
         assert status == 400
         assert answer["error"]["code"] == "invalid_json"
+
+    @pytest.mark.parametrize(
+        "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "json"]
+    )
+    async def test_rejects_a_body_not_labelled_json(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession, content_type: str | None
+    ) -> None:
+        headers = dict(AUTH)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        # skip_auto_headers: with none given, aiohttp would label raw bytes octet-stream.
+        async with http.post(
+            f"{server.url}/labels",
+            data=b'{"name": "bug"}',
+            headers=headers,
+            skip_auto_headers=["Content-Type"],
+        ) as resp:
+            status, answer = resp.status, await resp.json()
+        assert status == 400
+        assert (answer["error"]["code"], answer["error"].get("param")) == (
+            "invalid_content_type",
+            None,
+        )
+        assert server.labels == []
+
+    @pytest.mark.parametrize(
+        "content_type", ["application/json; charset=utf-8", "Application/JSON", "application/json "]
+    )
+    async def test_json_in_any_case_and_with_parameters(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession, content_type: str
+    ) -> None:
+        headers = {**AUTH, "Content-Type": content_type}
+        status, _, _ = await post(http, server, raw=b'{"name": "bug"}', headers=headers)
+        assert status == 201
 
 
 class TestTeamsAndUniqueness:

@@ -43,6 +43,17 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and credentials.lstrip(" ") == token
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` value is ``application/json``.
+
+    In any case, and with or without parameters such as ``charset`` (RFC 9110 section
+    8.3.1): ``Application/JSON; charset=utf-8`` is JSON too.
+    """
+    if content_type is None:
+        return False
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
 @attrs.frozen
 class Rejection:
     """A validation failure: the ``error`` object of a 400 answer."""

@@ -30,7 +30,7 @@ from .._validators import (
 )
 from ..errors import InvalidParameterError
 from ..models import TEAM_ID_MAX_LENGTH
-from ._contract import Rejection, ValidBody, bearer_matches, validate_body
+from ._contract import Rejection, ValidBody, bearer_matches, is_json, validate_body
 from ._faults import Fault, FaultPlan, fault_probabilities
 from ._ids import new_id
 from ._ratelimit import TokenBucket
@@ -333,7 +333,12 @@ class FakeKirimServer:
             raw = await request.read()
         except ConnectionResetError:  # the client went away mid-body: nothing to answer
             return None
-        response = self._process(raw, request_id, malform=fault is Fault.STORE_THEN_MALFORM)
+        response = self._process(
+            raw,
+            request.headers.get("Content-Type"),
+            request_id,
+            malform=fault is Fault.STORE_THEN_MALFORM,
+        )
         if fault is Fault.STORE_THEN_DROP:
             self._drop(request)
             return None
@@ -343,7 +348,14 @@ class FakeKirimServer:
             await self._pause(self.answer_delay)
         return response
 
-    def _process(self, raw: bytes, request_id: str, *, malform: bool = False) -> web.Response:
+    def _process(
+        self, raw: bytes, content_type: str | None, request_id: str, *, malform: bool = False
+    ) -> web.Response:
+        if not is_json(content_type):
+            return self._reject(
+                Rejection("invalid_content_type", "The Content-Type must be application/json."),
+                request_id,
+            )
         try:
             body = _json.loads(raw)
         except _json.JSONDecodeError:
