@@ -231,6 +231,17 @@ def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
         yield Row(first, item)
 
 
+def _header_hint(names: list[str]) -> str:
+    """Why a header may lack ``name``: another separator, or capitals (a spreadsheet's)."""
+    separators = [mark for mark in (";", "\t", "|") if any(mark in name for name in names)]
+    if len(names) == 1 and separators:
+        shown = "tabs" if separators[0] == "\t" else repr(separators[0])
+        return f"; it looks separated by {shown}: save it with commas"
+    if "name" in (name.lower() for name in names):
+        return f"; column names are lower case: {', '.join(COLUMNS)}"
+    return ""
+
+
 def _check_header(names: list[str], header: list[str], source: str) -> None:
     """Refuse a header without ``name``, with a column that is not a label's, or a twin.
 
@@ -238,7 +249,10 @@ def _check_header(names: list[str], header: list[str], source: str) -> None:
     skipped quietly (every label would be gray), as JSON Lines refuses unknown keys.
     """
     if "name" not in names:
-        raise InputFileError(f"{source}: the CSV header has no 'name' column (found: {header})")
+        raise InputFileError(
+            f"{source}: the CSV header has no 'name' column (found: {header})"
+            + _header_hint(names)
+        )
     unknown = [name for name in names if name not in COLUMNS]
     if unknown:
         raise InputFileError(

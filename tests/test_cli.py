@@ -407,7 +407,10 @@ class TestUsageAndInputErrors:
         ("content", "name", "says"),
         [
             (None, "missing.csv", "No such file"),
-            ("title,color\nbug,red\n", "in.csv", "no 'name' column"),
+            ("title,color\nbug,red\n", "in.csv", "no 'name' column (found: ['title', 'color'])"),
+            ("name;color\nbug;red\n", "in.csv", "looks separated by ';': save it with commas"),
+            ("name\tcolor\nbug\tred\n", "in.csv", "looks separated by tabs: save it with"),
+            ("Name,Color\nbug,red\n", "in.csv", "column names are lower case: name, color,"),
             (b"name\nbug\n\xff\xfe\n", "in.csv", "line 3: not valid UTF-8 (invalid start "),
             ("name\nFéature\n".encode("cp1252"), "in.csv", "; save the file as UTF-8"),
             ("name\nbug\n".encode("utf-16"), "in.csv", "in.csv: is UTF-16 text, not UTF-8;"),
