@@ -250,8 +250,7 @@ def _check_header(names: list[str], header: list[str], source: str) -> None:
     """
     if "name" not in names:
         raise InputFileError(
-            f"{source}: the CSV header has no 'name' column (found: {header})"
-            + _header_hint(names)
+            f"{source}: the CSV header has no 'name' column (found: {header})" + _header_hint(names)
         )
     unknown = [name for name in names if name not in COLUMNS]
     if unknown:

@@ -56,7 +56,7 @@ def is_json(content_type: str | None) -> bool:
 
 @attrs.frozen
 class Rejection:
-    """A validation failure: the ``error`` object of a 400 answer."""
+    """A validation failure: the ``error`` object of a 400 (or 422) answer."""
 
     code: str
     message: str

@@ -54,7 +54,8 @@ _ERROR_TYPES = {
     429: "rate_limit_error",
     500: "api_error",
 }
-# What a newer API might add (extra_fields=True): a value of each JSON kind but objects.
+# What a newer API might add (extra_fields=True): a null, a number and a boolean here,
+# an array (the envelope's warnings) and a string (an error's doc_url) below.
 _EXTRA_LABEL_FIELDS = {"description": None, "usage_count": 0, "archived": False}
 _BAD_GATEWAY_HTML = (
     b"<html><head><title>502 Bad Gateway</title></head>"
@@ -443,7 +444,7 @@ class FakeKirimServer:
             error["param"] = param
         error["request_id"] = request_id
         if self.extra_fields:
-            error["doc_url"] = f"https://kirim.chat/docs/errors#{code}"
+            error["doc_url"] = f"https://docs.kirim.example/errors#{code}"  # a reserved domain
         return self._json(status, {"error": error}, headers)
 
     def _reject(self, rejection: Rejection, request_id: str) -> web.Response:
