@@ -224,11 +224,26 @@ def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
             )
             yield Row(first, UnreadableRow("\n".join(taken), reason, "invalid_csv"))
             continue
-        record = dict(zip(names, values, strict=False))
-        item = {key: record[key] for key in COLUMNS if record.get(key, "").strip() != ""}
-        if "name" not in item and "name" in record:
-            item["name"] = record["name"]  # an empty name: reported as invalid
-        yield Row(first, item)
+        yield Row(first, _item_of(dict(zip(names, values, strict=False))))
+
+
+def _item_of(record: dict[str, str]) -> dict[str, str]:
+    """A CSV record as the bulk helper's mapping of a label's fields.
+
+    A blank cell (empty, or spaces only) is a field not given; a blank ``name`` is
+    empty, and so reported invalid rather than created as an invisible label. ``color``
+    and ``team_id`` lose the spaces around them, as the header's names do (``bug, red``
+    is as common as ``bug,red``); a name is sent as written.
+    """
+    item = {}
+    for key in ("color", "team_id"):
+        value = record.get(key, "").strip()
+        if value:
+            item[key] = value
+    name = record.get("name")  # missing when the row is shorter than the header
+    if name is not None:
+        item["name"] = name if name.strip() else ""
+    return item
 
 
 def _header_hint(names: list[str]) -> str:

@@ -351,6 +351,29 @@ class TestRowsThatFail:
         assert "3 fields where the header has 2" in rows[6]["error"]
         assert "row 6: invalid: 3 fields where the header has 2" in result.stdout
 
+    def test_spaces_around_csv_cells(self, tmp_path: Path) -> None:
+        # Was: the header's " color" was read as color but a cell's " red" was an
+        # invalid colour, and a name of spaces created a label that looks blank.
+        csv = write(
+            tmp_path / "in.csv",
+            "name, color, team_id\n"
+            "bug, red , team_a\n"
+            "   ,blue,team_a\n"  # line 3: a blank name
+            " spaced ,sky,team_a\n",  # a name is sent as written
+        )
+        with FakeKirimServer(token=TOKEN, teams=["team_a", "team_b"]).running_in_thread() as fake:
+            result, lines = seed_reported(fake, csv, tmp_path)
+        assert result.returncode == 1
+        rows = by_row(lines)
+        assert [rows[row]["status"] for row in (2, 3, 4)] == ["created", "invalid", "created"]
+        assert rows[3]["error_code"] == "invalid_name"
+        assert sorted(
+            (label["name"], label["color"], label["team_id"]) for label in fake.labels
+        ) == [
+            (" spaced ", "sky", "team_a"),
+            ("bug", "red", "team_a"),
+        ]
+
     def test_an_unclosed_quote_is_one_invalid_row_naming_its_lines(
         self, server: FakeKirimServer, tmp_path: Path
     ) -> None:
