@@ -34,7 +34,8 @@ async def post(
 ) -> tuple[int, Any, aiohttp.ClientResponse]:
     """POST to the fake server; return status, decoded JSON (or raw bytes) and response.
 
-    *raw* is sent as it is, labelled as JSON unless *headers* say otherwise.
+    *raw* is sent as it is: labelled as JSON when *headers* are not given, else with
+    the Content-Type they give, or none (aiohttp would add application/octet-stream).
     """
     if headers is None:
         headers = AUTH if raw is None else {**AUTH, "Content-Type": "application/json"}
@@ -43,6 +44,7 @@ async def post(
         json=body if raw is None else None,
         data=raw,
         headers=headers,
+        skip_auto_headers=None if raw is None else ["Content-Type"],
     ) as resp:
         content = await resp.read()
         try:
@@ -191,14 +193,7 @@ class TestValidation:
         headers = dict(AUTH)
         if content_type is not None:
             headers["Content-Type"] = content_type
-        # skip_auto_headers: with none given, aiohttp would label raw bytes octet-stream.
-        async with http.post(
-            f"{server.url}/labels",
-            data=b'{"name": "bug"}',
-            headers=headers,
-            skip_auto_headers=["Content-Type"],
-        ) as resp:
-            status, answer = resp.status, await resp.json()
+        status, answer, _ = await post(http, server, raw=b'{"name": "bug"}', headers=headers)
         assert status == 400
         assert (answer["error"]["code"], answer["error"].get("param")) == (
             "invalid_content_type",
