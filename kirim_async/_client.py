@@ -19,6 +19,7 @@ from ._config import (
     CallOptions,
     ClientConfig,
     RetryPolicy,
+    masked,
     resolve_config,
 )
 from ._events import Hooks, RequestEvent, ResponseEvent
@@ -168,6 +169,9 @@ class KirimClient:
         deadline: Seconds a whole call may take, retries and waits included.
         session: An aiohttp session of the caller's to send requests through.
         allow_insecure_http: Permit plain ``http://`` to a non-loopback host.
+        proxy: An HTTP proxy to send every request through (``http://host:port``,
+            credentials allowed and never shown); with ``session`` too. None: no proxy
+            (or your session's own).
         hooks: Callbacks for request, response and retry events.
         trace_configs: aiohttp trace configs, for the session the client opens (not
             with ``session``: add them to your own session).
@@ -180,7 +184,7 @@ class KirimClient:
 
     Raises:
         InvalidParameterError: A missing or malformed token (the error never shows it),
-            a refused base URL, an out-of-range option, or an option for the client's
+            a refused base URL or proxy, an out-of-range option, or an option for the client's
             own session given with ``session``.
     """
 
@@ -196,6 +200,7 @@ class KirimClient:
         deadline: float | None = None,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
+        proxy: str | None = None,
         hooks: Hooks | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
@@ -213,6 +218,7 @@ class KirimClient:
             deadline=deadline,
             retry=RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after),
             max_response_bytes=max_response_bytes,
+            proxy=proxy,
             connection_limit=connection_limit,
             hooks=_NO_HOOKS if hooks is None else hooks,
             sleep=sleep,
@@ -233,6 +239,7 @@ class KirimClient:
             trace_configs=trace_configs,
             connection_limit=self._config.connection_limit,
             max_response_bytes=self._config.max_response_bytes,
+            proxy=self._config.proxy,
         )
         self._retrier = Retrier(
             policy=self._config.retry,
@@ -243,7 +250,9 @@ class KirimClient:
         self.labels = Labels(self)
 
     def __repr__(self) -> str:
-        return f"KirimClient(base_url={self._config.base_url!r}, team_id={self._config.team_id!r})"
+        config = self._config
+        proxy = "" if config.proxy is None else f", proxy={masked(config.proxy)!r}"
+        return f"KirimClient(base_url={config.base_url!r}, team_id={config.team_id!r}{proxy})"
 
     @property
     def base_url(self) -> str:

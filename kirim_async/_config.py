@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -93,6 +94,11 @@ _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 _USER_INFO = re.compile(r"//[^/?#]*@")
 
 
+def masked(url: object) -> object:
+    """*url* with any credentials in it shown as ``***``, for errors, reprs and logs."""
+    return _USER_INFO.sub("//***@", url) if isinstance(url, str) else url
+
+
 def normalize_base_url(base_url: str, *, allow_insecure_http: bool, field: str = "base_url") -> str:
     """Check a base URL and strip its trailing slash; errors name *field*.
 
@@ -102,7 +108,7 @@ def normalize_base_url(base_url: str, *, allow_insecure_http: bool, field: str =
             or plain ``http://`` to a host that is not loopback without
             ``allow_insecure_http``.
     """
-    shown = _USER_INFO.sub("//***@", base_url) if isinstance(base_url, str) else base_url
+    shown = masked(base_url)
     parts = _split(base_url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidParameterError(field, "must be an absolute http(s) URL", shown)
@@ -124,6 +130,69 @@ def normalize_base_url(base_url: str, *, allow_insecure_http: bool, field: str =
     return base_url.rstrip("/")
 
 
+def check_proxy_url(proxy: object, *, field: str = "proxy") -> str:
+    """Check an HTTP proxy's URL, as aiohttp can use it; errors name *field*.
+
+    Credentials in it (``http://user:password@host:port``) are allowed, and masked in
+    the error. Plain ``http://`` is fine here: an ``https`` API is reached through a
+    tunnel that the proxy cannot read.
+
+    Raises:
+        InvalidParameterError: Not an absolute ``http://`` or ``https://`` URL with a
+            host (a SOCKS proxy needs a session of the caller's with a SOCKS
+            connector); with whitespace or control characters, a path, a query or a
+            fragment.
+    """
+    shown = masked(proxy)
+    parts = _split(proxy)
+    if parts is None or not parts.hostname:
+        raise InvalidParameterError(field, "must be an absolute http(s) URL", shown)
+    if parts.scheme not in ("http", "https"):
+        raise InvalidParameterError(
+            field,
+            "must be an http:// or https:// proxy (for SOCKS, pass a session of your own "
+            "with a SOCKS connector)",
+            shown,
+        )
+    assert isinstance(proxy, str)  # noqa: S101 - _split parsed it
+    if _WHITESPACE_OR_CONTROL.search(proxy):
+        raise InvalidParameterError(
+            field, "must not contain whitespace or control characters", shown
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidParameterError(
+            field, "must be the proxy's address alone, with no path, query or fragment", shown
+        )
+    return proxy
+
+
+def _proxy(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_proxy_url(value, field=attribute.name)
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for *url*, as curl and pip read it; or None.
+
+    ``https_proxy``/``HTTPS_PROXY`` for an ``https`` URL (``http_proxy`` for ``http``),
+    unless ``no_proxy``/``NO_PROXY`` lists the host, read through :mod:`urllib.request`
+    (which also asks the system's settings on macOS and Windows). A loopback host (a
+    local fake server, the CLI's sandbox) is always reached directly.
+
+    Raises:
+        InvalidParameterError: The variable holds no usable proxy URL (the error names
+            it, with any credentials masked).
+    """
+    parts = _split(url)  # a URL that does not parse is refused later, by the client
+    if parts is None or not parts.hostname or _is_loopback(parts.hostname):
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.netloc):
+        return None
+    if "://" not in proxy:  # "proxy.corp:3128", which curl and requests read as http://
+        proxy = f"http://{proxy}"
+    return check_proxy_url(proxy, field=f"{parts.scheme.upper()}_PROXY")
+
+
 @attrs.frozen(kw_only=True)
 class ClientConfig:
     """Everything a client needs that does not change while it runs.
@@ -142,6 +211,11 @@ class ClientConfig:
     )
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     max_response_bytes: int = attrs.field(default=DEFAULT_MAX_RESPONSE_BYTES, validator=count)
+    proxy: str | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_proxy),
+        repr=lambda proxy: repr(masked(proxy)),
+    )
     # aiohttp reads a limit of 0 as "no limit": 1 is the least a pool can hold.
     connection_limit: int = attrs.field(default=DEFAULT_CONNECTION_LIMIT, validator=whole_number(1))
     hooks: Hooks = attrs.field(factory=Hooks, validator=instance_of(Hooks))
@@ -165,6 +239,20 @@ class CallOptions:
     deadline: float | None = attrs.field(validator=attrs.validators.optional(positive))
 
 
+def chosen_base_url(
+    base_url: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """The base URL to use, unchecked, and the name of where it came from.
+
+    The argument, else ``KIRIM_BASE_URL``, else the API's own; an error in the
+    environment's URL names the variable to fix.
+    """
+    if base_url:
+        return base_url, "base_url"
+    env = os.environ if environ is None else environ
+    return env.get(BASE_URL_ENV) or DEFAULT_BASE_URL, BASE_URL_ENV
+
+
 def resolve_config(
     *,
     token: str | None,
@@ -175,9 +263,7 @@ def resolve_config(
 ) -> ClientConfig:
     """Fill the token and base URL from arguments, then the environment, then defaults."""
     env = os.environ if environ is None else environ
-    url, field = base_url, "base_url"
-    if not url:  # an error in the environment's URL names the variable to fix
-        url, field = env.get(BASE_URL_ENV) or DEFAULT_BASE_URL, BASE_URL_ENV
+    url, field = chosen_base_url(base_url, env)
     return ClientConfig(
         token=token if token is not None else env.get(TOKEN_ENV, ""),
         base_url=normalize_base_url(url, allow_insecure_http=allow_insecure_http, field=field),

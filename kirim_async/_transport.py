@@ -67,6 +67,8 @@ class Transport:
         trace_configs: aiohttp trace configs for the session this transport opens.
         connection_limit: The pool's size, for the session this transport opens.
         max_response_bytes: Answers with a longer body are refused unread.
+        proxy: An HTTP proxy's URL to send every request through, over any session
+            (None: the session's own choice, which is no proxy for the one opened here).
 
     Raises:
         InvalidParameterError: ``trace_configs`` or a ``connection_limit`` given with a
@@ -82,6 +84,7 @@ class Transport:
         default=DEFAULT_CONNECTION_LIMIT, validator=_only_for_own_session
     )
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    proxy: str | None = attrs.field(default=None, repr=False)  # it may hold a password
     _session: aiohttp.ClientSession | None = attrs.field(init=False)
     _owns_session: bool = attrs.field(init=False)
     _closed: bool = attrs.field(init=False, default=False)
@@ -149,6 +152,7 @@ class Transport:
                 allow_redirects=False,  # the Authorization header must not follow a redirect
                 timeout=self._last_timeout,  # most calls share the client's default
                 raise_for_status=False,  # over a caller's session's: statuses are ours to read
+                proxy=self.proxy,
             ) as response:
                 length = response.content_length
                 if length is not None and length <= self.max_response_bytes:
@@ -156,12 +160,19 @@ class Transport:
                 else:
                     body = await self._read_capped(response, length)
                 return RawResponse(response.status, response.reason or "", response.headers, body)
+        except aiohttp.ClientHttpProxyError as exc:
+            # Its str() shows the proxy's URL with any password in it: not raised from.
+            raise APIConnectionError(
+                f"the proxy refused to connect to {request.url}: {exc.status} {exc.message}",
+                request_may_have_been_sent=False,
+            ) from None
         except _NOT_SENT as exc:
             error_class = (
                 APITimeoutError if isinstance(exc, asyncio.TimeoutError) else APIConnectionError
             )
+            to = "the proxy for " if isinstance(exc, aiohttp.ClientProxyConnectionError) else ""
             raise error_class(
-                f"could not connect to {request.url}: {exc}", request_may_have_been_sent=False
+                f"could not connect to {to}{request.url}: {exc}", request_may_have_been_sent=False
             ) from exc
         except asyncio.TimeoutError as exc:
             raise APITimeoutError(

@@ -25,11 +25,19 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import attrs
 
 from ._client import KirimClient
-from ._config import DEFAULT_CONNECTION_LIMIT, TOKEN_ENV
+from ._config import (
+    DEFAULT_CONNECTION_LIMIT,
+    TOKEN_ENV,
+    check_proxy_url,
+    chosen_base_url,
+    environment_proxy,
+    masked,
+)
 from ._events import Hooks, ResponseEvent
 from ._outcomes import LabelOutcome, OutcomeStatus
 from ._seedfile import (
@@ -95,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
         "--max-retries", type=_whole_number(0), help="error retries per row (default: 2)"
     )
     seed.add_argument("--base-url", help="API base URL (default: KIRIM_BASE_URL or the API's)")
+    seed.add_argument(
+        "--proxy",
+        metavar="URL",
+        help=(
+            "send through this HTTP proxy (default: HTTPS_PROXY, unless NO_PROXY names "
+            "the host; credentials belong there, not here)"
+        ),
+    )
     seed.add_argument(
         "--token-file",
         type=Path,
@@ -183,6 +199,23 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
+def _proxy(args: argparse.Namespace) -> str | None:
+    """The proxy to send through: ``--proxy``, else the environment's for the API's URL.
+
+    Credentials on the command line are refused, as the token is: ``ps`` and the
+    shell's history would show them.
+    """
+    if args.proxy is None:
+        return environment_proxy(chosen_base_url(args.base_url)[0])
+    proxy = check_proxy_url(args.proxy, field="--proxy")
+    if urlsplit(proxy).username is not None:
+        raise UsageError(
+            f"--proxy {masked(proxy)}: put the proxy's credentials in HTTPS_PROXY instead "
+            "(the command line shows in ps and in the shell's history)"
+        )
+    return proxy
+
+
 def _check_sandbox(args: argparse.Namespace) -> None:
     """Refuse ``--sandbox`` beside an option that names a real API.
 
@@ -190,7 +223,11 @@ def _check_sandbox(args: argparse.Namespace) -> None:
     the API they named got them.
     """
     if args.sandbox:
-        for option, value in (("--base-url", args.base_url), ("--token-file", args.token_file)):
+        for option, value in (
+            ("--base-url", args.base_url),
+            ("--token-file", args.token_file),
+            ("--proxy", args.proxy),
+        ):
             if value is not None:
                 raise UsageError(
                     f"--sandbox cannot be combined with {option}: it seeds a fake server"
@@ -467,9 +504,10 @@ def _open_report(target: ReportTarget | None, prior: PriorReport, *, quiet: bool
 
 @attrs.frozen
 class Target:
-    """Where to send: a token and base URL, or a sandbox with the input's teams."""
+    """Where to send: a token, base URL and proxy, or a sandbox with the input's teams."""
 
     token: str | None
+    proxy: str | None = None
     sandbox_teams: frozenset[str] = frozenset()
 
 
@@ -490,7 +528,9 @@ async def _seed(
             await _send(args, seeding, rows, token=server.token, base_url=server.url)
     else:
         assert target.token is not None  # noqa: S101 - resolved by seed()
-        await _send(args, seeding, rows, token=target.token, base_url=args.base_url)
+        await _send(
+            args, seeding, rows, token=target.token, base_url=args.base_url, proxy=target.proxy
+        )
 
 
 async def _send(
@@ -500,12 +540,14 @@ async def _send(
     *,
     token: str,
     base_url: str | None,
+    proxy: str | None = None,
 ) -> None:
     progress = Progress(seeding.tally, quiet=args.quiet, stream=sys.stderr)
     try:
         async with KirimClient(
             token,
             base_url=base_url,
+            proxy=proxy,
             team_id=args.team_id,
             connection_limit=max(DEFAULT_CONNECTION_LIMIT, args.concurrency),
             hooks=Hooks(on_response=seeding.tally.on_response),
@@ -616,11 +658,14 @@ def seed(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     # A missing token is a usage error before anything else happens.
-    needs_token = not args.dry_run and not args.sandbox
+    sends = not args.dry_run and not args.sandbox
     target = Target(
-        token=_token(args) if needs_token else None,
+        token=_token(args) if sends else None,
+        proxy=_proxy(args) if sends else None,
         sandbox_teams=file_teams | ({args.team_id} if args.team_id is not None else frozenset()),
     )
+    if target.proxy is not None and not args.quiet:
+        print(f"kirim-labels: sending through the proxy {masked(target.proxy)}", file=sys.stderr)
     stream, source = _open_input(args)
     report = _open_report(report_target, prior, quiet=args.quiet)
     tally = Tally(total=total)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -132,6 +135,77 @@ async def scripted() -> AsyncIterator[ScriptedServer]:
     fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
     yield fake
     await runner.cleanup()
+
+
+class RecordingProxy:
+    """A forward HTTP proxy on loopback that records what reaches it.
+
+    A request in absolute form (``POST http://host:port/v1/labels``) is forwarded and
+    its answer relayed. A ``CONNECT`` (the tunnel an ``https`` URL needs) is answered
+    with *connect_status* and no tunnel: tests have no TLS server to reach.
+    """
+
+    def __init__(self, connect_status: int = 407) -> None:
+        self.connect_status = connect_status
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.url = ""
+        self._runner: web.ServerRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def credentialed_url(self, user: str, password: str) -> str:
+        """This proxy's URL with credentials in it."""
+        return self.url.replace("http://", f"http://{user}:{password}@")
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.requests.append((request.method, request.raw_path, dict(request.headers)))
+        if request.method == "CONNECT":
+            return web.Response(status=self.connect_status)
+        assert self._session is not None
+        skipped = ("host", "content-length", "proxy-authorization")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in skipped}
+        async with self._session.request(
+            request.method, request.raw_path, data=await request.read(), headers=headers
+        ) as answer:
+            relayed = {k: v for k, v in answer.headers.items() if k.lower() == "content-type"}
+            return web.Response(status=answer.status, body=await answer.read(), headers=relayed)
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._runner = web.ServerRunner(web.Server(self._handle), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    @contextlib.contextmanager
+    def running_in_thread(self) -> Iterator[RecordingProxy]:
+        """Serve from a background thread, for tests that run the CLI as a subprocess."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="RecordingProxy", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
+            yield self
+        finally:
+            asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout=30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            loop.close()
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[RecordingProxy]:
+    """A RecordingProxy on this test's event loop."""
+    recording = RecordingProxy()
+    await recording.start()
+    yield recording
+    await recording.close()
 
 
 class SleepRecorder:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,12 @@ import pytest
 from kirim_async._seedfile import prescan, read_report, read_rows
 from kirim_async.testing import FakeKirimServer, Fault
 
-from .conftest import closed_port
+from .conftest import RecordingProxy, closed_port
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TOKEN = "tok_cli_SECRET_0451"
+PROXY_PASSWORD = "pr0xy_cli_SECRET_77"
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
 
 
 @pytest.fixture
@@ -42,8 +44,12 @@ def run(
     stdin: bytes | None = None,
     timeout: float = 120,
     cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KIRIM_API_TOKEN", "KIRIM_BASE_URL")}
+    """Run kirim-labels with *args*; no KIRIM_ or proxy variable but *token* and *environ*."""
+    ours = ("KIRIM_API_TOKEN", "KIRIM_BASE_URL", *PROXY_VARIABLES)
+    env = {k: v for k, v in os.environ.items() if k.upper() not in ours}
+    env.update(environ or {})
     if token is not None:
         env["KIRIM_API_TOKEN"] = token
     return subprocess.run(
@@ -425,6 +431,92 @@ class TestRowsThatFail:
         assert "skipped: could not connect to" in result.stdout
 
 
+class TestProxy:
+    def test_proxy_option_sends_every_row_through_it(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nvia-proxy-1\nvia-proxy-2\n")
+        with RecordingProxy().running_in_thread() as proxy:
+            result = seed(server, csv, "--proxy", proxy.url)
+        assert result.returncode == 0, result.stderr
+        assert f"sending through the proxy {proxy.url}" in result.stderr
+        assert sorted(target for _, target, _ in proxy.requests) == [f"{server.url}/labels"] * 2
+        assert len(server.labels) == 2
+
+    def test_https_proxy_from_the_environment_and_its_refusal_stops_the_job(
+        self, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "report.jsonl"
+        csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"n{i}" for i in range(20)))
+        with RecordingProxy(connect_status=407).running_in_thread() as proxy:
+            credentialed = proxy.credentialed_url("kirim", PROXY_PASSWORD)
+            result = run(
+                "seed",
+                csv,
+                "--base-url",
+                "https://api.kirim.example/v1",
+                "--report",
+                out,
+                "--concurrency",
+                "1",
+                "-v",
+                environ={"HTTPS_PROXY": credentialed, "NO_PROXY": "example.org"},
+            )
+        assert result.returncode == 1
+        assert "sending through the proxy http://***@127.0.0.1:" in result.stderr
+        assert {target for _, target, _ in proxy.requests} == {"api.kirim.example:443"}
+        statuses = Counter(line["status"] for line in report(out))
+        assert statuses == {"failed": 1, "skipped": 19}  # a refused tunnel sent nothing
+        assert "the proxy refused to connect to https://api.kirim.example/v1/labels: 407" in (
+            result.stdout
+        )
+        for text in (result.stdout, result.stderr, out.read_text()):
+            assert PROXY_PASSWORD not in text
+
+    def test_no_proxy_and_loopback_are_reached_directly(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\ndirect\n")
+        dead = f"http://127.0.0.1:{closed_port()}"
+        result = seed(server, csv, environ={"HTTP_PROXY": dead, "HTTPS_PROXY": dead})
+        assert result.returncode == 0, result.stderr
+        assert "proxy" not in result.stderr
+
+    @pytest.mark.parametrize(
+        ("value", "says"),
+        [
+            (
+                f"http://kirim:{PROXY_PASSWORD}@proxy.corp:3128",
+                "--proxy http://***@proxy.corp:3128: put the proxy's credentials in HTTPS_PROXY",
+            ),
+            ("socks5://proxy.corp:1080", "--proxy: must be an http:// or https:// proxy"),
+        ],
+    )
+    def test_a_refused_proxy_option_is_a_usage_error(
+        self, server: FakeKirimServer, tmp_path: Path, value: str, says: str
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        result = seed(server, csv, "--proxy", value)
+        assert result.returncode == 2
+        assert says in result.stderr
+        assert PROXY_PASSWORD not in result.stderr
+        assert server.stats.requests == 0
+
+    def test_a_bad_proxy_variable_is_a_usage_error_naming_it(self, tmp_path: Path) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        result = run(
+            "seed",
+            csv,
+            "--base-url",
+            "https://api.kirim.example/v1",
+            environ={"HTTPS_PROXY": "socks5://proxy.corp:1080"},
+        )
+        assert result.returncode == 2
+        assert "kirim-labels: error: HTTPS_PROXY: must be an http:// or https:// proxy" in (
+            result.stderr
+        )
+
+
 class TestUsageAndInputErrors:
     @pytest.mark.parametrize(
         ("content", "name", "says"),
@@ -530,7 +622,12 @@ class TestUsageAndInputErrors:
         assert result.returncode == 2
 
     @pytest.mark.parametrize(
-        ("option", "value"), [("--base-url", "https://api.kirim.chat/v1"), ("--token-file", "t")]
+        ("option", "value"),
+        [
+            ("--base-url", "https://api.kirim.chat/v1"),
+            ("--token-file", "t"),
+            ("--proxy", "http://proxy.corp:3128"),
+        ],
     )
     def test_sandbox_refuses_an_option_that_names_a_real_api(
         self, tmp_path: Path, option: str, value: str

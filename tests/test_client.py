@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import gc
 import json
 import logging
 import re
 import time
+import traceback
 from collections.abc import Awaitable
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +18,7 @@ import attrs
 import pytest
 
 from kirim_async import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     CreateLabel,
@@ -35,10 +39,18 @@ from kirim_async import (
     RetryEvent,
     ServerError,
 )
+from kirim_async._config import environment_proxy
 from kirim_async.testing import FakeKirimServer, Fault
 
 from . import conftest
-from .conftest import Answer, ScriptedServer, SleepRecorder, label_body
+from .conftest import (
+    Answer,
+    RecordingProxy,
+    ScriptedServer,
+    SleepRecorder,
+    closed_port,
+    label_body,
+)
 
 SECRET = "sk_live_SECRET_TOKEN_7f3a"
 
@@ -573,6 +585,150 @@ class TestSecurity:
         async with client_for(scripted, max_response_bytes=100) as client:
             with pytest.raises(MalformedResponseError, match="100-byte"):
                 await client.labels.create("bug")
+
+
+PROXY_PASSWORD = "pr0xy_SECRET_9c1e"
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
+
+
+def _everything_shown(error: BaseException) -> str:
+    """What a user can see of an error: its str, repr and the whole printed traceback."""
+    return "".join([str(error), repr(error), *traceback.format_exception(error)])
+
+
+class TestProxy:
+    """``proxy=`` sends every request through an HTTP proxy; its password never shows."""
+
+    @pytest.mark.parametrize("own_session", [False, True])
+    async def test_creates_through_the_proxy_with_its_credentials(
+        self, server: FakeKirimServer, proxy: RecordingProxy, own_session: bool
+    ) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            session = (
+                await stack.enter_async_context(aiohttp.ClientSession()) if own_session else None
+            )
+            client = await stack.enter_async_context(
+                client_for(
+                    server,
+                    proxy=proxy.credentialed_url("kirim", PROXY_PASSWORD),
+                    session=session,
+                )
+            )
+            label = await client.labels.create("through-the-proxy")
+        assert [entry["name"] for entry in server.labels] == [label.name]
+        [(method, target, headers)] = proxy.requests
+        assert (method, target) == ("POST", f"{server.url}/labels")  # absolute form
+        assert headers["Authorization"] == f"Bearer {server.token}"
+        credentials = base64.b64encode(f"kirim:{PROXY_PASSWORD}".encode()).decode()
+        assert headers["Proxy-Authorization"] == f"Basic {credentials}"
+
+    async def test_a_refused_tunnel_sent_nothing_and_hides_the_password(
+        self, proxy: RecordingProxy, sleeps: SleepRecorder
+    ) -> None:
+        client = KirimClient(
+            "tok",
+            base_url="https://api.kirim.example/v1",
+            proxy=proxy.credentialed_url("kirim", PROXY_PASSWORD),
+            max_retries=1,
+            sleep=sleeps,
+        )
+        async with client:
+            with pytest.raises(APIConnectionError) as info:
+                await client.labels.create("bug")
+        error = info.value
+        assert type(error) is APIConnectionError
+        assert not error.request_may_have_been_sent  # a tunnel refused is retried as safe
+        assert error.attempts == 2
+        assert "the proxy refused to connect to https://api.kirim.example/v1/labels: 407" in (
+            str(error)
+        )
+        assert [(m, t) for m, t, _ in proxy.requests] == [("CONNECT", "api.kirim.example:443")] * 2
+        assert PROXY_PASSWORD not in _everything_shown(error)
+
+    async def test_a_proxy_that_cannot_be_reached_is_named(self) -> None:
+        unreachable = f"http://kirim:{PROXY_PASSWORD}@127.0.0.1:{closed_port()}"
+        async with KirimClient("tok", proxy=unreachable, max_retries=0) as client:
+            with pytest.raises(APIConnectionError) as info:
+                await client.labels.create("bug")
+        assert "could not connect to the proxy for https://api.kirim.chat/v1/labels" in str(
+            info.value
+        )
+        assert not info.value.request_may_have_been_sent
+        assert PROXY_PASSWORD not in _everything_shown(info.value)
+
+    @pytest.mark.parametrize(
+        ("value", "rule"),
+        [
+            ("", "must be an absolute http(s) URL"),
+            ("proxy.corp:3128", "must be an absolute http(s) URL"),
+            (3128, "must be an absolute http(s) URL"),
+            ("socks5://proxy.corp:1080", "must be an http:// or https:// proxy"),
+            ("http://proxy.corp:3128/path", "with no path, query or fragment"),
+            ("http://proxy.corp:3128?x=1", "with no path, query or fragment"),
+            ("http://proxy.corp :3128", _WHITESPACE_RULE),
+            ("http://proxy.corp:99999", "must be an absolute http(s) URL"),
+        ],
+    )
+    def test_a_bad_proxy_is_refused_naming_the_rule(self, value: object, rule: str) -> None:
+        with pytest.raises(InvalidParameterError) as info:
+            KirimClient("tok", proxy=value)  # type: ignore[arg-type]
+        assert info.value.field == "proxy"
+        assert rule in info.value.rule
+
+    def test_its_credentials_are_masked_in_errors_and_reprs(self) -> None:
+        with pytest.raises(InvalidParameterError) as info:
+            KirimClient("tok", proxy=f"http://kirim:{PROXY_PASSWORD}@proxy.corp:3128/x")
+        assert "http://***@proxy.corp:3128/x" in str(info.value)
+        client = KirimClient("tok", proxy=f"http://kirim:{PROXY_PASSWORD}@proxy.corp:3128")
+        shown = [repr(client), repr(client._config), repr(client._transport)]
+        assert "proxy='http://***@proxy.corp:3128'" in shown[0]
+        assert not [text for text in shown if PROXY_PASSWORD in text]
+        assert "proxy=" not in repr(KirimClient("tok"))
+
+
+class TestEnvironmentProxy:
+    """The CLI's proxy from the environment, read as curl, pip and urllib read it."""
+
+    @pytest.fixture(autouse=True)
+    def _no_proxy_variables(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in _PROXY_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.upper(), raising=False)
+
+    def test_https_proxy_for_an_https_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        assert environment_proxy("https://api.kirim.chat/v1") is None
+        monkeypatch.setenv("HTTPS_PROXY", "http://kirim:pw@proxy.corp:3128")
+        monkeypatch.setenv("HTTP_PROXY", "http://plain.corp:8080")
+        assert environment_proxy("https://api.kirim.chat/v1") == "http://kirim:pw@proxy.corp:3128"
+        assert environment_proxy("http://kirim.internal/v1") == "http://plain.corp:8080"
+
+    def test_lower_case_and_a_bare_address(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("https_proxy", "proxy.corp:3128")
+        assert environment_proxy("https://api.kirim.chat/v1") == "http://proxy.corp:3128"
+
+    @pytest.mark.parametrize(
+        "no_proxy", ["example.org,kirim.chat", "example.org, .kirim.chat", "api.kirim.chat", "*"]
+    )
+    def test_no_proxy_names_the_host(self, monkeypatch: pytest.MonkeyPatch, no_proxy: str) -> None:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        assert environment_proxy("https://api.kirim.chat/v1") is None
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:8080/v1", "http://localhost:8080/v1", "http://[::1]:80/v1"]
+    )
+    def test_a_loopback_host_is_reached_directly(
+        self, monkeypatch: pytest.MonkeyPatch, url: str
+    ) -> None:
+        monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:3128")
+        assert environment_proxy(url) is None
+
+    def test_a_bad_value_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HTTPS_PROXY", f"socks5://kirim:{PROXY_PASSWORD}@proxy.corp:1080")
+        with pytest.raises(InvalidParameterError) as info:
+            environment_proxy("https://api.kirim.chat/v1")
+        assert info.value.field == "HTTPS_PROXY"
+        assert PROXY_PASSWORD not in str(info.value)
 
 
 class TestObservability:
