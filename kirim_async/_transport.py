@@ -55,6 +55,23 @@ def _only_for_own_session(instance: Transport, attribute: attrs.Attribute[Any], 
         )
 
 
+def _usable_session(
+    _instance: Transport, attribute: attrs.Attribute[Any], value: aiohttp.ClientSession | None
+) -> None:
+    # Either would fail every request with aiohttp's bare RuntimeError or ValueError.
+    if value is None:
+        return
+    if value.closed:
+        raise InvalidParameterError(attribute.name, "is closed", value)
+    if value.auth is not None:
+        raise InvalidParameterError(
+            attribute.name,
+            "has a default auth, which aiohttp refuses to send beside the client's "
+            "Authorization header: pass a session without auth",
+            value,
+        )
+
+
 @attrs.define(kw_only=True, eq=False)
 class Transport:
     """Sends requests over one pooled aiohttp session.
@@ -72,11 +89,14 @@ class Transport:
 
     Raises:
         InvalidParameterError: ``trace_configs`` or a ``connection_limit`` given with a
-            caller's session, which they would not apply to.
+            caller's session, which they would not apply to; a caller's session that is
+            closed or has a default ``auth``.
     """
 
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)  # it holds the token
-    callers_session: aiohttp.ClientSession | None = None
+    callers_session: aiohttp.ClientSession | None = attrs.field(
+        default=None, validator=_usable_session
+    )
     trace_configs: Sequence[aiohttp.TraceConfig] = attrs.field(
         default=(), validator=_only_for_own_session
     )

@@ -9,6 +9,7 @@ import logging
 import re
 import time
 import traceback
+import warnings
 from collections.abc import Awaitable
 from types import SimpleNamespace
 from typing import Any
@@ -327,6 +328,20 @@ class TestLifecycle:
                 KirimClient("tok", session=session, **options)
             assert info.value.field == field
             KirimClient("tok", session=session, trace_configs=[])  # no tracing asked for
+
+    async def test_a_callers_session_that_cannot_send_is_refused(self) -> None:
+        # Before: every request failed with aiohttp's bare RuntimeError or ValueError.
+        async with aiohttp.ClientSession() as session:
+            pass
+        with pytest.raises(InvalidParameterError, match="session: is closed"):
+            KirimClient("tok", session=session)
+        with warnings.catch_warnings():  # aiohttp 3.14 deprecates auth=, earlier ones not
+            warnings.simplefilter("ignore", DeprecationWarning)
+            authenticating = aiohttp.ClientSession(auth=aiohttp.BasicAuth("user", "password"))
+        async with authenticating:
+            with pytest.raises(InvalidParameterError, match="has a default auth") as info:
+                KirimClient("tok", session=authenticating)
+        assert "password" not in str(info.value)
 
     def test_transport_repr_has_no_token(self) -> None:
         client = KirimClient(SECRET)
