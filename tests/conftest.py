@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -10,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -20,6 +18,7 @@ from aiohttp import web
 
 from kirim_async import KirimClient
 from kirim_async.testing import FakeKirimServer
+from kirim_async.testing._threaded import serving_in_thread
 
 pytest_plugins = ["kirim_async.testing.pytest_plugin"]
 
@@ -186,17 +185,8 @@ class RecordingProxy:
     @contextlib.contextmanager
     def running_in_thread(self) -> Iterator[RecordingProxy]:
         """Serve from a background thread, for tests that run the CLI as a subprocess."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="RecordingProxy", daemon=True)
-        thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
+        with serving_in_thread(self.start, self.close, name="RecordingProxy"):
             yield self
-        finally:
-            asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout=30)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
 
 
 @pytest.fixture

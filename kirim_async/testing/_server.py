@@ -7,7 +7,6 @@ import contextlib
 import email.utils
 import math
 import secrets
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +33,7 @@ from ._contract import Rejection, ValidBody, bearer_matches, is_json, validate_b
 from ._faults import Fault, FaultPlan, fault_probabilities
 from ._ids import new_id
 from ._ratelimit import TokenBucket
+from ._threaded import serving_in_thread
 
 __all__ = [
     "FakeKirimServer",
@@ -265,17 +265,8 @@ class FakeKirimServer:
         For synchronous tests, subprocess tests and fixtures that must not depend on
         the caller's event loop.
         """
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="FakeKirimServer", daemon=True)
-        thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
+        with serving_in_thread(self.start, self.close, name="FakeKirimServer"):
             yield self
-        finally:
-            asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout=30)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
 
     # -- introspection and control ---------------------------------------------
 
