@@ -289,10 +289,11 @@ class KirimClient:
         """Close the connection pool (a caller's session stays open). Safe to repeat."""
         await self._transport.aclose()
 
-    def _new_gate(self, max_wait: float) -> RateGate:
+    def _new_gate(self, max_wait: float, max_rate: float | None = None) -> RateGate:
         """A rate-limit gate on this client's clocks and sleep, for one bulk job."""
         return RateGate(
             max_wait=max_wait,
+            max_rate=max_rate,
             sleep=self._retrier.sleep,
             clock=self._clock,
             wall_clock=self._wall_clock,

@@ -12,6 +12,9 @@ waking N sleeping workers together. Between 429s the gate paces sends ahead of t
   caps the send rate at 70 % of the rate measured so far, each further 429 (at most one
   per closing of the gate) cuts it by 30 % again, and the rate grows back linearly
   (10 % of the cut rate per second) to probe for more.
+
+A ``max_rate`` caps all of this: the gate then paces from the first send, evenly, at
+that rate at most, so that a job leaves the rest of the organisation's quota alone.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class RateGate:
         wall_clock: Unix time, for an ``X-RateLimit-Reset`` given as a timestamp.
         policy: The client's retry policy, whose exponential waits a 429 without
             ``Retry-After`` closes the gate for.
+        max_rate: Requests a second at most, evenly spaced, whatever the pacer learns;
+            None for no cap of the job's own.
     """
 
     max_wait: float
@@ -71,6 +76,7 @@ class RateGate:
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    max_rate: float | None = None
 
     sends: int = attrs.field(default=0, init=False)
     """Requests let through."""
@@ -91,13 +97,18 @@ class RateGate:
     _stamp: float = attrs.field(init=False, default=0.0)
     _from_headers: bool = attrs.field(init=False, default=False)
     _header_rates: list[float] = attrs.field(init=False, factory=list)
-    # Additive increase (no headers): rate = cut_rate * (1 + probe * seconds since cut).
+    # Additive increase (no headers): rate = cut_rate * (1 + probe * seconds since cut);
+    # no cut yet while _cut_at is None.
     _cut_rate: float = attrs.field(init=False, default=0.0)
-    _cut_at: float = attrs.field(init=False, default=0.0)
+    _cut_at: float | None = attrs.field(init=False, default=None)
     # Send-rate measurement, for the first cut.
     _first_send_at: float | None = attrs.field(init=False, default=None)
     _answered: int = attrs.field(init=False, default=0)
     _waits: Generator[float, None, None] | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_rate is not None:  # paced from the start: one token, no burst
+            self._rate = self.max_rate
 
     @property
     def is_halted(self) -> bool:
@@ -167,9 +178,12 @@ class RateGate:
             self._first_send_at = self.clock()
 
     def _current_rate(self, now: float) -> float | None:
-        if self._rate is None or self._from_headers:
-            return self._rate
-        return self._cut_rate * (1.0 + _PROBE_PER_SECOND * (now - self._cut_at))
+        rate = self._rate
+        if rate is None:
+            return None
+        if not self._from_headers and self._cut_at is not None:
+            rate = self._cut_rate * (1.0 + _PROBE_PER_SECOND * (now - self._cut_at))
+        return rate if self.max_rate is None else min(rate, self.max_rate)
 
     def _token_delay(self, now: float) -> float:
         rate = self._current_rate(now)
@@ -225,15 +239,17 @@ class RateGate:
         del self._header_rates[:-_HEADER_RATE_SAMPLES]
         rate = sorted(self._header_rates)[len(self._header_rates) // 2]
         now = self.clock()
+        # Under a max_rate, sends stay evenly spaced: no burst of the server's size.
+        capacity = max(1.0, limit) if self.max_rate is None else 1.0
         if not self._from_headers:
             in_flight = max(0, self.sends - self._answered)
-            self._tokens = max(0.0, remaining - in_flight)
+            self._tokens = min(capacity, max(0.0, remaining - in_flight))
             self._stamp = now
         else:
             self._token_delay(now)  # settle the bucket at the old rate first
         self._from_headers = True
         self._rate = rate
-        self._capacity = max(1.0, limit)
+        self._capacity = capacity
 
     def rate_limited(self, error: RateLimitError) -> None:
         """Close the gate for a 429 and slow the pacer.

@@ -36,7 +36,7 @@ from ._outcomes import (
     SkipReason,
 )
 from ._pacing import RateGate
-from ._validators import count, flag, function, number, one_of, whole_number
+from ._validators import count, flag, function, number, one_of, positive, whole_number
 from .errors import (
     APIConnectionError,
     AuthenticationError,
@@ -507,6 +507,7 @@ class _JobOptions:
     max_retries: int | None = attrs.field(validator=attrs.validators.optional(count))
     # Unlike the client's durations, an infinite budget is fine: never give up.
     max_rate_limit_wait: float = attrs.field(validator=number(finite=False))
+    max_rate: float | None = attrs.field(validator=attrs.validators.optional(positive))
     dedupe: bool = attrs.field(validator=flag)
     on_outcome: object = attrs.field(validator=attrs.validators.optional(function))
 
@@ -519,6 +520,7 @@ def _new_job(
     on_duplicate: OnDuplicate,
     max_retries: int | None,
     max_rate_limit_wait: float,
+    max_rate: float | None,
     dedupe: bool,
     on_outcome: OnOutcome | None,
 ) -> _Job:
@@ -529,12 +531,13 @@ def _new_job(
         on_duplicate=on_duplicate,
         max_retries=max_retries,
         max_rate_limit_wait=max_rate_limit_wait,
+        max_rate=max_rate,
         dedupe=dedupe,
         on_outcome=on_outcome,
     )
     return _Job(
         client=client,
-        gate=client._new_gate(options.max_rate_limit_wait),
+        gate=client._new_gate(options.max_rate_limit_wait, options.max_rate),
         concurrency=options.concurrency,
         on_duplicate=options.on_duplicate,
         max_retries=options.max_retries,
@@ -550,6 +553,7 @@ async def iter_bulk_create_labels(
     on_duplicate: OnDuplicate = "exists",
     max_retries: int | None = None,
     max_rate_limit_wait: float = DEFAULT_MAX_RATE_LIMIT_WAIT,
+    max_rate: float | None = None,
     dedupe: bool = True,
     on_outcome: OnOutcome | None = None,
 ) -> AsyncGenerator[LabelOutcome, None]:
@@ -572,6 +576,9 @@ async def iter_bulk_create_labels(
         max_rate_limit_wait: Seconds the job may spend held back by 429s in all (the
             gate's closings summed, or one unbroken run of 429s, whichever comes
             first); after that, every remaining item fails with the ``RateLimitError``.
+        max_rate: Requests a second at most, evenly spaced (retries included), to leave
+            the rest of the organisation's rate limit to other callers; None: as fast
+            as the API allows.
         dedupe: Skip items repeating an earlier item's (team, name). This remembers each
             distinct (team, name) seen; pass False for constant memory on input known to
             be unique (a repeat is then sent and reported as ``exists``).
@@ -592,6 +599,7 @@ async def iter_bulk_create_labels(
         on_duplicate=on_duplicate,
         max_retries=max_retries,
         max_rate_limit_wait=max_rate_limit_wait,
+        max_rate=max_rate,
         dedupe=dedupe,
         on_outcome=on_outcome,
     )
@@ -609,6 +617,7 @@ async def bulk_create_labels(
     on_duplicate: OnDuplicate = "exists",
     max_retries: int | None = None,
     max_rate_limit_wait: float = DEFAULT_MAX_RATE_LIMIT_WAIT,
+    max_rate: float | None = None,
     dedupe: bool = True,
     on_outcome: OnOutcome | None = None,
 ) -> BulkResult:
@@ -631,6 +640,7 @@ async def bulk_create_labels(
         on_duplicate=on_duplicate,
         max_retries=max_retries,
         max_rate_limit_wait=max_rate_limit_wait,
+        max_rate=max_rate,
         dedupe=dedupe,
         on_outcome=on_outcome,
     )

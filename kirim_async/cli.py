@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import math
 import os
 import signal
 import sys
@@ -102,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument(
         "--max-retries", type=_whole_number(0), help="error retries per row (default: 2)"
     )
+    seed.add_argument(
+        "--max-rate",
+        type=_positive_number,
+        metavar="N",
+        help="requests a second at most, evenly spaced (default: as fast as the API allows)",
+    )
     seed.add_argument("--base-url", help="API base URL (default: KIRIM_BASE_URL or the API's)")
     seed.add_argument(
         "--proxy",
@@ -175,6 +182,17 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _positive_number(text: str) -> float:
+    """An option's parser for a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def _team_id(text: str) -> str:
@@ -558,6 +576,7 @@ async def _send(
                 concurrency=args.concurrency,
                 on_duplicate="exists" if args.on_duplicate == "skip" else "error",
                 max_retries=args.max_retries,
+                max_rate=args.max_rate,
             )
             async with contextlib.aclosing(stream):
                 async for outcome in stream:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -189,6 +190,9 @@ class TestInputs:
             ({"concurrency": True}, "concurrency"),
             ({"on_duplicate": "ignore"}, "on_duplicate"),
             ({"max_rate_limit_wait": -1}, "max_rate_limit_wait"),
+            ({"max_rate": 0}, "max_rate"),
+            ({"max_rate": float("inf")}, "max_rate"),
+            ({"max_rate": "10"}, "max_rate"),
             ({"max_retries": -1}, "max_retries"),
             # Before: three labels created, then a TypeError that lost their outcomes.
             ({"on_outcome": "print"}, "on_outcome"),
@@ -723,6 +727,20 @@ class TestRateLimits:
         assert spent.startswith("rate limited (request_id=req_last): waiting 60.000s more")
         assert "30s budget (max_rate_limit_wait)" in spent
 
+    async def test_max_rate_spaces_every_send_of_the_job(
+        self, server: FakeKirimServer, sleeps: SleepRecorder, clock: FakeClock
+    ) -> None:
+        sent_at: list[float] = []
+        hooks = Hooks(on_request=lambda _: sent_at.append(clock()))
+        async with client_for(server, sleeps, hooks=hooks) as client:
+            result = await bulk_create_labels(
+                client, [f"n{i}" for i in range(21)], concurrency=8, max_rate=10
+            )
+        assert len(result.created) == 21
+        gaps = [later - earlier for earlier, later in itertools.pairwise(sent_at)]
+        assert min(gaps) == pytest.approx(0.1)  # evenly spaced: no burst at the start
+        assert sent_at[-1] - sent_at[0] == pytest.approx(2.0)
+
     async def test_paced_job_meets_few_429s(self) -> None:
         async with FakeKirimServer(rate=400, burst=20) as server, client_for(server) as client:
             result = await bulk_create_labels(client, [f"n{i}" for i in range(600)], concurrency=32)
@@ -949,6 +967,30 @@ class TestRateGate:
         assert gate.rate == pytest.approx(140, rel=0.05)  # probes back up linearly
         gate.rate_limited(self.rl(0.5))
         assert gate.rate == pytest.approx(98, rel=0.05)
+
+    async def test_max_rate_caps_what_hints_and_probing_would_allow(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        from kirim_async._pacing import RateGate
+
+        gate = RateGate(max_wait=60, sleep=sleeps, clock=clock, wall_clock=lambda: 0.0, max_rate=20)
+        assert gate.rate == 20
+        assert gate.is_limiting  # paced from the first send
+        hints = {
+            "X-RateLimit-Limit": "50",
+            "X-RateLimit-Remaining": "40",
+            "X-RateLimit-Reset": "0.1",
+        }
+        gate.observe(201, hints)  # the server would take 100/s, and a burst of 40
+        assert gate.rate == 20
+        for _ in range(5):
+            await gate.wait_turn()
+        assert sleeps.waits == pytest.approx([0.05] * 4)  # no burst either
+        gate = RateGate(max_wait=60, sleep=sleeps, clock=clock, wall_clock=lambda: 0.0, max_rate=20)
+        gate.rate_limited(self.rl(0.5))
+        assert gate.rate == pytest.approx(14)  # AIMD cuts from the cap
+        clock.advance(60)
+        assert gate.rate == 20  # and probes back up to it, no further
 
     async def test_missing_retry_after_backs_off_exponentially(
         self, clock: FakeClock, sleeps: SleepRecorder

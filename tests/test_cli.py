@@ -411,6 +411,16 @@ class TestRowsThatFail:
             assert limited.stats.rate_limited <= 10
             assert f"{limited.stats.rate_limited} answered 429" in result.stdout
 
+    def test_max_rate_keeps_the_job_under_the_servers_limit(self, tmp_path: Path) -> None:
+        csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"n{i}" for i in range(15)))
+        with FakeKirimServer(token=TOKEN, rate=40, burst=5).running_in_thread() as limited:
+            result = seed(limited, csv, "--max-rate", "10", "--concurrency", "8")
+        assert result.returncode == 0, result.stderr
+        assert "created           15" in result.stdout
+        # Unpaced, 8 workers meet a 429 at once; at a quarter of the limit, never.
+        assert limited.stats.rate_limited == 0
+        assert "0 answered 429" in result.stdout
+
     def test_authentication_failure(self, server: FakeKirimServer, tmp_path: Path) -> None:
         csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"n{i}" for i in range(50)))
         result, lines = seed_reported(server, csv, tmp_path, "--concurrency", "2", token="wrong")
@@ -572,6 +582,9 @@ class TestUsageAndInputErrors:
             ("--concurrency", "x", "argument --concurrency: must be a whole number, got 'x'"),
             ("--max-retries", "-1", "argument --max-retries: must be >= 0, got -1"),
             ("--max-retries", "1.5", "argument --max-retries: must be a whole number, got '1.5'"),
+            ("--max-rate", "0", "argument --max-rate: must be a finite number > 0, got 0"),
+            ("--max-rate", "inf", "argument --max-rate: must be a finite number > 0, got inf"),
+            ("--max-rate", "fast", "argument --max-rate: must be a number, got 'fast'"),
         ],
     )
     def test_a_bad_number_option_names_the_option_and_the_rule(
