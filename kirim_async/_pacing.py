@@ -308,7 +308,8 @@ class RateGate:
         self._cut_rate = max(_MIN_RATE, current * _DECREASE)
         self._cut_at = now
         self._rate = self._cut_rate
-        self._capacity = 2.0  # little burst: the server's is unknown
+        # Little burst, the server's being unknown; none under a max_rate.
+        self._capacity = 2.0 if self.max_rate is None else 1.0
 
     def _next_backoff(self) -> float:
         # A 429 without Retry-After: the client's exponential waits, with full jitter.

@@ -991,6 +991,10 @@ class TestRateGate:
         assert gate.rate == pytest.approx(14)  # AIMD cuts from the cap
         clock.advance(60)
         assert gate.rate == 20  # and probes back up to it, no further
+        sleeps.waits.clear()
+        for _ in range(3):
+            await gate.wait_turn()
+        assert sleeps.waits == pytest.approx([0.05] * 2)  # still no burst after a cut
 
     async def test_missing_retry_after_backs_off_exponentially(
         self, clock: FakeClock, sleeps: SleepRecorder
