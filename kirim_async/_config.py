@@ -99,6 +99,13 @@ def masked(url: object) -> object:
     return _USER_INFO.sub("//***@", url) if isinstance(url, str) else url
 
 
+def _refuse_whitespace(url: str, field: str, shown: object) -> None:
+    if _WHITESPACE_OR_CONTROL.search(url):
+        raise InvalidParameterError(
+            field, "must not contain whitespace or control characters", shown
+        )
+
+
 def normalize_base_url(base_url: str, *, allow_insecure_http: bool, field: str = "base_url") -> str:
     """Check a base URL and strip its trailing slash; errors name *field*.
 
@@ -112,10 +119,7 @@ def normalize_base_url(base_url: str, *, allow_insecure_http: bool, field: str =
     parts = _split(base_url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidParameterError(field, "must be an absolute http(s) URL", shown)
-    if _WHITESPACE_OR_CONTROL.search(base_url):
-        raise InvalidParameterError(
-            field, "must not contain whitespace or control characters", shown
-        )
+    _refuse_whitespace(base_url, field, shown)
     if parts.query or parts.fragment or parts.username is not None:
         raise InvalidParameterError(
             field, "must not carry credentials, a query or a fragment", shown
@@ -155,10 +159,7 @@ def check_proxy_url(proxy: object, *, field: str = "proxy") -> str:
             shown,
         )
     assert isinstance(proxy, str)  # noqa: S101 - _split parsed it
-    if _WHITESPACE_OR_CONTROL.search(proxy):
-        raise InvalidParameterError(
-            field, "must not contain whitespace or control characters", shown
-        )
+    _refuse_whitespace(proxy, field, shown)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidParameterError(
             field, "must be the proxy's address alone, with no path, query or fragment", shown
