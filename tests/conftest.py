@@ -136,6 +136,10 @@ async def scripted() -> AsyncIterator[ScriptedServer]:
     await runner.cleanup()
 
 
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
+"""The proxy variables (read in either case) that tests clear to be hermetic."""
+
+
 class RecordingProxy:
     """A forward HTTP proxy on loopback that records what reaches it.
 

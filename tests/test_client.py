@@ -45,6 +45,7 @@ from kirim_async.testing import FakeKirimServer, Fault
 
 from . import conftest
 from .conftest import (
+    PROXY_VARIABLES,
     Answer,
     RecordingProxy,
     ScriptedServer,
@@ -603,7 +604,6 @@ class TestSecurity:
 
 
 PROXY_PASSWORD = "pr0xy_SECRET_9c1e"
-_PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
 
 
 def _everything_shown(error: BaseException) -> str:
@@ -706,9 +706,9 @@ class TestEnvironmentProxy:
 
     @pytest.fixture(autouse=True)
     def _no_proxy_variables(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in _PROXY_VARIABLES:
+        for name in PROXY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
-            monkeypatch.delenv(name.upper(), raising=False)
+            monkeypatch.delenv(name.lower(), raising=False)
 
     def test_https_proxy_for_an_https_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
         assert environment_proxy("https://api.kirim.chat/v1") is None
