@@ -24,6 +24,7 @@ from .errors import (
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
+    ProxyError,
     RateLimitError,
     ServerError,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "NotFoundError",
     "OutcomeStatus",
     "PermissionDeniedError",
+    "ProxyError",
     "RateLimitError",
     "RequestEvent",
     "ResponseEvent",

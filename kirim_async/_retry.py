@@ -26,6 +26,7 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     KirimError,
+    ProxyError,
     RateLimitError,
     is_ambiguous,
 )
@@ -62,9 +63,12 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def is_retryable(error: KirimError) -> bool:
-    """Whether trying again may succeed: 429, 500, 502-504, connection errors, timeouts."""
+    """Whether trying again may succeed: 429, 500, 502-504, connection errors, timeouts.
+
+    A proxy's refusal with a 4xx (wrong credentials, a forbidden host) is not.
+    """
     if isinstance(error, APIConnectionError):
-        return True
+        return not (isinstance(error, ProxyError) and error.is_refusal)
     return isinstance(error, APIStatusError) and error.status in RETRYABLE_STATUSES
 
 

@@ -21,6 +21,7 @@ from .errors import (
     APITimeoutError,
     InvalidParameterError,
     MalformedResponseError,
+    ProxyError,
 )
 
 __all__ = ["AIOHTTP_VERSION", "RawResponse", "Transport"]
@@ -32,6 +33,8 @@ _NOT_SENT: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectorError,
     aiohttp.ConnectionTimeoutError,
 )
+
+_PROXY_CREDENTIALS_HINT = " (check the user and password in the proxy's URL)"
 
 
 @attrs.define  # not frozen, for speed: see _sansio.OutgoingRequest
@@ -182,17 +185,19 @@ class Transport:
                 return RawResponse(response.status, response.reason or "", response.headers, body)
         except aiohttp.ClientHttpProxyError as exc:
             # Its str() shows the proxy's URL with any password in it: not raised from.
-            raise APIConnectionError(
-                f"the proxy refused to connect to {request.url}: {exc.status} {exc.message}",
-                request_may_have_been_sent=False,
+            raise ProxyError(
+                f"the proxy refused to connect to {request.url}: {exc.status} {exc.message}"
+                + (_PROXY_CREDENTIALS_HINT if exc.status == 407 else ""),
+                proxy_status=exc.status,
             ) from None
+        except aiohttp.ClientProxyConnectionError as exc:
+            raise ProxyError(f"could not connect to the proxy for {request.url}: {exc}") from exc
         except _NOT_SENT as exc:
             error_class = (
                 APITimeoutError if isinstance(exc, asyncio.TimeoutError) else APIConnectionError
             )
-            to = "the proxy for " if isinstance(exc, aiohttp.ClientProxyConnectionError) else ""
             raise error_class(
-                f"could not connect to {to}{request.url}: {exc}", request_may_have_been_sent=False
+                f"could not connect to {request.url}: {exc}", request_may_have_been_sent=False
             ) from exc
         except asyncio.TimeoutError as exc:
             raise APITimeoutError(

@@ -39,11 +39,13 @@ from ._pacing import RateGate
 from ._validators import count, flag, function, number, one_of, positive, whole_number
 from .errors import (
     APIConnectionError,
+    APIStatusError,
     AuthenticationError,
     DuplicateLabelError,
     InvalidParameterError,
     KirimError,
     PermissionDeniedError,
+    ProxyError,
 )
 from .models import CreateLabel, Label
 
@@ -418,6 +420,10 @@ class _Job:
         """Whether *error* means the items not yet sent must fail too."""
         if isinstance(error, (AuthenticationError, PermissionDeniedError)):
             return True
+        if isinstance(error, ProxyError) and error.is_refusal:
+            return True  # the proxy's credentials or policy: every item would meet it
+        if isinstance(error, APIStatusError) and error.status == 407:
+            return True  # the same, from a proxy forwarding plain http:// (not a tunnel)
         # A connection never made (a wrong base URL, a name that does not resolve, a
         # refused port, a bad certificate) before the API ever answered: trying each
         # item with all its retries would take minutes to tell the same. Once the API

@@ -6,7 +6,8 @@ Every exception the library raises on purpose is a :class:`KirimError`::
     ├── InvalidParameterError        bad input, caught before any I/O (also a ValueError)
     ├── MalformedResponseError       an answer that does not match the API contract
     ├── APIConnectionError           no answer: connection refused, reset or cut short
-    │   └── APITimeoutError          no answer in time
+    │   ├── APITimeoutError          no answer in time
+    │   └── ProxyError               the proxy could not be reached, or refused the tunnel
     └── APIStatusError               an error answer; the HTTP status picks the class
         ├── InvalidRequestError          400, 422
         │   └── DuplicateLabelError      the name is taken in that team
@@ -38,6 +39,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProxyError",
     "RateLimitError",
     "ServerError",
 ]
@@ -151,6 +153,28 @@ class APIConnectionError(KirimError):
 
 class APITimeoutError(APIConnectionError):
     """No answer came within the timeout (or the call's overall deadline)."""
+
+
+class ProxyError(APIConnectionError):
+    """The HTTP proxy could not be reached, or refused to open a tunnel to the API.
+
+    Nothing reached the API (``request_may_have_been_sent`` is False). A refusal with a
+    4xx (407: the proxy wants other credentials; 403: its policy forbids the host) is not
+    retried, and stops a bulk job: every other request would meet it too.
+
+    Attributes:
+        proxy_status: The status the proxy answered the tunnel with; None when the proxy
+            could not be reached.
+    """
+
+    def __init__(self, message: str, *, proxy_status: int | None = None) -> None:
+        self.proxy_status = proxy_status
+        super().__init__(message, request_may_have_been_sent=False)
+
+    @property
+    def is_refusal(self) -> bool:
+        """Whether the proxy refused for good (a 4xx): trying again cannot help."""
+        return self.proxy_status is not None and 400 <= self.proxy_status < 500
 
 
 class APIStatusError(KirimError):

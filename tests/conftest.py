@@ -144,12 +144,15 @@ class RecordingProxy:
     """A forward HTTP proxy on loopback that records what reaches it.
 
     A request in absolute form (``POST http://host:port/v1/labels``) is forwarded and
-    its answer relayed. A ``CONNECT`` (the tunnel an ``https`` URL needs) is answered
-    with *connect_status* and no tunnel: tests have no TLS server to reach.
+    its answer relayed, unless *forward_status* is set: then it is answered with that
+    status (as a proxy that wants credentials answers 407). A ``CONNECT`` (the tunnel an
+    ``https`` URL needs) is answered with *connect_status* and no tunnel: tests have no
+    TLS server to reach.
     """
 
-    def __init__(self, connect_status: int = 407) -> None:
+    def __init__(self, connect_status: int = 407, forward_status: int | None = None) -> None:
         self.connect_status = connect_status
+        self.forward_status = forward_status
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.url = ""
         self._runner: web.ServerRunner | None = None
@@ -163,6 +166,8 @@ class RecordingProxy:
         self.requests.append((request.method, request.raw_path, dict(request.headers)))
         if request.method == "CONNECT":
             return web.Response(status=self.connect_status)
+        if self.forward_status is not None:
+            return web.Response(status=self.forward_status)
         assert self._session is not None
         skipped = ("host", "content-length", "proxy-authorization")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in skipped}

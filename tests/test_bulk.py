@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from kirim_async import (
     APIConnectionError,
+    APIStatusError,
     AuthenticationError,
     BulkError,
     BulkResult,
@@ -25,6 +26,7 @@ from kirim_async import (
     LabelOutcome,
     MalformedResponseError,
     OutcomeStatus,
+    ProxyError,
     RateLimitError,
     RequestEvent,
     ResponseEvent,
@@ -41,6 +43,7 @@ from kirim_async.testing import FakeKirimServer, Fault
 from .conftest import (
     Answer,
     FakeClock,
+    RecordingProxy,
     ScriptedServer,
     SleepRecorder,
     client_for,
@@ -473,6 +476,52 @@ class TestOutcomes:
         assert all(o.skip_reason is SkipReason.STOPPED for o in stopped)
         assert all(isinstance(o.error, APIConnectionError) for o in stopped)
         assert len(sleeps.waits) <= concurrency * 2  # no item past the first ones retried
+
+    async def test_a_proxy_refusing_the_tunnel_stops_the_job_without_retries(
+        self, proxy: RecordingProxy, sleeps: SleepRecorder
+    ) -> None:
+        concurrency = 4
+        async with KirimClient(
+            "tok", base_url="https://api.kirim.example/v1", proxy=proxy.url, sleep=sleeps
+        ) as client:
+            result = await bulk_create_labels(
+                client, [f"n{i}" for i in range(50)], concurrency=concurrency
+            )
+        assert 1 <= len(result.failed) <= concurrency
+        assert all(
+            isinstance(o.error, ProxyError) and o.error.proxy_status == 407 and o.attempts == 1
+            for o in result.failed
+        )
+        assert len(result.skipped) == 50 - len(result.failed)
+        assert all(o.skip_reason is SkipReason.STOPPED for o in result.skipped)
+        assert sleeps.waits == []  # no item retried a refusal
+        assert len(proxy.requests) == len(result.failed)
+
+    async def test_a_proxy_that_starts_refusing_stops_the_job_after_the_api_answered(
+        self, server: FakeKirimServer, proxy: RecordingProxy, sleeps: SleepRecorder
+    ) -> None:
+        # A failure to connect after the API has answered lets the job go on; a proxy's
+        # 407 (its credentials rotated under the job, say) does not pass, so it stops.
+        async def items() -> AsyncIterator[str]:
+            yield "a"
+            proxy.forward_status = 407  # a plain http:// request: answered, not tunnelled
+            for name in ("b", "c", "d"):
+                yield name
+
+        async with client_for(server, sleeps, proxy=proxy.url) as client:
+            result = await bulk_create_labels(client, items(), concurrency=1)
+        assert [o.status for o in result.outcomes] == [
+            OutcomeStatus.CREATED,
+            OutcomeStatus.FAILED,
+            OutcomeStatus.SKIPPED,
+            OutcomeStatus.SKIPPED,
+        ]
+        failed = result.outcomes[1].error
+        assert isinstance(failed, APIStatusError)
+        assert failed.status == 407
+        assert result.outcomes[2].error is failed
+        assert len(proxy.requests) == 2
+        assert sleeps.waits == []
 
     async def test_an_item_whose_retry_the_stop_cancels_is_failed_with_its_attempts(
         self,

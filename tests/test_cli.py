@@ -476,9 +476,11 @@ class TestProxy:
         assert {target for _, target, _ in proxy.requests} == {"api.kirim.example:443"}
         statuses = Counter(line["status"] for line in report(out))
         assert statuses == {"failed": 1, "skipped": 19}  # a refused tunnel sent nothing
+        assert [line["attempts"] for line in report(out) if line["status"] == "failed"] == [1]
         assert "the proxy refused to connect to https://api.kirim.example/v1/labels: 407" in (
             result.stdout
         )
+        assert "(check the user and password in the proxy's URL)" in result.stdout
         for text in (result.stdout, result.stderr, out.read_text()):
             assert PROXY_PASSWORD not in text
 

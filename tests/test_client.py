@@ -6,6 +6,7 @@ import contextlib
 import gc
 import json
 import logging
+import pickle
 import re
 import time
 import traceback
@@ -19,7 +20,6 @@ import attrs
 import pytest
 
 from kirim_async import (
-    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     CreateLabel,
@@ -34,6 +34,7 @@ from kirim_async import (
     MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
+    ProxyError,
     RateLimitError,
     RequestEvent,
     ResponseEvent,
@@ -533,8 +534,6 @@ class TestErrors:
         assert len(scripted.requests) == 1  # the label may exist: never retried
 
     async def test_errors_pickle(self, scripted: ScriptedServer) -> None:
-        import pickle
-
         scripted.script(Answer(429, {"error": {"code": "rl"}}, {"Retry-After": "500"}))
         async with client_for(scripted) as client:
             with pytest.raises(RateLimitError) as info:
@@ -637,9 +636,9 @@ class TestProxy:
         credentials = base64.b64encode(f"kirim:{PROXY_PASSWORD}".encode()).decode()
         assert headers["Proxy-Authorization"] == f"Basic {credentials}"
 
-    async def test_a_refused_tunnel_sent_nothing_and_hides_the_password(
+    async def _create_through_a_tunnel(
         self, proxy: RecordingProxy, sleeps: SleepRecorder
-    ) -> None:
+    ) -> ProxyError:
         client = KirimClient(
             "tok",
             base_url="https://api.kirim.example/v1",
@@ -648,26 +647,53 @@ class TestProxy:
             sleep=sleeps,
         )
         async with client:
-            with pytest.raises(APIConnectionError) as info:
+            with pytest.raises(ProxyError) as info:
                 await client.labels.create("bug")
-        error = info.value
-        assert type(error) is APIConnectionError
-        assert not error.request_may_have_been_sent  # a tunnel refused is retried as safe
+        return info.value
+
+    async def test_a_tunnel_refused_for_its_credentials_is_not_retried_nor_shown(
+        self, proxy: RecordingProxy, sleeps: SleepRecorder
+    ) -> None:
+        error = await self._create_through_a_tunnel(proxy, sleeps)
+        assert (error.proxy_status, error.is_refusal) == (407, True)
+        assert not error.request_may_have_been_sent
+        assert error.attempts == 1  # no retry can pass it
+        assert sleeps.waits == []
+        assert str(error) == (
+            "the proxy refused to connect to https://api.kirim.example/v1/labels: "
+            "407 Proxy Authentication Required "
+            "(check the user and password in the proxy's URL)"
+        )
+        assert [(m, t) for m, t, _ in proxy.requests] == [("CONNECT", "api.kirim.example:443")]
+        assert PROXY_PASSWORD not in _everything_shown(error)
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), copy.proxy_status, str(copy)) == (ProxyError, 407, str(error))
+        assert not copy.request_may_have_been_sent
+
+    async def test_a_tunnel_the_proxy_could_not_open_is_retried(
+        self, proxy: RecordingProxy, sleeps: SleepRecorder
+    ) -> None:
+        proxy.connect_status = 502  # the proxy could not reach the API: it may pass
+        error = await self._create_through_a_tunnel(proxy, sleeps)
+        assert (error.proxy_status, error.is_refusal) == (502, False)
         assert error.attempts == 2
-        assert "the proxy refused to connect to https://api.kirim.example/v1/labels: 407" in (
+        assert len(sleeps.waits) == 1
+        assert "the proxy refused to connect to https://api.kirim.example/v1/labels: 502" in (
             str(error)
         )
-        assert [(m, t) for m, t, _ in proxy.requests] == [("CONNECT", "api.kirim.example:443")] * 2
+        assert "check the user" not in str(error)
+        assert len(proxy.requests) == 2
         assert PROXY_PASSWORD not in _everything_shown(error)
 
     async def test_a_proxy_that_cannot_be_reached_is_named(self) -> None:
         unreachable = f"http://kirim:{PROXY_PASSWORD}@127.0.0.1:{closed_port()}"
         async with KirimClient("tok", proxy=unreachable, max_retries=0) as client:
-            with pytest.raises(APIConnectionError) as info:
+            with pytest.raises(ProxyError) as info:
                 await client.labels.create("bug")
         assert "could not connect to the proxy for https://api.kirim.chat/v1/labels" in str(
             info.value
         )
+        assert (info.value.proxy_status, info.value.is_refusal) == (None, False)
         assert not info.value.request_may_have_been_sent
         assert PROXY_PASSWORD not in _everything_shown(info.value)
 
