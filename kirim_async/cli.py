@@ -146,9 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     seed.add_argument(
         "--on-duplicate",
-        choices=["skip", "error"],
-        default="skip",
-        help="a name already taken: 'skip' (counts as done) or 'error'",
+        choices=["exists", "error"],
+        default="exists",
+        help="a name already taken: reported 'exists' (counts as done) or 'error' (failed)",
     )
     seed.add_argument(
         "--sandbox",
@@ -574,7 +574,7 @@ async def _send(
                 client,
                 seeding.items(rows),
                 concurrency=args.concurrency,
-                on_duplicate="exists" if args.on_duplicate == "skip" else "error",
+                on_duplicate=args.on_duplicate,
                 max_retries=args.max_retries,
                 max_rate=args.max_rate,
             )

@@ -398,6 +398,8 @@ class TestRowsThatFail:
         result, lines = seed_reported(server, csv, tmp_path)
         assert result.returncode == 0
         assert {line["status"] for line in lines} == {"exists", "created"}
+        named = seed(server, csv, "--on-duplicate", "exists")  # the default, by its name
+        assert named.returncode == 0
         strict = seed(server, csv, "--on-duplicate", "error")
         assert strict.returncode == 1
 
