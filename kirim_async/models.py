@@ -54,7 +54,11 @@ def _to_color(value: object) -> LabelColor:
         return value
     color = COLORS_BY_VALUE.get(value) if isinstance(value, str) else None
     if color is None:
-        raise InvalidParameterError("color", f"must be one of {_COLOR_NAMES}", value)
+        rule = f"must be one of {_COLOR_NAMES}"
+        if isinstance(value, str) and value.strip().lower() in COLORS_BY_VALUE:
+            # Not taken as it: the API is strict, and a request is never changed silently.
+            rule += f"; did you mean {value.strip().lower()!r}?"
+        raise InvalidParameterError("color", rule, value)
     return color
 
 

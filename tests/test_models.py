@@ -35,7 +35,8 @@ class TestCreateLabel:
             ({"name": 42}, "name", "must be a string"),
             ({"name": None}, "name", "must be a string"),
             ({"name": "ok", "color": "purple"}, "color", "must be one of gray, red"),
-            ({"name": "ok", "color": "RED"}, "color", "must be one of"),
+            ({"name": "ok", "color": "RED"}, "color", "pink; did you mean 'red'?"),
+            ({"name": "ok", "color": " Sky"}, "color", "pink; did you mean 'sky'?"),
             ({"name": "ok", "color": 3}, "color", "must be one of"),
             ({"name": "ok", "team_id": ""}, "team_id", "1-64 characters"),
             ({"name": "ok", "team_id": "t" * 65}, "team_id", "1-64 characters"),
@@ -52,6 +53,7 @@ class TestCreateLabel:
         err = info.value
         assert err.field == field
         assert rule in err.rule
+        assert ("did you mean" in err.rule) == ("did you mean" in rule)
         assert str(err).startswith(f"{field}: ")
         assert "got " in str(err)
 
