@@ -228,6 +228,17 @@ class TestSafeRetriesOfCreate:
         assert info.value.attempts == 2
         assert len(server.labels) == 1
 
+    async def test_lost_request_then_created(
+        self, server: FakeKirimServer, sleeps: SleepRecorder
+    ) -> None:
+        # The same failure as a lost answer, to the client; this time nothing was stored.
+        server.script(Fault.DROP)
+        async with client_for(server, sleeps) as client:
+            response = await client.labels.create_with_response("bug")
+        assert response.attempts == 2
+        assert [label["name"] for label in server.labels] == ["bug"]
+        assert response.label.id == server.labels[0]["id"]
+
     async def test_timed_out_answer_then_duplicate(self, sleeps: SleepRecorder) -> None:
         async with FakeKirimServer(answer_delay=60) as server:
             server.script(Fault.STORE_THEN_DELAY)

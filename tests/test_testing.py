@@ -490,6 +490,16 @@ class TestFaults:
         assert server.stats.dropped == 1
         assert sum(server.stats.by_status.values()) == 0
 
+    async def test_drop_stores_nothing(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    ) -> None:
+        server.script(Fault.DROP)
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await post(http, server, {"name": "bug"})
+        assert server.labels == []
+        assert (server.stats.dropped, server.stats.faults[Fault.DROP]) == (1, 1)
+        assert sum(server.stats.by_status.values()) == 0
+
     async def test_store_then_truncate(
         self, server: FakeKirimServer, http: aiohttp.ClientSession
     ) -> None:

@@ -24,6 +24,9 @@ class Fault(str, enum.Enum):
     """Answer 503 with an empty body; nothing is stored."""
     LATENCY = "latency"
     """Wait ``fault_latency`` seconds, then handle the request normally."""
+    DROP = "drop"
+    """Drop the connection unanswered without handling the request; nothing is stored.
+    A client cannot tell it from ``STORE_THEN_DROP``: only a retry shows which it was."""
     STORE_THEN_DROP = "store-then-drop"
     """Handle the request (a label may be stored), then drop the connection unanswered."""
     STORE_THEN_TRUNCATE = "store-then-truncate"

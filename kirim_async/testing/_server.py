@@ -57,6 +57,7 @@ _ERROR_TYPES = {
 # What a newer API might add (extra_fields=True): a null, a number and a boolean here,
 # an array (the envelope's warnings) and a string (an error's doc_url) below.
 _EXTRA_LABEL_FIELDS = {"description": None, "usage_count": 0, "archived": False}
+_BEFORE_HANDLING = frozenset({Fault.SERVER_ERROR, Fault.BAD_GATEWAY, Fault.UNAVAILABLE, Fault.DROP})
 _BAD_GATEWAY_HTML = (
     b"<html><head><title>502 Bad Gateway</title></head>"
     b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
@@ -72,7 +73,7 @@ class ServerStats:
         by_status: Answers sent, by HTTP status (dropped connections are not answers).
         in_flight: Requests being handled now.
         max_in_flight: The most requests handled at the same time.
-        dropped: Connections dropped on purpose (``Fault.STORE_THEN_DROP``).
+        dropped: Connections dropped on purpose (``Fault.DROP``, ``Fault.STORE_THEN_DROP``).
         truncated: Answers cut short on purpose (``Fault.STORE_THEN_TRUNCATE``).
         faults: Faults injected, by kind.
     """
@@ -312,12 +313,8 @@ class FakeKirimServer:
         fault = self._plan.next_fault()
         if fault is not None:
             self.stats.faults[fault] += 1
-        if fault is Fault.SERVER_ERROR:
-            return self._error(500, "internal_error", "Something went wrong.", request_id)
-        if fault is Fault.BAD_GATEWAY:
-            return web.Response(status=502, body=_BAD_GATEWAY_HTML, content_type="text/html")
-        if fault is Fault.UNAVAILABLE:
-            return web.Response(status=503)
+            if fault in _BEFORE_HANDLING:
+                return self._unhandled(fault, request, request_id)
         if fault is Fault.LATENCY:
             await self._pause(self.fault_latency)
 
@@ -339,6 +336,19 @@ class FakeKirimServer:
         if fault is Fault.STORE_THEN_DELAY:
             await self._pause(self.answer_delay)
         return response
+
+    def _unhandled(
+        self, fault: Fault, request: web.Request, request_id: str
+    ) -> web.Response | None:
+        """The answer of a fault met before the request is handled: nothing is stored."""
+        if fault is Fault.SERVER_ERROR:
+            return self._error(500, "internal_error", "Something went wrong.", request_id)
+        if fault is Fault.BAD_GATEWAY:
+            return web.Response(status=502, body=_BAD_GATEWAY_HTML, content_type="text/html")
+        if fault is Fault.UNAVAILABLE:
+            return web.Response(status=503)
+        self._drop(request)  # Fault.DROP
+        return None
 
     def _process(
         self, raw: bytes, content_type: str | None, request_id: str, *, malform: bool = False
