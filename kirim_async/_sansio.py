@@ -19,6 +19,7 @@ from . import _json
 from ._converters import label_from_envelope, request_to_dict
 from ._version import __version__
 from .errors import (
+    PROXY_CREDENTIALS_HINT,
     APIStatusError,
     AuthenticationError,
     DuplicateLabelError,
@@ -195,6 +196,8 @@ def _fallback_message(status: int, reason: str, body: bytes) -> str:
         return f"{text}: redirects are not followed"
     if status == 404:  # not the API's error format: the path itself is unknown there
         text = f"{text}: the base URL has no /labels endpoint (the API's ends in /v1)"
+    if status == 407:  # from a proxy forwarding plain http://, not from the API
+        text = f"{text}: {PROXY_CREDENTIALS_HINT}"
     if body:
         return f"{text}; body: {excerpt(body)!r}"
     return f"{text}; empty body"

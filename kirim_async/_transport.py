@@ -17,6 +17,7 @@ import attrs
 from ._config import DEFAULT_CONNECTION_LIMIT, DEFAULT_MAX_RESPONSE_BYTES
 from ._sansio import OutgoingRequest
 from .errors import (
+    PROXY_CREDENTIALS_HINT,
     APIConnectionError,
     APITimeoutError,
     InvalidParameterError,
@@ -33,8 +34,6 @@ _NOT_SENT: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectorError,
     aiohttp.ConnectionTimeoutError,
 )
-
-_PROXY_CREDENTIALS_HINT = " (check the user and password in the proxy's URL)"
 
 
 @attrs.define  # not frozen, for speed: see _sansio.OutgoingRequest
@@ -187,7 +186,7 @@ class Transport:
             # Its str() shows the proxy's URL with any password in it: not raised from.
             raise ProxyError(
                 f"the proxy refused to connect to {request.url}: {exc.status} {exc.message}"
-                + (_PROXY_CREDENTIALS_HINT if exc.status == 407 else ""),
+                + (f" ({PROXY_CREDENTIALS_HINT})" if exc.status == 407 else ""),
                 proxy_status=exc.status,
             ) from None
         except aiohttp.ClientProxyConnectionError as exc:

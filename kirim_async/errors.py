@@ -50,6 +50,9 @@ _SHORT.maxother = 60
 
 EXCERPT_LIMIT = 200
 
+PROXY_CREDENTIALS_HINT = "check the user and password in the proxy's URL"
+"""Said of a proxy's 407, whether it refused a tunnel or answered a forwarded request."""
+
 
 def shorten(value: object) -> str:
     """Return a repr of *value* short enough for one line of an error message."""

@@ -519,6 +519,9 @@ class TestOutcomes:
         failed = result.outcomes[1].error
         assert isinstance(failed, APIStatusError)
         assert failed.status == 407
+        assert str(failed).startswith(
+            "407: Proxy Authentication Required: check the user and password in the proxy's URL"
+        )
         assert result.outcomes[2].error is failed
         assert len(proxy.requests) == 2
         assert sleeps.waits == []
