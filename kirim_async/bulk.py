@@ -44,6 +44,7 @@ from .errors import (
     DuplicateLabelError,
     InvalidParameterError,
     KirimError,
+    NotFoundError,
     PermissionDeniedError,
     ProxyError,
 )
@@ -420,6 +421,8 @@ class _Job:
         """Whether *error* means the items not yet sent must fail too."""
         if isinstance(error, (AuthenticationError, PermissionDeniedError)):
             return True
+        if isinstance(error, NotFoundError) and error.code is None:
+            return True  # not the API's error: the base URL has no /labels (no /v1, say)
         if isinstance(error, ProxyError) and error.is_refusal:
             return True  # the proxy's credentials or policy: every item would meet it
         if isinstance(error, APIStatusError) and error.status == 407:

@@ -40,7 +40,7 @@ from ._config import (
     masked,
 )
 from ._events import Hooks, ResponseEvent
-from ._outcomes import LabelOutcome, OutcomeStatus
+from ._outcomes import LabelOutcome, OutcomeStatus, SkipReason
 from ._seedfile import (
     InputFileError,
     PriorReport,
@@ -264,6 +264,10 @@ class Tally:
     rate_limited: int = 0
     last_429: float = float("-inf")
     problem_counts: Counter[str] = attrs.field(factory=Counter)
+    stopped: int = 0
+    """Rows the job did not send because it stopped."""
+    stopped_by: str | None = None
+    """The error that stopped the job, if one did."""
     # The problems of the lowest rows as (-row, line), a heap whose top is the highest
     # row kept: rows finish out of order, and the summary shows the first rows.
     _shown: list[tuple[int, str]] = attrs.field(factory=list)
@@ -294,6 +298,10 @@ class Tally:
 
     def add(self, row: int, outcome: LabelOutcome, status: str) -> None:
         self.counts[status] += 1
+        if outcome.skip_reason is SkipReason.STOPPED:
+            self.stopped += 1
+            if self.stopped_by is None:
+                self.stopped_by = row_error(outcome)[1]
         if not outcome.is_ok:  # a repeat of a row that is done is fine
             self.problem_counts[status] += 1
             maybe = " (the label may exist: an attempt may have created it)"
@@ -611,6 +619,8 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
     ]
     if interrupted:
         lines.append(_INTERRUPTED)
+    if tally.stopped_by is not None:
+        lines += ["", *_stop_lines(tally)]
     if tally.failures:
         lines += ["", "first problems:", *(f"  {line}" for line in tally.failures)]
     return "\n".join(lines)
@@ -619,9 +629,17 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
 _INTERRUPTED = "interrupted: rows without a report line were not finished"
 
 
+def _stop_lines(tally: Tally) -> list[str]:
+    """Why the job stopped, said once, above the rows that all repeat it."""
+    if tally.stopped_by is None:
+        return []
+    return [f"stopped: {tally.stopped_by}", f"  {tally.stopped} rows were not sent"]
+
+
 def _quiet_summary(tally: Tally, *, interrupted: bool) -> str:
     """What ``-q`` prints: the problems alone, or nothing when every row is done."""
     lines = [_INTERRUPTED] if interrupted else []
+    lines += _stop_lines(tally)
     if tally.problems:
         kinds = ", ".join(f"{status} {n}" for status, n in sorted(tally.problem_counts.items()))
         lines.append(f"{tally.problems} rows not done ({kinds}); first problems:")

@@ -25,6 +25,7 @@ from kirim_async import (
     KirimClient,
     LabelOutcome,
     MalformedResponseError,
+    NotFoundError,
     OutcomeStatus,
     ProxyError,
     RateLimitError,
@@ -476,6 +477,36 @@ class TestOutcomes:
         assert all(o.skip_reason is SkipReason.STOPPED for o in stopped)
         assert all(isinstance(o.error, APIConnectionError) for o in stopped)
         assert len(sleeps.waits) <= concurrency * 2  # no item past the first ones retried
+
+    async def test_a_base_url_without_the_endpoint_stops_the_job(
+        self, server: FakeKirimServer
+    ) -> None:
+        # Was: every item sent and answered 404 (a base URL without its /v1).
+        concurrency = 4
+        async with KirimClient(server.token, base_url=server.url.removesuffix("/v1")) as client:
+            result = await bulk_create_labels(
+                client, [f"n{i}" for i in range(50)], concurrency=concurrency
+            )
+        assert 1 <= len(result.failed) <= concurrency
+        assert all(isinstance(o.error, NotFoundError) for o in result.failed)
+        assert len(result.skipped) == 50 - len(result.failed)
+        assert all(o.skip_reason is SkipReason.STOPPED for o in result.skipped)
+        assert server.labels == []
+
+    async def test_a_404_in_the_apis_own_words_fails_only_its_item(
+        self, scripted: ScriptedServer
+    ) -> None:
+        # An error body with a code is the API speaking of this request, not a wrong URL.
+        gone = {"error": {"code": "team_not_found", "message": "No such team."}}
+        scripted.script(Answer(404, gone), Answer(201, label_body()), Answer(404, gone))
+        async with client_for(scripted) as client:
+            result = await bulk_create_labels(client, ["a", "b", "c"], concurrency=1)
+        assert [o.status for o in result.outcomes] == [
+            OutcomeStatus.FAILED,
+            OutcomeStatus.CREATED,
+            OutcomeStatus.FAILED,
+        ]
+        assert len(scripted.requests) == 3
 
     async def test_a_proxy_refusing_the_tunnel_stops_the_job_without_retries(
         self, proxy: RecordingProxy, sleeps: SleepRecorder

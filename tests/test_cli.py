@@ -427,7 +427,30 @@ class TestRowsThatFail:
         result, lines = seed_reported(server, csv, tmp_path, "--concurrency", "2", token="wrong")
         assert result.returncode == 1
         assert server.stats.requests <= 2
-        assert Counter(line["status"] for line in lines)["skipped"] >= 48
+        skipped = Counter(line["status"] for line in lines)["skipped"]
+        assert skipped >= 48
+        # Said once, above the rows that all repeat it.
+        assert "\nstopped: 401 invalid_api_key: Invalid or missing bearer token." in (result.stdout)
+        assert f"\n  {skipped} rows were not sent\n" in result.stdout
+
+    def test_a_base_url_without_v1_stops_the_job(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        # Was: every row sent, and each answered 404.
+        csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"n{i}" for i in range(50)))
+        base_url = server.url.removesuffix("/v1")
+        result = run("seed", csv, "--base-url", base_url, "--concurrency", "2", "-q")
+        assert result.returncode == 1
+        assert result.stderr.startswith(  # -q: the problems alone, on stderr
+            "kirim-labels: stopped: 404: Not Found: the base URL has no /labels endpoint"
+        )
+        counts = re.search(r"\(failed (\d+), skipped (\d+)\)", result.stderr)
+        assert counts is not None
+        failed, skipped = map(int, counts.groups())
+        assert failed <= 2  # the rows already trying
+        assert failed + skipped == 50
+        assert f"\n  {skipped} rows were not sent\n" in result.stderr
+        assert server.labels == []
 
     def test_an_api_that_cannot_be_reached_stops_the_job(self, tmp_path: Path) -> None:
         # Before: every row was tried with all its retries (300 rows took 30 s).
