@@ -480,24 +480,17 @@ class TestFaults:
         assert (status, answer) == (503, b"")
         assert server.labels == []
 
-    async def test_store_then_drop(
-        self, server: FakeKirimServer, http: aiohttp.ClientSession
+    @pytest.mark.parametrize(
+        ("fault", "stored"), [(Fault.STORE_THEN_DROP, ["bug"]), (Fault.DROP, [])]
+    )
+    async def test_drop_with_or_without_storing(
+        self, server: FakeKirimServer, http: aiohttp.ClientSession, fault: Fault, stored: list[str]
     ) -> None:
-        server.script(Fault.STORE_THEN_DROP)
+        server.script(fault)
         with pytest.raises(aiohttp.ServerDisconnectedError):
             await post(http, server, {"name": "bug"})
-        assert [label["name"] for label in server.labels] == ["bug"]
-        assert server.stats.dropped == 1
-        assert sum(server.stats.by_status.values()) == 0
-
-    async def test_drop_stores_nothing(
-        self, server: FakeKirimServer, http: aiohttp.ClientSession
-    ) -> None:
-        server.script(Fault.DROP)
-        with pytest.raises(aiohttp.ServerDisconnectedError):
-            await post(http, server, {"name": "bug"})
-        assert server.labels == []
-        assert (server.stats.dropped, server.stats.faults[Fault.DROP]) == (1, 1)
+        assert [label["name"] for label in server.labels] == stored
+        assert (server.stats.dropped, server.stats.faults[fault]) == (1, 1)
         assert sum(server.stats.by_status.values()) == 0
 
     async def test_store_then_truncate(
