@@ -7,9 +7,10 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from typing import get_args
 
 from ._faults import Fault
-from ._server import FakeKirimServer
+from ._server import FakeKirimServer, RetryAfterStyle, SuccessStatus, ValidationStatus
 
 
 def _fault_probability(text: str) -> tuple[Fault, float]:
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--burst", type=int, help="token bucket capacity (default: ceil(rate))")
     parser.add_argument(
         "--retry-after",
-        choices=["seconds", "integer", "http-date", "none"],
+        choices=get_args(RetryAfterStyle),
         default="seconds",
         help="form of the Retry-After header on 429 (default: %(default)s)",
     )
@@ -54,14 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--success-status",
         type=int,
-        choices=[201, 200],
+        choices=get_args(SuccessStatus),
         default=201,
         help="status of a created label's answer (default: %(default)s)",
     )
     parser.add_argument(
         "--validation-status",
         type=int,
-        choices=[400, 422],
+        choices=get_args(ValidationStatus),
         default=400,
         help="status of a validation failure (default: %(default)s)",
     )
