@@ -619,8 +619,8 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
     ]
     if interrupted:
         lines.append(_INTERRUPTED)
-    if tally.stopped_by is not None:
-        lines += ["", *_stop_lines(tally)]
+    if stop := _stop_lines(tally):
+        lines += ["", *stop]
     if tally.failures:
         lines += ["", "first problems:", *(f"  {line}" for line in tally.failures)]
     return "\n".join(lines)
