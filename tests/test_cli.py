@@ -716,7 +716,7 @@ class TestReportToStandardOutput:
         csv = write(tmp_path / "in.csv", "name\nbug\nfeature\n")
         result = seed(server, csv, "--report", "-", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        lines = json_lines(result.stdout)
+        lines = sorted(json_lines(result.stdout), key=lambda line: line["row"])  # finish order
         assert [(line["row"], line["status"]) for line in lines] == [
             (2, "created"),
             (3, "created"),
