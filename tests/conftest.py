@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -9,8 +10,8 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -21,6 +22,23 @@ from kirim_async.testing import FakeKirimServer
 from kirim_async.testing._threaded import serving_in_thread
 
 pytest_plugins = ["kirim_async.testing.pytest_plugin"]
+
+T = TypeVar("T")
+
+
+def run_on_its_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run *coroutine* on a new event loop, as ``asyncio.run()`` does, for a sync test.
+
+    Unlike ``asyncio.run()``, it leaves the thread's current loop alone: that one
+    unsets it on leaving, and pytest-asyncio before 1.4 then loses (never closes) its
+    own loop, whose sockets a later test's collection reports as unclosed.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ from .conftest import (
     SleepRecorder,
     closed_port,
     label_body,
+    run_on_its_own_loop,
 )
 
 SECRET = "sk_live_SECRET_TOKEN_7f3a"
@@ -281,14 +282,14 @@ class TestLifecycle:
             await client.labels.create("again")
 
     def test_a_second_event_loop_gets_a_clear_error(self) -> None:
-        # The usual slip: one client, a fresh asyncio.run() per call.
+        # The usual slip: one client, a fresh asyncio.run() per call (a second loop here).
         with FakeKirimServer().running_in_thread() as server:
             client = client_for(server)
             first = asyncio.new_event_loop()
             try:
                 first.run_until_complete(client.labels.create("a"))
                 with pytest.raises(RuntimeError, match="belongs to the event loop it first sent"):
-                    asyncio.run(client.labels.create("b"))
+                    run_on_its_own_loop(client.labels.create("b"))
                 first.run_until_complete(client.aclose())
             finally:
                 first.close()

@@ -18,7 +18,7 @@ from kirim_async._converters import label_from_envelope, parse_rfc3339
 from kirim_async.errors import InvalidParameterError
 from kirim_async.testing import FakeKirimServer, Fault
 
-from .conftest import FakeClock
+from .conftest import FakeClock, run_on_its_own_loop
 
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
 AUTH = {"Authorization": "Bearer tok_test"}
@@ -658,7 +658,7 @@ def test_standalone_module_serves_until_sigint() -> None:
                         answers.append((resp.status, await resp.json()))
             return answers
 
-        (created, body), (duplicate, _) = asyncio.run(create())
+        (created, body), (duplicate, _) = run_on_its_own_loop(create())
         assert (created, duplicate) == (200, 422)
         assert "usage_count" in body["data"]
         proc.send_signal(signal.SIGINT)
