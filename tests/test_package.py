@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -57,6 +58,34 @@ def test_public_names_are_pinned() -> None:
 def test_ships_py_typed_and_version() -> None:
     assert (Path(kirim_async.__file__).parent / "py.typed").exists()
     assert kirim_async.__version__.count(".") == 2
+
+
+def _release(version: str) -> tuple[int, ...]:
+    parts = [int(part) for part in version.split(".")]
+    while parts and parts[-1] == 0:  # 2.2 and 2.2.0 are one release
+        parts.pop()
+    return tuple(parts)
+
+
+def test_lowest_versions_pinned_for_ci_are_the_declared_lower_bounds() -> None:
+    # .ci/run tests on these pins: one left behind when a bound moves would test a
+    # version no user can install with this package any more.
+    declared = {}
+    for requirement in importlib.metadata.requires("kirim-async") or []:
+        spec, _, marker = requirement.partition(";")
+        extra = re.search(r"extra == [\"'](\w+)[\"']", marker)
+        if extra is not None and extra.group(1) not in {"fast", "test"}:
+            continue
+        match = re.fullmatch(r"([\w.-]+)(?:\[[\w,]+\])?\s*>=\s*([\d.]+)", spec.strip())
+        assert match, f"{requirement!r} has no lower bound to test"
+        declared[match.group(1).lower()] = _release(match.group(2))
+    pins_file = Path(__file__).parent.parent / ".ci" / "lowest-versions.txt"
+    pinned = {}
+    for line in pins_file.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pinned[name.strip().lower()] = _release(version.strip())
+    assert pinned == declared
 
 
 def test_pure_modules_do_not_import_aiohttp() -> None:
