@@ -128,7 +128,8 @@ def _count_outcomes(outcomes: tuple[LabelOutcome, ...]) -> str:
     # A job's outcomes may number millions: a repr (a log line, a REPL) counts them.
     counted = Counter(o.status for o in outcomes)
     counts = ", ".join(f"{counted[status]} {status}" for status in OutcomeStatus if counted[status])
-    return f"<{len(outcomes)} outcomes{': ' if counts else ''}{counts}>"
+    noun = "outcome" if len(outcomes) == 1 else "outcomes"
+    return f"<{len(outcomes)} {noun}{': ' if counts else ''}{counts}>"
 
 
 @attrs.frozen(kw_only=True)

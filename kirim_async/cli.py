@@ -615,7 +615,8 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
         "------------  ------",
         f"{'total':<12}  {tally.done + tally.resumed:>6}",
         "",
-        f"elapsed {elapsed:.1f}s, {tally.requests} requests, {tally.rate_limited} answered 429",
+        f"elapsed {elapsed:.1f}s, {tally.requests} request{'' if tally.requests == 1 else 's'}, "
+        f"{tally.rate_limited} answered 429",
     ]
     if interrupted:
         lines.append(_INTERRUPTED)
@@ -633,7 +634,8 @@ def _stop_lines(tally: Tally) -> list[str]:
     """Why the job stopped, said once, above the rows that all repeat it."""
     if tally.stopped_by is None:
         return []
-    return [f"stopped: {tally.stopped_by}", f"  {tally.stopped} rows were not sent"]
+    sent = "row was" if tally.stopped == 1 else "rows were"
+    return [f"stopped: {tally.stopped_by}", f"  {tally.stopped} {sent} not sent"]
 
 
 def _quiet_summary(tally: Tally, *, interrupted: bool) -> str:
@@ -642,7 +644,8 @@ def _quiet_summary(tally: Tally, *, interrupted: bool) -> str:
     lines += _stop_lines(tally)
     if tally.problems:
         kinds = ", ".join(f"{status} {n}" for status, n in sorted(tally.problem_counts.items()))
-        lines.append(f"{tally.problems} rows not done ({kinds}); first problems:")
+        rows = "row" if tally.problems == 1 else "rows"
+        lines.append(f"{tally.problems} {rows} not done ({kinds}); first problems:")
         lines += [f"  {line}" for line in tally.failures]
     return "\n".join(lines)
 

@@ -424,6 +424,9 @@ class TestOutcomes:
         assert text.startswith("BulkResult(outcomes=<301 outcomes: 300 created, 1 invalid>, ")
         assert f"requests_sent={result.requests_sent}" in text
         assert len(text) < 200
+        async with client_for(server) as client:
+            one = await bulk_create_labels(client, ["solo"])
+        assert repr(one).startswith("BulkResult(outcomes=<1 outcome: 1 created>, ")
 
     async def test_created_outcome_carries_label(self, server: FakeKirimServer) -> None:
         async with client_for(server) as client:

@@ -242,6 +242,18 @@ class TestRowsThatFail:
         assert "row 4: invalid: color: must be one of" in result.stderr
         assert "row 7" not in result.stderr  # a repeat of a created row is not a problem
 
+    def test_a_count_of_one_reads_as_one(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        # Was: "1 rows not done", "1 rows were not sent", "1 requests".
+        invalid = seed(server, write(tmp_path / "one.csv", "name,color\nbug,crimson\n"), "-q")
+        assert "kirim-labels: 1 row not done (invalid 1); first problems:" in invalid.stderr
+        two = write(tmp_path / "two.csv", "name\na\nb\n")
+        refused = seed(server, two, "-q", "--concurrency", "1", token="wrong")
+        assert "\n  1 row was not sent\n" in refused.stderr
+        assert "2 rows not done (failed 1, skipped 1)" in refused.stderr
+        created = seed(server, write(tmp_path / "ok.csv", "name\nfix\n"))
+        assert "elapsed" in created.stdout
+        assert ", 1 request, 0 answered 429" in created.stdout
+
     def test_first_problems_are_the_lowest_rows_in_row_order(self, tmp_path: Path) -> None:
         # Row 2 fails on an answer (a 500) after rows 3-13 were found invalid without
         # any I/O. Was: the first ten to finish, in finishing order, so row 2 was not
