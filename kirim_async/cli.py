@@ -146,9 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     seed.add_argument(
         "--on-duplicate",
-        choices=["exists", "error"],
+        choices=["exists", "skip", "error"],
         default="exists",
-        help="a name already taken: reported 'exists' (counts as done) or 'error' (failed)",
+        help="a name already taken: reported 'exists' (counts as done; 'skip' is another "
+        "name for it) or 'error' (failed)",
     )
     seed.add_argument(
         "--sandbox",
@@ -582,7 +583,8 @@ async def _send(
                 client,
                 seeding.items(rows),
                 concurrency=args.concurrency,
-                on_duplicate=args.on_duplicate,
+                # "skip", the option's first name, stays for the jobs written with it.
+                on_duplicate="error" if args.on_duplicate == "error" else "exists",
                 max_retries=args.max_retries,
                 max_rate=args.max_rate,
             )

@@ -410,8 +410,10 @@ class TestRowsThatFail:
         result, lines = seed_reported(server, csv, tmp_path)
         assert result.returncode == 0
         assert {line["status"] for line in lines} == {"exists", "created"}
-        named = seed(server, csv, "--on-duplicate", "exists")  # the default, by its name
-        assert named.returncode == 0
+        for default in ("exists", "skip"):  # the default, by its name and its first name
+            named, lines = seed_reported(server, csv, tmp_path, "--on-duplicate", default)
+            assert named.returncode == 0
+            assert {line["status"] for line in lines} == {"exists"}
         strict = seed(server, csv, "--on-duplicate", "error")
         assert strict.returncode == 1
 
