@@ -33,6 +33,7 @@ import attrs
 from ._client import KirimClient
 from ._config import (
     DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_TIMEOUT,
     TOKEN_ENV,
     check_proxy_url,
     chosen_base_url,
@@ -102,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     seed.add_argument(
         "--max-retries", type=_whole_number(0), help="error retries per row (default: 2)"
+    )
+    seed.add_argument(
+        "--timeout",
+        type=_positive_number,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds each attempt may take before it is retried (default: %(default)g)",
     )
     seed.add_argument(
         "--max-rate",
@@ -576,6 +584,7 @@ async def _send(
             base_url=base_url,
             proxy=proxy,
             team_id=args.team_id,
+            timeout=args.timeout,
             connection_limit=max(DEFAULT_CONNECTION_LIMIT, args.concurrency),
             hooks=Hooks(on_response=seeding.tally.on_response),
         ) as client:

@@ -267,6 +267,21 @@ class TestRowsThatFail:
         shown = re.findall(r"^  row (\d+): (\w+)", result.stdout, re.MULTILINE)
         assert shown == [("2", "failed")] + [(str(row), "invalid") for row in range(3, 12)]
 
+    def test_timeout_bounds_each_attempt(self, tmp_path: Path) -> None:
+        # The default is 30 s; an API slower than a job can wait for needs less.
+        csv = write(tmp_path / "in.csv", "name\nslow\n")
+        delayed = {Fault.STORE_THEN_DELAY: 1.0}
+        with FakeKirimServer(
+            token=TOKEN, faults=delayed, answer_delay=60.0
+        ).running_in_thread() as server:
+            result, (line,) = seed_reported(
+                server, csv, tmp_path, "--timeout", "0.2", "--max-retries", "0"
+            )
+        assert result.returncode == 1
+        assert line["status"] == "failed"
+        assert "within 0.2s" in line["error"]
+        assert line["may_exist"] is True  # stored before the answer was held back
+
     def test_quiet_prints_nothing_when_every_row_is_done(
         self, server: FakeKirimServer, tmp_path: Path
     ) -> None:
@@ -605,6 +620,7 @@ class TestUsageAndInputErrors:
             ("--max-rate", "0", "argument --max-rate: must be a finite number > 0, got 0"),
             ("--max-rate", "inf", "argument --max-rate: must be a finite number > 0, got inf"),
             ("--max-rate", "fast", "argument --max-rate: must be a number, got 'fast'"),
+            ("--timeout", "0", "argument --timeout: must be a finite number > 0, got 0"),
             (
                 "--proxy",
                 f"http://kirim:{PROXY_PASSWORD}@proxy.corp:3128",
