@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_number,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="seconds each attempt may take before it is retried (default: %(default)g)",
+        help="seconds each attempt may take (default: %(default)g)",
     )
     seed.add_argument(
         "--max-rate",

@@ -29,9 +29,9 @@ T = TypeVar("T")
 def run_on_its_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run *coroutine* on a new event loop, as ``asyncio.run()`` does, for a sync test.
 
-    Unlike ``asyncio.run()``, it leaves the thread's current loop alone: that one
-    unsets it on leaving, and pytest-asyncio before 1.4 then loses (never closes) its
-    own loop, whose sockets a later test's collection reports as unclosed.
+    It leaves the thread's current loop alone. ``asyncio.run()`` sets it to None on
+    leaving, and pytest-asyncio before 1.4 then loses its own loop without closing it:
+    a later test's garbage collection reports that loop's socket as unclosed.
     """
     loop = asyncio.new_event_loop()
     try:

@@ -68,8 +68,8 @@ def _release(version: str) -> tuple[int, ...]:
 
 
 def test_lowest_versions_pinned_for_ci_are_the_declared_lower_bounds() -> None:
-    # .ci/run tests on these pins: one left behind when a bound moves would test a
-    # version no user can install with this package any more.
+    # .ci/run tests on these pins: one left behind when a bound moves would test some
+    # other version than the lowest a user may have.
     declared = {}
     for requirement in importlib.metadata.requires("kirim-async") or []:
         spec, _, marker = requirement.partition(";")
