@@ -626,7 +626,7 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
         "------------  ------",
         f"{'total':<12}  {tally.done + tally.resumed:>6}",
         "",
-        f"elapsed {elapsed:.1f}s, {tally.requests} request{'' if tally.requests == 1 else 's'}, "
+        f"elapsed {elapsed:.1f}s, {_count(tally.requests, 'request')}, "
         f"{tally.rate_limited} answered 429",
     ]
     if interrupted:
@@ -641,12 +641,17 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
 _INTERRUPTED = "interrupted: rows without a report line were not finished"
 
 
+def _count(number: int, noun: str) -> str:
+    """*number* and *noun*, plural unless it is one: ``1 row``, ``2 rows``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _stop_lines(tally: Tally) -> list[str]:
     """Why the job stopped, said once, above the rows that all repeat it."""
     if tally.stopped_by is None:
         return []
-    sent = "row was" if tally.stopped == 1 else "rows were"
-    return [f"stopped: {tally.stopped_by}", f"  {tally.stopped} {sent} not sent"]
+    were = "was" if tally.stopped == 1 else "were"
+    return [f"stopped: {tally.stopped_by}", f"  {_count(tally.stopped, 'row')} {were} not sent"]
 
 
 def _quiet_summary(tally: Tally, *, interrupted: bool) -> str:
@@ -655,8 +660,7 @@ def _quiet_summary(tally: Tally, *, interrupted: bool) -> str:
     lines += _stop_lines(tally)
     if tally.problems:
         kinds = ", ".join(f"{status} {n}" for status, n in sorted(tally.problem_counts.items()))
-        rows = "row" if tally.problems == 1 else "rows"
-        lines.append(f"{tally.problems} {rows} not done ({kinds}); first problems:")
+        lines.append(f"{_count(tally.problems, 'row')} not done ({kinds}); first problems:")
         lines += [f"  {line}" for line in tally.failures]
     return "\n".join(lines)
 
