@@ -55,9 +55,10 @@ def _to_color(value: object) -> LabelColor:
     color = COLORS_BY_VALUE.get(value) if isinstance(value, str) else None
     if color is None:
         rule = f"must be one of {_COLOR_NAMES}"
-        if isinstance(value, str) and value.strip().lower() in COLORS_BY_VALUE:
+        guess = value.strip().lower() if isinstance(value, str) else None
+        if guess in COLORS_BY_VALUE:
             # Not taken as it: the API is strict, and a request is never changed silently.
-            rule += f"; did you mean {value.strip().lower()!r}?"
+            rule += f"; did you mean {guess!r}?"
         raise InvalidParameterError("color", rule, value)
     return color
 
