@@ -166,7 +166,10 @@ class Transport:
         if not self._owns_session:  # a caller's session lacks this transport's headers
             headers = {**self.headers, **headers} if headers else self.headers
         try:
-            async with session.request(
+            # Awaited, not entered with ``async with``: aiohttp's context manager adds a
+            # coroutine to the path of every step of the request and three more to leave
+            # it. The ``finally`` releases the connection as leaving it would.
+            response = await session.request(
                 request.method,
                 request.url,
                 data=request.body,
@@ -175,13 +178,16 @@ class Transport:
                 timeout=self._last_timeout,  # most calls share the client's default
                 raise_for_status=False,  # over a caller's session's: statuses are ours to read
                 proxy=self.proxy,
-            ) as response:
+            )
+            try:
                 length = response.content_length
                 if length is not None and length <= self.max_response_bytes:
                     body = await response.read()
                 else:
                     body = await self._read_capped(response, length)
-                return RawResponse(response.status, response.reason or "", response.headers, body)
+            finally:
+                response.release()
+            return RawResponse(response.status, response.reason or "", response.headers, body)
         except aiohttp.ClientHttpProxyError as exc:
             # Its str() shows the proxy's URL with any password in it: not raised from.
             raise ProxyError(

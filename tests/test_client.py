@@ -596,6 +596,19 @@ class TestSecurity:
             with pytest.raises(MalformedResponseError, match="exceeds"):
                 await client.labels.create("bug")
 
+    @pytest.mark.parametrize("chunked", [False, True])
+    async def test_a_refused_body_gives_its_connection_back(
+        self, scripted: ScriptedServer, chunked: bool
+    ) -> None:
+        # One connection in the pool: had the refused answer kept it, the next call
+        # would wait for it until its timeout.
+        scripted.script(Answer(201, b"x" * (2 << 20), chunked=chunked))
+        async with client_for(scripted, connection_limit=1, timeout=5, max_retries=0) as client:
+            with pytest.raises(MalformedResponseError, match="exceeds"):
+                await client.labels.create("bug")
+            await client.labels.create("next")
+        assert [json.loads(body)["name"] for _, _, body in scripted.requests] == ["bug", "next"]
+
     async def test_body_cap_is_configurable(self, scripted: ScriptedServer) -> None:
         scripted.script(Answer(201, label_body()))
         async with client_for(scripted, max_response_bytes=100) as client:
