@@ -34,6 +34,7 @@ from ._sansio import (
     user_agent,
 )
 from ._transport import AIOHTTP_VERSION, RawResponse, Transport
+from .errors import KirimError, mask_secret
 from .models import CreateLabel, Label, LabelColor
 
 if TYPE_CHECKING:
@@ -413,4 +414,10 @@ class _CreateExchange:
                     elapsed=client._clock() - self.sent_at,
                 )
             )
-        return decipher_label(raw.status, raw.reason, raw.headers, raw.body, client._wall_clock())
+        try:
+            return decipher_label(
+                raw.status, raw.reason, raw.headers, raw.body, client._wall_clock()
+            )
+        except KirimError as error:  # what the server sent is shown; the token never is
+            mask_secret(error, client._config.token)
+            raise

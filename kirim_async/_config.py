@@ -264,6 +264,10 @@ def resolve_config(
 ) -> ClientConfig:
     """Fill the token and base URL from arguments, then the environment, then defaults."""
     env = os.environ if environ is None else environ
+    if not isinstance(allow_insecure_http, bool):  # "no" and "false" are truthy strings
+        raise InvalidParameterError(
+            "allow_insecure_http", "must be True or False", allow_insecure_http
+        )
     url, field = chosen_base_url(base_url, env)
     return ClientConfig(
         token=token if token is not None else env.get(TOKEN_ENV, ""),

@@ -25,6 +25,7 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    ClientClosedError,
     KirimError,
     ProxyError,
     RateLimitError,
@@ -65,9 +66,12 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 def is_retryable(error: KirimError) -> bool:
     """Whether trying again may succeed: 429, 500, 502-504, connection errors, timeouts.
 
-    A proxy's refusal with a 4xx (wrong credentials, a forbidden host) is not.
+    A proxy's refusal with a 4xx (wrong credentials, a forbidden host) is not, nor is a
+    call on a closed client.
     """
     if isinstance(error, APIConnectionError):
+        if isinstance(error, ClientClosedError):
+            return False
         return not (isinstance(error, ProxyError) and error.is_refusal)
     return isinstance(error, APIStatusError) and error.status in RETRYABLE_STATUSES
 

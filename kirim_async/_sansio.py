@@ -85,6 +85,8 @@ def build_headers(token: str, agent: str) -> dict[str, str]:
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
         "Accept": "application/json",
+        # What the transport decodes itself, within the body cap (not br or zstd).
+        "Accept-Encoding": "gzip, deflate",
         "User-Agent": agent,
     }
 

@@ -7,6 +7,8 @@ Every exception the library raises on purpose is a :class:`KirimError`::
     ├── MalformedResponseError       an answer that does not match the API contract
     ├── APIConnectionError           no answer: connection refused, reset or cut short
     │   ├── APITimeoutError          no answer in time
+    │   │   └── PoolTimeoutError     no pooled connection came free in time: nothing sent
+    │   ├── ClientClosedError        the client was closed (also a RuntimeError)
     │   └── ProxyError               the proxy could not be reached, or refused the tunnel
     └── APIStatusError               an error answer; the HTTP status picks the class
         ├── InvalidRequestError          400, 422
@@ -32,6 +34,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
+    "ClientClosedError",
     "DuplicateLabelError",
     "InvalidParameterError",
     "InvalidRequestError",
@@ -39,6 +42,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PoolTimeoutError",
     "ProxyError",
     "RateLimitError",
     "ServerError",
@@ -158,6 +162,24 @@ class APITimeoutError(APIConnectionError):
     """No answer came within the timeout (or the call's overall deadline)."""
 
 
+class PoolTimeoutError(APITimeoutError):
+    """Every connection of the client's pool stayed busy for the whole timeout.
+
+    The request never left (``request_may_have_been_sent`` is False): a wait for a
+    connection is not a send, so retrying it cannot create anything twice. Raise
+    ``connection_limit`` or send fewer requests at once.
+    """
+
+
+class ClientClosedError(APIConnectionError, RuntimeError):
+    """The client was closed (:meth:`KirimClient.aclose`) before or while this call ran.
+
+    A call made after ``aclose()`` sends nothing. A call in flight when the client was
+    closed may have reached the server: ``request_may_have_been_sent`` says whether.
+    It is never retried. Also a ``RuntimeError``, as using a closed resource is.
+    """
+
+
 class ProxyError(APIConnectionError):
     """The HTTP proxy could not be reached, or refused to open a tunnel to the API.
 
@@ -264,6 +286,47 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """5xx: the API (or a proxy in front of it) failed."""
+
+
+SECRET_MIN_LENGTH = 8
+"""Shorter secrets are not searched for in what a server sends: too likely to be words."""
+_MASK = "***"
+_MASK_DEPTH = 64
+
+
+def _masked(value: Any, secret: str, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return value.replace(secret, _MASK)
+    if isinstance(value, bytes):
+        return value.replace(secret.encode(), _MASK.encode())
+    if depth > _MASK_DEPTH:  # a hostile body nested this deep: shown as an excerpt
+        return shorten(value).replace(secret, _MASK)
+    if isinstance(value, dict):
+        return {
+            _masked(k, secret, depth + 1): _masked(v, secret, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(_masked(item, secret, depth + 1) for item in value)
+    return value
+
+
+def mask_secret(error: BaseException, secret: str) -> None:
+    """Replace *secret* with ``***`` wherever *error* and its causes would show it (internal).
+
+    For answers that echo the token back (a server quoting the ``Authorization`` header
+    in its message, a decoder's error keeping the whole document): what the server sent
+    is shown in errors, and the token must never be.
+    """
+    if len(secret) < SECRET_MIN_LENGTH:
+        return
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = _masked(current.args, secret)
+        for key, value in vars(current).items():
+            setattr(current, key, _masked(value, secret))
+        current = current.__cause__ or current.__context__
 
 
 def is_ambiguous(error: KirimError) -> bool:

@@ -194,6 +194,18 @@ class TestConstruction:
             ({"clock": asyncio.sleep}, "clock"),  # before: a TypeError and a warning
             ({"wall_clock": "now"}, "wall_clock"),
             ({"wall_clock": _async_clock}, "wall_clock"),
+            # Before: any truthy value, "no" and "false" among them, turned plain http ON.
+            ({"allow_insecure_http": "no"}, "allow_insecure_http"),
+            ({"allow_insecure_http": "false"}, "allow_insecure_http"),
+            ({"allow_insecure_http": 1}, "allow_insecure_http"),
+            # Before: OverflowError; an int past float's range is no finite number.
+            ({"timeout": 10**400}, "timeout"),
+            ({"max_retry_after": 10**400}, "max_retry_after"),
+            ({"deadline": 10**400}, "deadline"),
+            ({"session": "x"}, "session"),  # before: AttributeError
+            ({"session": 5}, "session"),
+            ({"trace_configs": "x"}, "trace_configs"),  # before: failed at the first call
+            ({"trace_configs": [object()]}, "trace_configs"),
         ],
     )
     def test_rejects_bad_options(self, options: dict[str, Any], field: str) -> None:
