@@ -45,7 +45,7 @@ def text(min_length: int, max_length: int) -> Validator:
     def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if not isinstance(value, str) or not min_length <= len(value) <= max_length:
             raise InvalidParameterError(attribute.name, rule, value)
-        if not value.isascii() and not _encodable(value):
+        if not value.isascii() and not encodable(value):
             raise InvalidParameterError(attribute.name, _SURROGATE_RULE, value)
 
     return validate
@@ -55,7 +55,8 @@ def text(min_length: int, max_length: int) -> Validator:
 _SURROGATE_RULE = "must be valid Unicode text (it has a lone surrogate, which UTF-8 cannot encode)"
 
 
-def _encodable(value: str) -> bool:
+def encodable(value: str) -> bool:
+    """Whether UTF-8 can encode *value* (it cannot encode a lone surrogate)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -71,12 +72,21 @@ def number(*, above_zero: bool = False, finite: bool = True) -> Validator:
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
-            or (finite and not math.isfinite(value))
+            or (finite and not _is_finite(value))
             or not (value > 0 if above_zero else value >= 0)  # "not" also refuses NaN
         ):
             raise InvalidParameterError(attribute.name, rule, value)
 
     return validate
+
+
+def _is_finite(value: float) -> bool:
+    # An int past float's range (10**400) would raise OverflowError in every sum with a
+    # float later on: it is as good as infinite.
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 non_negative = number()

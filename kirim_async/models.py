@@ -48,6 +48,17 @@ COLORS_BY_VALUE: dict[str, LabelColor] = {color.value: color for color in LabelC
 """Each colour by its string value: a dict lookup, where ``LabelColor(text)`` is slow."""
 
 
+# Another spelling of a colour's name, for the "did you mean" hint only.
+_SPELLINGS = {"grey": "gray"}
+
+
+def _not_blank(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
+    # One rule on every path (a call, a bulk item, a CSV cell, a JSON line): a name of
+    # spaces would make a label that looks blank in every list of labels.
+    if value.isspace():
+        raise InvalidParameterError("name", "must not be blank (it is only whitespace)", value)
+
+
 def _to_color(value: object) -> LabelColor:
     """Convert a colour given as the enum or its string value; reject anything else."""
     if isinstance(value, LabelColor):
@@ -56,6 +67,8 @@ def _to_color(value: object) -> LabelColor:
     if color is None:
         rule = f"must be one of {_COLOR_NAMES}"
         guess = value.strip().lower() if isinstance(value, str) else None
+        if guess is not None:
+            guess = _SPELLINGS.get(guess, guess)
         if guess in COLORS_BY_VALUE:
             # Not taken as it: the API is strict, and a request is never changed silently.
             rule += f"; did you mean {guess!r}?"
@@ -68,7 +81,8 @@ class CreateLabel:
     """The body of ``POST /labels``.
 
     Args:
-        name: The label's name, 1-50 characters, unique within its team.
+        name: The label's name, 1-50 characters, not all whitespace, unique within its
+            team.
         color: A :class:`LabelColor` or its string value; gray by default.
         team_id: The team, 1-64 characters. Organisations with several teams must
             give it; single-team organisations may leave it out.
@@ -77,7 +91,7 @@ class CreateLabel:
         InvalidParameterError: A field breaks the API's rules.
     """
 
-    name: str = attrs.field(validator=text(1, NAME_MAX_LENGTH))
+    name: str = attrs.field(validator=[text(1, NAME_MAX_LENGTH), _not_blank])
     color: LabelColor = attrs.field(default=LabelColor.GRAY, converter=_to_color)
     team_id: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(text(1, TEAM_ID_MAX_LENGTH))

@@ -4,6 +4,7 @@ import email.utils
 import gc
 import logging
 import weakref
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from kirim_async import (
     APIConnectionError,
     APITimeoutError,
     DuplicateLabelError,
+    InvalidParameterError,
     InvalidRequestError,
     KirimClient,
     RateLimitError,
@@ -332,6 +334,18 @@ class TestTimeouts:
                     await client.labels.create("bug")
         assert info.value.request_may_have_been_sent is True
         assert info.value.attempts == 2
+
+    @pytest.mark.parametrize("option", ["timeout", "deadline"])
+    async def test_a_per_call_number_past_floats_range_is_refused(
+        self, server: FakeKirimServer, option: str
+    ) -> None:
+        # Before: OverflowError from deep inside the call.
+        huge: dict[str, Any] = {option: 10**400}
+        async with client_for(server) as client:
+            with pytest.raises(InvalidParameterError) as info:
+                await client.labels.create("bug", **huge)
+        assert info.value.field == option
+        assert server.stats.requests == 0
 
     async def test_attempt_timeout_per_call(self, sleeps: SleepRecorder) -> None:
         async with FakeKirimServer(answer_delay=60) as server:
