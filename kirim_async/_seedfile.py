@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
+import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import attrs
 
+from ._json import stdlib_loads
 from ._outcomes import LabelOutcome, OutcomeStatus
+from ._validators import encodable
 from .errors import APIStatusError, InvalidParameterError
 from .models import CreateLabel
 
@@ -27,6 +32,7 @@ __all__ = [
     "Row",
     "Scan",
     "UnreadableRow",
+    "compact_report",
     "detect_format",
     "prescan",
     "read_report",
@@ -94,10 +100,19 @@ def detect_format(path: str, explicit: str | None) -> Format:
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
+MAX_LINE_LENGTH = 64 * 1024
+"""Characters in one input line at most: a label row, escapes and all, is far shorter."""
+
+
 def _lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, str]]:
-    """Decode *stream* as UTF-8 (a BOM is dropped) into numbered lines, lazily."""
+    """Decode *stream* as UTF-8 (a BOM is dropped) into numbered lines, lazily.
+
+    Linear in the input: the pieces of a line that spans chunks are joined once, when
+    its end comes. A line longer than :data:`MAX_LINE_LENGTH` is refused.
+    """
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    pending = ""
+    pending: list[str] = []  # the pieces of the line not yet ended
+    pending_length = 0
     number = 0
     at_start = True
     while True:
@@ -106,21 +121,39 @@ def _lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, str]]:
             raise InputFileError(f"{source}: is UTF-16 text, not UTF-8; save it as UTF-8")
         at_start = False
         try:
-            text = pending + decoder.decode(chunk, final=not chunk)
+            text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
             line = number + 1 + chunk[: max(0, exc.start)].count(b"\n")
             raise InputFileError(
                 f"{source}: line {line}: not valid UTF-8 ({exc.reason}); save the file as UTF-8"
             ) from None
         parts = text.split("\n")
-        pending = parts.pop()
-        for part in parts:
-            number += 1
-            yield number, part.rstrip("\r")
+        if len(parts) > 1:
+            pending.append(parts[0])
+            parts[0] = "".join(pending)
+            pending = [parts.pop()]
+            pending_length = len(pending[0])
+            for part in parts:
+                number += 1
+                _check_length(len(part), number, source)
+                yield number, part.rstrip("\r")
+        elif text:
+            pending.append(text)
+            pending_length += len(text)
+        _check_length(pending_length, number + 1, source)
         if not chunk:
-            if pending:
-                yield number + 1, pending.rstrip("\r")
+            rest = "".join(pending)
+            if rest:
+                yield number + 1, rest.rstrip("\r")
             return
+
+
+def _check_length(length: int, line: int, source: str) -> None:
+    if length > MAX_LINE_LENGTH:
+        raise InputFileError(
+            f"{source}: line {line} is longer than {MAX_LINE_LENGTH} characters, which no "
+            "label row is: is this the right file?"
+        )
 
 
 def read_rows(stream: IO[bytes], fmt: Format, source: str) -> Iterator[Row]:
@@ -159,7 +192,7 @@ def _jsonl_rows(lines: Iterable[tuple[int, str]]) -> Iterator[Row]:
         if not text.strip():
             continue
         try:
-            value = json.loads(text, object_pairs_hook=_object_of_unique_keys)
+            value = stdlib_loads(text, object_pairs_hook=_object_of_unique_keys)
         except _RepeatedKeyError as exc:
             yield Row(number, UnreadableRow(text, str(exc), "invalid_json"))
             continue
@@ -230,8 +263,8 @@ def _csv_rows(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Row]:
 def _item_of(record: dict[str, str]) -> dict[str, str]:
     """A CSV record as the bulk helper's mapping of a label's fields.
 
-    A blank cell (empty, or spaces only) is a field not given; a blank ``name`` is
-    empty, and so reported invalid rather than created as an invisible label. ``color``
+    A blank cell (empty, or spaces only) is a field not given; a blank ``name`` is kept
+    as written, and so reported invalid rather than created as an invisible label. ``color``
     and ``team_id`` lose the spaces around them, as the header's names do (``bug, red``
     is as common as ``bug,red``); a name is sent as written.
     """
@@ -242,7 +275,7 @@ def _item_of(record: dict[str, str]) -> dict[str, str]:
             item[key] = value
     name = record.get("name")  # missing when the row is shorter than the header
     if name is not None:
-        item["name"] = name if name.strip() else ""
+        item["name"] = name  # as written: a blank one is refused, and shown, as it is
     return item
 
 
@@ -307,13 +340,20 @@ class Scan:
     resumed: int = 0
 
 
-def prescan(path: Path, fmt: Format, *, resumed: Callable[[Row], bool] | None = None) -> Scan:
+def prescan(
+    path: Path,
+    fmt: Format,
+    *,
+    resumed: Callable[[Row], bool] | None = None,
+    data: bytes | None = None,
+) -> Scan:
     """Read a whole file once, before sending anything: count rows, find bad bytes.
 
     Args:
         path: The input file.
         fmt: Its format.
         resumed: Whether a row is done already (:meth:`PriorReport.marks_done`).
+        data: The input's bytes, already read (standard input): *path* is not opened.
 
     Raises:
         InputFileError: The file is missing, unreadable, not UTF-8, or has no ``name``.
@@ -321,8 +361,9 @@ def prescan(path: Path, fmt: Format, *, resumed: Callable[[Row], bool] | None = 
     rows = done = 0
     teams: set[str] = set()
     try:
-        with path.open("rb") as stream:
-            for row in read_rows(stream, fmt, str(path)):
+        with path.open("rb") if data is None else io.BytesIO(data) as stream:
+            source = str(path) if data is None else "<stdin>"
+            for row in read_rows(stream, fmt, source):
                 rows += 1
                 if resumed is not None and resumed(row):
                     done += 1
@@ -397,7 +438,12 @@ def report_line(
         entry["skip_reason"] = outcome.skip_reason.value
     if first_row is not None:
         entry["first_row"] = first_row
-    return json.dumps(entry, ensure_ascii=False, default=str)
+    line = json.dumps(entry, ensure_ascii=False, default=str)
+    if not line.isascii() and not encodable(line):
+        # A lone surrogate from an escaped JSON line ("bad\\ud800"): written escaped, so
+        # that the report stays UTF-8 and its line says what the row held.
+        line = json.dumps(entry, ensure_ascii=True, default=str)
+    return line
 
 
 def row_error(outcome: LabelOutcome) -> tuple[str | None, str | None]:
@@ -423,19 +469,22 @@ class PriorReport:
     Attributes:
         done_rows: The rows it marks done (created or exists), with their names and
             teams.
-        keep_bytes: Its length up to the end of its last whole line.
-        cut_bytes: The length of a last line cut short after that (a job killed while
-            writing it). Appending must start at ``keep_bytes``, so that no new line is
-            glued to the cut one; the cut line's row is sent again.
-        ends_mid_line: Its last line is a whole entry without a newline: write one first.
+        cut_bytes: The length of a last line cut short (a job killed while writing it):
+            :func:`compact_report` drops it, so that no new line is glued to it; its row
+            is sent again.
+        ends_mid_line: Its last line is a whole entry without a newline, which
+            :func:`compact_report` adds.
         found: Whether the file exists (a missing one means the job starts now).
+        stale_lines: Lines of rows not done, which a resumed run replaces (see
+            :func:`compact_report`).
     """
 
     done_rows: dict[int, tuple[object, object]]
-    keep_bytes: int = 0
     cut_bytes: int = 0
     ends_mid_line: bool = False
     found: bool = True
+    stale_lines: int = 0
+    """Lines of rows not done (invalid, failed, skipped): this run writes them anew."""
 
     def marks_done(self, row: Row, default_team_id: str | None) -> bool:
         """Whether this report marks *row* done: by the same name, in the same team.
@@ -464,7 +513,7 @@ def read_report(path: Path) -> PriorReport:
             only a last line without its newline may be cut short.
     """
     done: dict[int, tuple[object, object]] = {}
-    keep = 0
+    stale = 0
     try:
         stream = path.open("rb")
     except FileNotFoundError:
@@ -475,29 +524,59 @@ def read_report(path: Path) -> PriorReport:
         for number, data in enumerate(stream, start=1):
             whole = data.endswith(b"\n")
             if not data.strip():
-                keep += len(data)
                 continue
             entry = _report_entry(data)
             if entry is None:
-                if not whole:
-                    return PriorReport(done, keep, cut_bytes=len(data))
+                # Only the start of a line that --report wrote may be cut short: a file
+                # of one line without its newline (a settings file, say) is no report.
+                if not whole and data.startswith(_REPORT_LINE_START):
+                    return PriorReport(done, cut_bytes=len(data), stale_lines=stale)
                 raise InputFileError(
                     f"{path}: line {number} is not a report line; "
                     "--resume takes a report that --report wrote"
                 )
-            keep += len(data)
             if entry["status"] in DONE_STATUSES:
                 done[entry["row"]] = (entry.get("name"), entry.get("team_id"))
+            else:
+                stale += 1
             if not whole:
-                return PriorReport(done, keep, ends_mid_line=True)
-    return PriorReport(done, keep)
+                return PriorReport(done, ends_mid_line=True, stale_lines=stale)
+    return PriorReport(done, stale_lines=stale)
+
+
+_REPORT_LINE_START = b'{"row": '  # how report_line() begins every entry
+
+
+def compact_report(path: Path, prior: PriorReport) -> None:
+    """Rewrite a report to resume so that it keeps only the lines of rows done.
+
+    The rows not done are sent again and get a new line each: without this, a row
+    would stand in the report once per run. A line cut short goes too. The new file
+    replaces the old one whole (written beside it, then renamed over it), so that a
+    crash meanwhile leaves one or the other.
+
+    Raises:
+        OSError: The report could not be read, written or replaced.
+    """
+    if not (prior.stale_lines or prior.cut_bytes or prior.ends_mid_line):
+        return
+    temporary = path.with_name(f".{path.name}.kirim-resume")
+    with path.open("rb") as old, temporary.open("wb") as new:
+        for data in old:
+            entry = _report_entry(data)
+            if entry is not None and entry["status"] in DONE_STATUSES:
+                new.write(data if data.endswith(b"\n") else data + b"\n")
+        new.flush()
+        os.fsync(new.fileno())
+    shutil.copymode(path, temporary)
+    os.replace(temporary, path)
 
 
 def _report_entry(data: bytes) -> dict[str, Any] | None:
     """A report line's entry: an object with an integer ``row`` and a ``status``."""
     try:
-        entry = json.loads(data)
-    except ValueError:  # JSON or UTF-8 (UnicodeDecodeError is a ValueError)
+        entry = stdlib_loads(data)
+    except ValueError:  # JSON, nesting or UTF-8 (UnicodeDecodeError is a ValueError)
         return None
     if (
         isinstance(entry, dict)

@@ -15,9 +15,11 @@ import argparse
 import asyncio
 import contextlib
 import heapq
+import io
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -46,6 +48,7 @@ from ._seedfile import (
     InputFileError,
     PriorReport,
     Row,
+    compact_report,
     detect_format,
     prescan,
     read_report,
@@ -62,8 +65,11 @@ from .models import CreateLabel
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 128 + signal.SIGINT
 SANDBOX_RATE, SANDBOX_BURST = 100.0, 20
+# Requests in flight at most: far past what any API's rate limit lets through, and each
+# costs a connection and a worker (2,000,000 of them took 2 GiB before this bound).
+MAX_CONCURRENCY = 1000
 STDOUT = Path("-")  # as a --report path: standard output
 LOG_EVERY = 2.0
 SHOWN_FAILURES = 10
@@ -78,13 +84,16 @@ class ReportWriteError(UsageError):
 
 
 def _parser() -> argparse.ArgumentParser:
+    # No abbreviations: "--token abc" was read as "--token-file abc", and "--rep" as
+    # "--report"; a misread option must fail, naming what was typed.
     parser = argparse.ArgumentParser(
-        prog="kirim-labels", description="Create Kirim labels in bulk."
+        prog="kirim-labels", description="Create Kirim labels in bulk.", allow_abbrev=False
     )
     parser.add_argument("--version", action="version", version=f"kirim-async {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     seed = commands.add_parser(
         "seed",
+        allow_abbrev=False,
         help="create a label per row of a CSV or JSON Lines file",
         description=(
             "Create a label per row. CSV needs a header with a 'name' column ('color' "
@@ -97,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--team-id", type=_team_id, help="team for rows that name none")
     seed.add_argument(
         "--concurrency",
-        type=_whole_number(1),
+        type=_whole_number(1, MAX_CONCURRENCY),
         default=DEFAULT_CONCURRENCY,
         help="requests in flight at most (default: %(default)s)",
     )
@@ -139,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
         help="write a JSON Lines report, one line per row (- for stdout)",
     )
     seed.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --report replace a file that exists (by default it is refused: a "
+        "report is the only record of the labels' ids)",
+    )
+    seed.add_argument(
         "--resume",
         type=Path,
         metavar="PATH",
@@ -177,8 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _whole_number(minimum: int) -> Callable[[str], int]:
-    """An option's parser for a whole number >= *minimum*."""
+def _whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An option's parser for a whole number >= *minimum* (and <= *maximum*)."""
 
     def parse(text: str) -> int:
         try:
@@ -188,6 +203,8 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
         return value
 
     return parse
@@ -217,6 +234,10 @@ def _token(args: argparse.Namespace) -> str:
             token = str(args.token_file.read_text(encoding="utf-8")).strip()
         except OSError as exc:
             raise UsageError(f"--token-file {args.token_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:  # its bytes are not shown: they may be the token
+            raise UsageError(
+                f"--token-file {args.token_file}: is not UTF-8 text (is it the right file?)"
+            ) from None
         if not token:
             raise UsageError(f"--token-file {args.token_file} is empty")
         return token
@@ -500,7 +521,19 @@ def _report_target(args: argparse.Namespace) -> ReportTarget | None:
     for option, path in (("--resume", resume), ("--report", report)):
         if path not in (None, STDOUT) and args.file != "-" and _same_file(Path(args.file), path):
             raise UsageError(f"{option} {path} is the input file; name another file for the report")
+    if target is not None and not target.appends and not args.overwrite:
+        _refuse_to_replace(target.path)
     return target
+
+
+def _refuse_to_replace(path: Path) -> None:
+    """Refuse to empty a report that exists: it is the only record of the labels' ids."""
+    with contextlib.suppress(OSError):  # missing, or a device: nothing to lose
+        if path != STDOUT and path.is_file() and path.stat().st_size > 0:
+            raise UsageError(
+                f"--report {path} exists: pass --resume {path} to go on with that job, "
+                "or --overwrite to replace it"
+            )
 
 
 def _same_file(first: Path, second: Path) -> bool:
@@ -521,19 +554,23 @@ def _open_report(target: ReportTarget | None, prior: PriorReport, *, quiet: bool
     try:
         if not target.appends:
             return path.open("w", encoding="utf-8")
-        if prior.cut_bytes:  # a killed job's half-written line: the row is sent again
-            os.truncate(path, prior.keep_bytes)
-            if not quiet:
-                print(
-                    f"kirim-labels: {path}: dropped its last line, cut short "
-                    f"({prior.cut_bytes} bytes); that row is sent again",
-                    file=sys.stderr,
-                )
+        if prior.found:  # the rows not done lose their old lines: each row stands once
+            compact_report(path, prior)
         report = path.open("a", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
-    if prior.ends_mid_line:
-        report.write("\n")
+    if not quiet and prior.cut_bytes:
+        print(
+            f"kirim-labels: {path}: dropped its last line, cut short "
+            f"({prior.cut_bytes} bytes); that row is sent again",
+            file=sys.stderr,
+        )
+    if not quiet and prior.stale_lines:
+        print(
+            f"kirim-labels: {path}: {_count(prior.stale_lines, 'row')} not done "
+            "(invalid, failed or not sent) will get a new line each",
+            file=sys.stderr,
+        )
     return report
 
 
@@ -544,6 +581,8 @@ class Target:
     token: str | None
     proxy: str | None = None
     sandbox_teams: frozenset[str] = frozenset()
+    rows: int | None = None
+    """The rows to send, when the input was counted first: no more workers than that."""
 
 
 async def _seed(
@@ -560,11 +599,19 @@ async def _seed(
                     f"limited to {SANDBOX_RATE:g} requests/s",
                     file=sys.stderr,
                 )
-            await _send(args, seeding, rows, token=server.token, base_url=server.url)
+            await _send(
+                args, seeding, rows, token=server.token, base_url=server.url, count=target.rows
+            )
     else:
         assert target.token is not None  # noqa: S101 - resolved by seed()
         await _send(
-            args, seeding, rows, token=target.token, base_url=args.base_url, proxy=target.proxy
+            args,
+            seeding,
+            rows,
+            token=target.token,
+            base_url=args.base_url,
+            proxy=target.proxy,
+            count=target.rows,
         )
 
 
@@ -576,7 +623,10 @@ async def _send(
     token: str,
     base_url: str | None,
     proxy: str | None = None,
+    count: int | None = None,
 ) -> None:
+    # No more workers than rows to send (each costs a task and a connection).
+    concurrency = args.concurrency if count is None else max(1, min(count, args.concurrency))
     progress = Progress(seeding.tally, quiet=args.quiet, stream=sys.stderr)
     try:
         async with KirimClient(
@@ -585,13 +635,13 @@ async def _send(
             proxy=proxy,
             team_id=args.team_id,
             timeout=args.timeout,
-            connection_limit=max(DEFAULT_CONNECTION_LIMIT, args.concurrency),
+            connection_limit=max(DEFAULT_CONNECTION_LIMIT, concurrency),
             hooks=Hooks(on_response=seeding.tally.on_response),
         ) as client:
             stream = iter_bulk_create_labels(
                 client,
                 seeding.items(rows),
-                concurrency=args.concurrency,
+                concurrency=concurrency,
                 # "skip", the option's first name, stays for the jobs written with it.
                 on_duplicate="error" if args.on_duplicate == "error" else "exists",
                 max_retries=args.max_retries,
@@ -665,33 +715,51 @@ def _quiet_summary(tally: Tally, *, interrupted: bool) -> str:
     return "\n".join(lines)
 
 
-def _exit_status(tally: Tally, *, interrupted: bool) -> int:
-    if interrupted:
-        return EXIT_INTERRUPTED
+def _exit_status(tally: Tally, *, interrupted_by: int) -> int:
+    if interrupted_by:  # as a shell reports a command a signal ended: 130, 143
+        return 128 + interrupted_by
     return EXIT_FAILURES if tally.problems else EXIT_OK
 
 
 async def _main_async(
     args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row], target: Target
-) -> bool:
-    """Run the job; return whether it was interrupted (SIGINT or SIGTERM)."""
+) -> int:
+    """Run the job; return the signal that interrupted it (SIGINT, SIGTERM), or 0."""
     task = asyncio.current_task()
     assert task is not None  # noqa: S101 - always inside a task here
     loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def interrupt(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, interrupt, sig)
     try:
         await _seed(args, seeding, rows, target)
     except asyncio.CancelledError:
-        return True
+        return received[0] if received else signal.SIGINT
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    return False
+    return 0
 
 
-def seed(args: argparse.Namespace) -> int:
-    """Run ``kirim-labels seed``; return the exit status."""
+def _resume_command(argv: Sequence[str], report: Path) -> str:
+    """The command that goes on with this job: the same one, resuming *report*."""
+    words: list[str] = []
+    given = iter(argv)
+    for word in given:
+        if word in ("--report", "--resume"):
+            next(given, None)
+        elif not word.startswith(("--report=", "--resume=")) and word != "--overwrite":
+            words.append(word)
+    return shlex.join(["kirim-labels", *words, "--resume", str(report)])
+
+
+def seed(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    """Run ``kirim-labels seed`` (*argv* as given, for the command that resumes it)."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.verbose:
         logging.getLogger("kirim_async").setLevel(logging.DEBUG)
@@ -699,11 +767,17 @@ def seed(args: argparse.Namespace) -> int:
     fmt = detect_format(args.file, args.format)
     report_target = _report_target(args)
     prior = read_report(args.resume) if args.resume else PriorReport({})
+    # The sandbox's organisation must have every team the rows name: standard input is
+    # read whole first, as a file is scanned.
+    piped = sys.stdin.buffer.read() if args.file == "-" and args.sandbox else None
     total = None
     file_teams: frozenset[str] = frozenset()
-    if args.file != "-":
+    if args.file != "-" or piped is not None:
         scan = prescan(
-            Path(args.file), fmt, resumed=lambda row: prior.marks_done(row, args.team_id)
+            Path(args.file),
+            fmt,
+            resumed=lambda row: prior.marks_done(row, args.team_id),
+            data=piped,
         )
         total, file_teams = scan.rows - scan.resumed, scan.team_ids
     if not prior.found and not args.quiet:  # a misspelt path would send every row again
@@ -718,37 +792,81 @@ def seed(args: argparse.Namespace) -> int:
         token=_token(args) if sends else None,
         proxy=_proxy(args) if sends else None,
         sandbox_teams=file_teams | ({args.team_id} if args.team_id is not None else frozenset()),
+        rows=total,
     )
     if target.proxy is not None and not args.quiet:
         print(f"kirim-labels: sending through the proxy {masked(target.proxy)}", file=sys.stderr)
-    stream, source = _open_input(args)
     report = _open_report(report_target, prior, quiet=args.quiet)
     tally = Tally(total=total)
     seeding = Seeding(report=report, tally=tally, prior=prior, team_id=args.team_id)
-    interrupted = False
+    interrupted_by = 0
+    try:
+        stream, source = (io.BytesIO(piped), "<stdin>") if piped is not None else _open_input(args)
+    except BaseException:
+        seeding.close()
+        raise
     try:
         rows = read_rows(stream, fmt, source)
         if args.dry_run:
             _dry_run(args, seeding, rows)
         else:
-            interrupted = asyncio.run(_main_async(args, seeding, rows, target))
+            interrupted_by = asyncio.run(_main_async(args, seeding, rows, target))
     finally:
         seeding.close()
         if stream is not sys.stdin.buffer:
             stream.close()
+    _tell_the_end(args, argv, tally, report_target, interrupted=bool(interrupted_by))
+    return _exit_status(tally, interrupted_by=interrupted_by)
+
+
+def _tell_the_end(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    tally: Tally,
+    report_target: ReportTarget | None,
+    *,
+    interrupted: bool,
+) -> None:
+    """Print the summary and, when rows are not done, the command that resumes the job."""
     if not args.quiet:  # stdout may be the report: the table must not go into it
-        summary_to = sys.stderr if report is sys.stdout else sys.stdout
+        to_stdout = report_target is not None and report_target.path == STDOUT
+        summary_to = sys.stderr if to_stdout else sys.stdout
         print(_summary(tally, interrupted=interrupted, dry_run=args.dry_run), file=summary_to)
     elif problems := _quiet_summary(tally, interrupted=interrupted):
         print(f"kirim-labels: {problems}", file=sys.stderr)
-    return _exit_status(tally, interrupted=interrupted)
+    if (
+        report_target is not None
+        and report_target.path != STDOUT
+        and not args.dry_run
+        and (interrupted or tally.problems)
+    ):
+        print(
+            "kirim-labels: to send the rows not done again (fix the invalid ones first): "
+            + _resume_command(argv, report_target.path),
+            file=sys.stderr,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kirim-labels`` and ``python -m kirim_async``; returns the status."""
-    args = _parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):
+        # A row's text may hold what no encoding can write (a lone surrogate from an
+        # escaped JSON line): shown escaped, never a UnicodeEncodeError mid-job.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    if any(word == "--token" or word.startswith("--token=") for word in given):
+        # argparse would echo the value ("unrecognized arguments: --token abc").
+        print(
+            f"kirim-labels: error: there is no --token option: set {TOKEN_ENV} or pass "
+            "--token-file PATH (a command line shows in ps and the shell's history)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    args = _parser().parse_args(given)
     try:
-        return seed(args)
+        return seed(args, given)
     except (UsageError, InputFileError) as exc:
         print(f"kirim-labels: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

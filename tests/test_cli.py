@@ -70,9 +70,12 @@ def seed(server: FakeKirimServer, path: Path, *extra: str | Path, **kw: Any) -> 
 def seed_reported(
     server: FakeKirimServer, source: Path, tmp_path: Path, *extra: str | Path, **kw: Any
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
-    """Seed *source* with ``--report`` into *tmp_path*: the result and the report's lines."""
+    """Seed *source* with ``--report`` into *tmp_path*: the result and the report's lines.
+
+    A test may call it again: the report of the last call replaces the one before.
+    """
     out = tmp_path / "report.jsonl"
-    result = seed(server, source, "--report", out, *extra, **kw)
+    result = seed(server, source, "--report", out, "--overwrite", *extra, **kw)
     return result, report(out)
 
 
