@@ -44,6 +44,7 @@ from .errors import (
     DuplicateLabelError,
     InvalidParameterError,
     KirimError,
+    MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
     ProxyError,
@@ -183,6 +184,11 @@ class _WorkerFailed:
 
 _EXHAUSTED = object()
 _WORKER_DONE = object()
+
+
+def _is_success(error: MalformedResponseError) -> bool:
+    """Whether *error* is about a 2xx answer: one whose label may well exist."""
+    return 200 <= (error.status or 0) < 300
 
 
 def _created(index: int, request: CreateLabel, label: Label, attempts: int) -> LabelOutcome:
@@ -355,7 +361,11 @@ class _Job:
                 try:
                     label = await creating
                 except (KirimError, _JobStoppedError) as error:
-                    waiting = sink.outcome(self._unsuccessful(index, request, error, exchange))
+                    waiting = sink.outcome(
+                        await self._confirm(index, request, error)
+                        if isinstance(error, MalformedResponseError) and _is_success(error)
+                        else self._unsuccessful(index, request, error, exchange)
+                    )
                 else:
                     waiting = sink.created(index, request, label, exchange.attempts)
             if waiting is not None:
@@ -386,6 +396,30 @@ class _Job:
         finally:  # a worker failed (the input raised), or the caller was cancelled
             await _stop(workers, source)
         return filing.results()
+
+    async def _confirm(
+        self, index: int, request: CreateLabel, unreadable: MalformedResponseError
+    ) -> LabelOutcome:
+        """Send an item again whose success answer could not be read, to learn its fate.
+
+        A 2xx whose body is cut or garbled most likely created the label, but says
+        nothing of it. The same request again answers for it: a duplicate proves the
+        earlier attempt created it (``exists``, ``earlier-attempt``); a readable 2xx
+        means it had not, and has now; anything else fails the item, flagged as one
+        that may exist.
+        """
+        earlier = unreadable.attempts
+        exchange, creating = self.client._create(
+            request, timeout=None, max_retries=self.max_retries, deadline=None, gate=self.gate
+        )
+        try:
+            label = await creating
+        except (KirimError, _JobStoppedError) as error:
+            if isinstance(error, KirimError):
+                error.attempts += earlier
+                error.after_ambiguous_attempt = True
+            return self._unsuccessful(index, request, error, exchange)
+        return _created(index, request, label, earlier + exchange.attempts)
 
     def _unsuccessful(
         self,

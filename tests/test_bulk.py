@@ -197,6 +197,7 @@ class TestInputs:
             ({"max_rate": 0}, "max_rate"),
             ({"max_rate": float("inf")}, "max_rate"),
             ({"max_rate": "10"}, "max_rate"),
+            ({"max_rate": 10**400}, "max_rate"),  # before: OverflowError
             ({"max_retries": -1}, "max_retries"),
             # Before: three labels created, then a TypeError that lost their outcomes.
             ({"on_outcome": "print"}, "on_outcome"),
@@ -654,37 +655,67 @@ class TestOutcomes:
         ("answer", "may_exist"),
         [
             (Answer(500, b""), True),
-            (Answer(201, b"<html>"), True),  # a success whose body could not be read
+            # a success whose body could not be read, twice: sent again, still unknown
+            ((Answer(201, b"<html>"), Answer(200, b"<html>")), True),
             (Answer(400, {"error": {"code": "nope"}}), False),
             (Answer(404, b""), False),
             (Answer(201, label_body("a")), False),  # created: nothing left in doubt
         ],
     )
     async def test_may_exist_says_whether_a_failed_item_may_have_been_created(
-        self, scripted: ScriptedServer, answer: Answer, may_exist: bool
+        self, scripted: ScriptedServer, answer: Answer | tuple[Answer, ...], may_exist: bool
     ) -> None:
-        scripted.script(answer)
+        scripted.script(*(answer if isinstance(answer, tuple) else (answer,)))
         async with client_for(scripted, max_retries=0) as client:
             result = await bulk_create_labels(client, ["a"])
         assert result.outcomes[0].may_exist is may_exist
 
-    async def test_a_malformed_success_fails_in_doubt_and_a_rerun_finds_it(self) -> None:
+    @pytest.mark.parametrize("fault", [Fault.STORE_THEN_MALFORM, Fault.STORE_THEN_GARBLE])
+    async def test_an_unreadable_success_is_confirmed_by_sending_it_again(
+        self, fault: Fault
+    ) -> None:
+        # The label was stored, but its answer cannot be read. Sending the item again
+        # settles it: the duplicate proves the first attempt created it.
         names = ["a", "b", "c"]
         async with (
             FakeKirimServer(success_status=200, validation_status=422, extra_fields=True) as server,
             client_for(server) as client,
         ):
-            server.script(None, Fault.STORE_THEN_MALFORM)
-            first = await bulk_create_labels(client, names, concurrency=1)
-            rerun = await bulk_create_labels(client, names, concurrency=1)
-        statuses = [o.status for o in first.outcomes]
-        assert statuses == [OutcomeStatus.CREATED, OutcomeStatus.FAILED, OutcomeStatus.CREATED]
-        in_doubt = first.outcomes[1]
-        assert isinstance(in_doubt.error, MalformedResponseError)
-        assert (in_doubt.may_exist, in_doubt.attempts) == (True, 1)  # never retried
-        assert [o.status for o in rerun.outcomes] == [OutcomeStatus.EXISTS] * 3
-        assert {o.exists_reason for o in rerun.outcomes} == {ExistsReason.PRE_EXISTING}
+            server.script(None, fault)
+            result = await bulk_create_labels(client, names, concurrency=1)
+        statuses = [o.status for o in result.outcomes]
+        assert statuses == [OutcomeStatus.CREATED, OutcomeStatus.EXISTS, OutcomeStatus.CREATED]
+        confirmed = result.outcomes[1]
+        assert confirmed.exists_reason is ExistsReason.EARLIER_ATTEMPT
+        assert confirmed.attempts == 2
         assert len(server.labels) == 3
+
+    async def test_an_unreadable_success_not_stored_is_created_by_the_second_send(
+        self, scripted: ScriptedServer
+    ) -> None:
+        # A proxy's HTML page with a 200: nothing was stored; the second send creates it.
+        scripted.script(Answer(200, b"<html>portal</html>"))
+        async with client_for(scripted, max_retries=0) as client:
+            result = await bulk_create_labels(client, ["a"])
+        (outcome,) = result.outcomes
+        assert (outcome.status, outcome.attempts) == (OutcomeStatus.CREATED, 2)
+        assert len(scripted.requests) == 2
+
+    async def test_an_item_still_unreadable_fails_in_doubt_and_a_rerun_finds_it(
+        self, scripted: ScriptedServer
+    ) -> None:
+        scripted.script(Answer(201, b'{"id": '), Answer(201, b'{"id": '))
+        async with client_for(scripted, max_retries=0) as client:
+            first = await bulk_create_labels(client, ["a"])
+            scripted.script(
+                Answer(422, {"error": {"code": "invalid_field_value", "param": "name"}})
+            )
+            rerun = await bulk_create_labels(client, ["a"])
+        (in_doubt,) = first.outcomes
+        assert in_doubt.status is OutcomeStatus.FAILED
+        assert isinstance(in_doubt.error, MalformedResponseError)
+        assert (in_doubt.may_exist, in_doubt.attempts) == (True, 2)
+        assert [o.status for o in rerun.outcomes] == [OutcomeStatus.EXISTS]
 
     async def test_result_views_and_figures(self, server: FakeKirimServer) -> None:
         async with client_for(server) as client:

@@ -33,6 +33,9 @@ class Fault(str, enum.Enum):
     """Handle the request, then send only half of the answer's body and close."""
     STORE_THEN_DELAY = "store-then-delay"
     """Handle the request, then wait ``answer_delay`` seconds before answering."""
+    STORE_THEN_GARBLE = "store-then-garble"
+    """Handle the request, then send a complete answer whose body is only the first half
+    of its JSON document (as a proxy that cut the body, but not the length, would)."""
     STORE_THEN_MALFORM = "store-then-malform"
     """Handle the request, then answer a success with the body of the vendor page's
     example: ``data`` with only ``id``, ``object`` and ``color``, and no ``request_id``.

@@ -333,6 +333,8 @@ class FakeKirimServer:
             return None
         if fault is Fault.STORE_THEN_TRUNCATE:
             return await self._truncate(request, response)
+        if fault is Fault.STORE_THEN_GARBLE:
+            return self._garbled(response)
         if fault is Fault.STORE_THEN_DELAY:
             await self._pause(self.answer_delay)
         return response
@@ -501,6 +503,13 @@ class FakeKirimServer:
         self.stats.truncated += 1
         self.stats.by_status[full.status] += 1
         return partial
+
+    def _garbled(self, full: web.Response) -> web.Response:
+        """*full* as a complete answer whose body is the first half of its document."""
+        body = full.body
+        assert isinstance(body, bytes)  # noqa: S101 - _json always sets bytes
+        headers = {k: v for k, v in full.headers.items() if k.lower() != "content-length"}
+        return web.Response(status=full.status, body=body[: len(body) // 2], headers=headers)
 
     async def _pause(self, seconds: float) -> None:
         """Wait *seconds*, or less if the server is closing."""
