@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from kirim_async import KirimClient
-from kirim_async.testing import FakeKirimServer
+from kirim_async.testing import FakeClock, FakeKirimServer
 from kirim_async.testing._threaded import serving_in_thread
 
 pytest_plugins = ["kirim_async.testing.pytest_plugin"]
@@ -53,19 +53,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain aiohttp session, for speaking to servers without the client."""
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-class FakeClock:
-    """A monotonic clock that moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -39,11 +39,10 @@ from kirim_async import (
 )
 from kirim_async._sansio import build_create_label
 from kirim_async.bulk import _Planner
-from kirim_async.testing import FakeKirimServer, Fault
+from kirim_async.testing import FakeClock, FakeKirimServer, Fault
 
 from .conftest import (
     Answer,
-    FakeClock,
     RecordingProxy,
     ScriptedServer,
     SleepRecorder,

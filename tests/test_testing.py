@@ -16,9 +16,9 @@ import pytest
 
 from kirim_async._converters import label_from_envelope, parse_rfc3339
 from kirim_async.errors import InvalidParameterError
-from kirim_async.testing import FakeKirimServer, Fault
+from kirim_async.testing import FakeClock, FakeKirimServer, Fault
 
-from .conftest import FakeClock, run_on_its_own_loop
+from .conftest import run_on_its_own_loop
 
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
 AUTH = {"Authorization": "Bearer tok_test"}

@@ -5,10 +5,11 @@
             ...
 
 See :class:`FakeKirimServer` for the knobs (rate limits, faults, latency, teams, the
-answers' variants) and :mod:`kirim_async.testing.pytest_plugin` for a ready pytest
-fixture.
+answers' variants), :class:`FakeClock` for rate-limit tests that never wait, and
+:mod:`kirim_async.testing.pytest_plugin` for ready pytest fixtures.
 """
 
+from ._clock import FakeClock
 from ._faults import Fault
 from ._server import (
     FakeKirimServer,
@@ -19,6 +20,7 @@ from ._server import (
 )
 
 __all__ = [
+    "FakeClock",
     "FakeKirimServer",
     "Fault",
     "RetryAfterStyle",
