@@ -83,6 +83,24 @@ class ReportWriteError(UsageError):
     """The report could not be written (a full disk, say): the job stops."""
 
 
+_SEED_EPILOG = f"""\
+examples:
+  kirim-labels seed labels.csv --sandbox                 try it: an in-process fake server
+  kirim-labels seed labels.csv --report report.jsonl     one report line per row
+  kirim-labels seed labels.csv --resume report.jsonl     after an interruption: the rest
+  kirim-labels seed labels.csv --dry-run                 check every row; send nothing
+
+exit status:
+  0    every row was created or already existed
+  1    some row failed, was invalid or was not sent (the report says which)
+  2    a usage, configuration or input-file error, or a report that cannot be written
+  130  interrupted by Ctrl-C (the report holds every finished row)
+  143  ended by SIGTERM (the same)
+
+the token: {TOKEN_ENV} or --token-file PATH, never on the command line.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     # No abbreviations: "--token abc" was read as "--token-file abc", and "--rep" as
     # "--report"; a misread option must fail, naming what was typed.
@@ -100,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
             "and 'team_id' optional); JSON Lines has one object per line. The token "
             f"comes from {TOKEN_ENV} or --token-file."
         ),
+        epilog=_SEED_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     seed.add_argument("file", metavar="FILE", help="input file, or - for standard input")
     seed.add_argument("--format", choices=["csv", "jsonl"], help="default: by extension")
@@ -169,10 +189,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     seed.add_argument(
         "--on-duplicate",
-        choices=["exists", "skip", "error"],
+        choices=["exists", "skip", "error"],  # 'skip': the option's first name for exists
+        metavar="{exists,error}",
         default="exists",
-        help="a name already taken: reported 'exists' (counts as done; 'skip' is another "
-        "name for it) or 'error' (failed)",
+        help="a name already taken: reported 'exists' (counts as done) or 'error' (failed)",
     )
     seed.add_argument(
         "--sandbox",
@@ -316,6 +336,11 @@ class Tally:
         """The problems of the lowest rows (at most ``SHOWN_FAILURES``), in row order."""
         return [line for _, line in sorted(self._shown, reverse=True)]
 
+    def shown_counts(self) -> dict[str, int]:
+        """The counts progress shows: every status, less those of a dry run or a real one."""
+        keys = _DRY_RUN_STATUSES if self.counts["would-create"] else _STATUSES
+        return {key: self.counts[key] for key in keys}
+
     @property
     def is_rate_limited(self) -> bool:
         return time.monotonic() - self.last_429 < 1.0
@@ -345,7 +370,7 @@ class Tally:
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         total = f"/{self.total}" if self.total is not None else ""
-        counts = " ".join(f"{key}={self.counts[key]}" for key in ("created", "exists", "failed"))
+        counts = " ".join(f"{key}={n}" for key, n in self.shown_counts().items())
         sign = "  [rate-limited: waiting]" if self.is_rate_limited else ""
         return f"{self.done}{total} rows, {self.done / elapsed:.1f} rows/s, {counts}{sign}"
 
@@ -379,9 +404,7 @@ class Progress:
         if self._bar is not None:
             tally = self._tally
             self._bar.update(1)
-            counts: dict[str, object] = {
-                key: tally.counts[key] for key in ("created", "exists", "failed")
-            }
+            counts: dict[str, object] = dict(tally.shown_counts())
             if tally.is_rate_limited:
                 counts["⏸"] = "rate-limited"
             self._bar.set_postfix(counts, refresh=False)
@@ -664,10 +687,13 @@ def _dry_run(args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row]) ->
         seeding.record(planned, dry_run=True)
 
 
-def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
+_STATUSES = ("created", "exists", "invalid", "failed", "skipped")
+_DRY_RUN_STATUSES = ("would-create", "invalid", "skipped")  # a dry run fails nothing
+
+
+def _summary(tally: Tally, *, interrupted: bool, dry_run: bool, report: str | None) -> str:
     elapsed = time.monotonic() - tally.started
-    order = ["would-create"] if dry_run else ["created", "exists"]
-    order += ["invalid", "failed", "skipped"]
+    order = _DRY_RUN_STATUSES if dry_run else _STATUSES
     lines = ["", "status        rows", "------------  ------"]
     lines += [f"{status:<12}  {tally.counts[status]:>6}" for status in order]
     if tally.resumed:
@@ -676,7 +702,9 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
         "------------  ------",
         f"{'total':<12}  {tally.done + tally.resumed:>6}",
         "",
-        f"elapsed {elapsed:.1f}s, {_count(tally.requests, 'request')}, "
+        f"elapsed {elapsed:.1f}s, a dry run: nothing sent"
+        if dry_run
+        else f"elapsed {elapsed:.1f}s, {_count(tally.requests, 'request')}, "
         f"{tally.rate_limited} answered 429",
     ]
     if interrupted:
@@ -684,8 +712,17 @@ def _summary(tally: Tally, *, interrupted: bool, dry_run: bool) -> str:
     if stop := _stop_lines(tally):
         lines += ["", *stop]
     if tally.failures:
-        lines += ["", "first problems:", *(f"  {line}" for line in tally.failures)]
+        lines += ["", _problems_heading(tally, report), *(f"  {line}" for line in tally.failures)]
     return "\n".join(lines)
+
+
+def _problems_heading(tally: Tally, report: str | None) -> str:
+    """``first problems:``, saying how many more there are and where to read them all."""
+    more = tally.problems - len(tally.failures)
+    if more <= 0:
+        return "first problems:"
+    where = f"every row's is in {report}" if report else "--report PATH lists every row"
+    return f"first problems ({len(tally.failures)} of {tally.problems}; {where}):"
 
 
 _INTERRUPTED = "interrupted: rows without a report line were not finished"
@@ -704,13 +741,14 @@ def _stop_lines(tally: Tally) -> list[str]:
     return [f"stopped: {tally.stopped_by}", f"  {_count(tally.stopped, 'row')} {were} not sent"]
 
 
-def _quiet_summary(tally: Tally, *, interrupted: bool) -> str:
+def _quiet_summary(tally: Tally, *, interrupted: bool, report: str | None) -> str:
     """What ``-q`` prints: the problems alone, or nothing when every row is done."""
     lines = [_INTERRUPTED] if interrupted else []
     lines += _stop_lines(tally)
     if tally.problems:
         kinds = ", ".join(f"{status} {n}" for status, n in sorted(tally.problem_counts.items()))
-        lines.append(f"{_count(tally.problems, 'row')} not done ({kinds}); first problems:")
+        heading = _problems_heading(tally, report)
+        lines.append(f"{_count(tally.problems, 'row')} not done ({kinds}); {heading}")
         lines += [f"  {line}" for line in tally.failures]
     return "\n".join(lines)
 
@@ -828,11 +866,15 @@ def _tell_the_end(
     interrupted: bool,
 ) -> None:
     """Print the summary and, when rows are not done, the command that resumes the job."""
+    report = None
+    if report_target is not None and report_target.path != STDOUT:
+        report = str(report_target.path)
     if not args.quiet:  # stdout may be the report: the table must not go into it
         to_stdout = report_target is not None and report_target.path == STDOUT
         summary_to = sys.stderr if to_stdout else sys.stdout
-        print(_summary(tally, interrupted=interrupted, dry_run=args.dry_run), file=summary_to)
-    elif problems := _quiet_summary(tally, interrupted=interrupted):
+        summary = _summary(tally, interrupted=interrupted, dry_run=args.dry_run, report=report)
+        print(summary, file=summary_to)
+    elif problems := _quiet_summary(tally, interrupted=interrupted, report=report):
         print(f"kirim-labels: {problems}", file=sys.stderr)
     if (
         report_target is not None

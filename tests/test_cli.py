@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from kirim_async._seedfile import prescan, read_report, read_rows
+from kirim_async.cli import Tally
 from kirim_async.testing import FakeKirimServer, Fault
 
 from .conftest import PROXY_VARIABLES, RecordingProxy, closed_port
@@ -1016,3 +1017,50 @@ class TestResume:
         assert "--dry-run does not write into the report --resume reads" in into_itself.stderr
         assert out.read_text() == done
         assert server.stats.requests == 0
+
+
+class TestTheFirstHour:
+    """What a newcomer meets first: --help, the summary, a dry run, progress."""
+
+    def test_help_shows_examples_and_exit_statuses_not_the_old_option_name(self) -> None:
+        result = run("seed", "--help")
+        assert result.returncode == 0
+        assert "examples:\n  kirim-labels seed labels.csv --sandbox" in result.stdout
+        for status in ("0 ", "1 ", "2 ", "130", "143"):
+            assert f"\n  {status}" in result.stdout
+        assert "--on-duplicate {exists,error}" in result.stdout
+        assert "skip," not in result.stdout  # the old name stays out of the choices
+
+    def test_the_old_option_name_still_works(self, server: FakeKirimServer, tmp_path: Path) -> None:
+        result = seed(server, write(tmp_path / "in.csv", "name\nbug\n"), "--on-duplicate", "skip")
+        assert result.returncode == 0, result.stderr
+
+    def test_the_summary_says_how_many_problems_it_does_not_show(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        csv = write(
+            tmp_path / "in.csv", "name,color\n" + "".join(f"n{i},crimson\n" for i in range(12))
+        )
+        bare = seed(server, csv)
+        assert "first problems (10 of 12; --report PATH lists every row):" in bare.stdout
+        reported, _ = seed_reported(server, csv, tmp_path)
+        assert re.search(r"first problems \(10 of 12; every row's is in \S+report", reported.stdout)
+        quiet = seed(server, csv, "-q")
+        assert "12 rows not done (invalid 12); first problems (10 of 12;" in quiet.stderr
+
+    def test_a_dry_run_does_not_speak_of_requests_or_failures(
+        self, server: FakeKirimServer, tmp_path: Path
+    ) -> None:
+        result = seed(server, EXAMPLES / "labels-with-errors.csv", "--dry-run")
+        assert "a dry run: nothing sent" in result.stdout
+        assert "answered 429" not in result.stdout
+        assert "failed" not in result.stdout
+        assert re.search(r"^would-create +4$", result.stdout, re.MULTILINE)
+
+    def test_progress_counts_every_status(self) -> None:
+        tally = Tally(total=9)
+        tally.counts.update({"created": 4, "invalid": 4, "skipped": 1})
+        assert "created=4 exists=0 invalid=4 failed=0 skipped=1" in tally.line()
+        dry = Tally(total=5)
+        dry.counts.update({"would-create": 4, "invalid": 1})
+        assert "would-create=4 invalid=1 skipped=0" in dry.line()
