@@ -147,12 +147,14 @@ def test_the_quickstart_example_runs() -> None:
 _README_PLACEHOLDERS = {"client", "name", "color", "my_aiohttp_trace_config"}
 
 
-def test_readme_snippets_import_what_they_use() -> None:
+def test_readme_and_docs_snippets_import_what_they_use() -> None:
     # A snippet that uses a name it does not import fails when copied (the bulk one
     # used CreateLabel without importing it).
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    snippets = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
-    assert len(snippets) >= 5
+    root = Path(__file__).resolve().parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
+    snippets = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert len(snippets) >= 10
     for snippet in snippets:
         # Top-level await and async with are fine inside a function.
         tree = ast.parse("async def snippet():\n" + textwrap.indent(snippet, "    "))
@@ -171,3 +173,28 @@ def test_readme_snippets_import_what_they_use() -> None:
             elif isinstance(node, ast.arg):
                 defined.add(node.arg)
         assert used <= defined, (sorted(used - defined), snippet[:60])
+
+
+def test_the_readme_testing_snippet_passes_as_copied(tmp_path: Path) -> None:
+    # Under pytest-asyncio's default (strict) mode, as a reader's project would run it.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    (snippet,) = [
+        s for s in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "# conftest.py" in s
+    ]
+    files = re.split(r"^# (\w+\.py)\n", snippet, flags=re.MULTILINE)[1:]
+    assert files[::2] == ["conftest.py", "test_seeder.py"]
+    for name, text in zip(files[::2], files[1::2], strict=True):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"),
+            *("-o", "asyncio_mode=strict", "-o", "asyncio_default_fixture_loop_scope=function"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
