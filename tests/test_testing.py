@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from typing import Any
 
 import aiohttp
@@ -375,6 +376,108 @@ class TestRateLimit:
                 await post(http, server, {"name": "b"})
             clock.advance(1.0)
             assert (await post(http, server, {"name": "b"}))[0] == 201
+
+
+class TestRateLimitStyles:
+    """The limiters and hint headers real APIs use, for judging a client against each."""
+
+    async def test_a_fixed_window_resets_its_count_when_the_window_ends(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        clock.advance(0.25)  # a quarter into a window aligned on the clock
+        async with FakeKirimServer(
+            token="tok_test", rate=3, limiter="fixed-window", clock=clock
+        ) as server:
+            statuses = [(await post(http, server, {"name": f"n{i}"}))[0] for i in range(4)]
+            assert statuses == [201, 201, 201, 429]
+            _, _, resp = await post(http, server, {"name": "late"})
+            assert float(resp.headers["Retry-After"]) == pytest.approx(0.75)
+            clock.advance(0.75)
+            statuses = [(await post(http, server, {"name": f"m{i}"}))[0] for i in range(4)]
+            assert statuses == [201, 201, 201, 429]
+
+    async def test_a_sliding_window_counts_the_last_window(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        async with FakeKirimServer(
+            token="tok_test", rate=2, limiter="sliding-window", window=1.0, clock=clock
+        ) as server:
+            assert (await post(http, server, {"name": "a"}))[0] == 201
+            clock.advance(0.5)
+            assert (await post(http, server, {"name": "b"}))[0] == 201
+            clock.advance(0.1)
+            status, _, resp = await post(http, server, {"name": "c"})
+            assert status == 429
+            assert float(resp.headers["Retry-After"]) == pytest.approx(0.4)
+            clock.advance(0.4)
+            assert (await post(http, server, {"name": "c"}))[0] == 201
+
+    async def test_github_hints_reset_at_a_unix_second(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        async with FakeKirimServer(
+            token="tok_test", rate=5, burst=5, hints="github", clock=clock
+        ) as server:
+            _, _, resp = await post(http, server, {"name": "a"})
+        headers = resp.headers
+        assert (headers["x-ratelimit-limit"], headers["x-ratelimit-remaining"]) == ("5", "4")
+        assert headers["x-ratelimit-used"] == "1"
+        reset = int(headers["x-ratelimit-reset"])
+        assert time.time() <= reset <= time.time() + 2
+        assert "X-RateLimit-Reset-After" not in headers
+
+    async def test_discord_hints_give_the_reset_both_ways(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        async with FakeKirimServer(
+            token="tok_test", rate=4, burst=4, hints="discord", clock=clock
+        ) as server:
+            _, _, resp = await post(http, server, {"name": "a"})
+        assert float(resp.headers["X-RateLimit-Reset-After"]) == pytest.approx(0.25)
+        assert float(resp.headers["X-RateLimit-Reset"]) == pytest.approx(time.time() + 0.25, abs=1)
+
+    async def test_ietf_hints_are_the_drafts_structured_fields(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        async with FakeKirimServer(
+            token="tok_test", rate=10, limiter="fixed-window", window=60, hints="ietf", clock=clock
+        ) as server:
+            _, _, resp = await post(http, server, {"name": "a"})
+        assert resp.headers["RateLimit-Policy"] == '"default";q=600;w=60'
+        assert re.fullmatch(r'"default";r=599;t=\d+', resp.headers["RateLimit"])
+        assert "X-RateLimit-Limit" not in resp.headers
+
+    async def test_another_callers_429_comes_whatever_the_rate(
+        self, http: aiohttp.ClientSession
+    ) -> None:
+        async with FakeKirimServer(token="tok_test") as server:
+            server.script(Fault.RATE_LIMITED)
+            status, answer, resp = await post(http, server, {"name": "a"})
+            assert (status, answer["error"]["code"]) == (429, "rate_limit_exceeded")
+            assert resp.headers["Retry-After"] == "0.100"
+            assert server.labels == []
+
+    @pytest.mark.parametrize(("spend", "after_fault"), [(True, 429), (False, 201)])
+    async def test_faults_spend_quota_or_not(
+        self, http: aiohttp.ClientSession, clock: FakeClock, spend: bool, after_fault: int
+    ) -> None:
+        async with FakeKirimServer(
+            token="tok_test", rate=1, burst=1, faults_spend_quota=spend, clock=clock
+        ) as server:
+            server.script(Fault.SERVER_ERROR)
+            assert (await post(http, server, {"name": "a"}))[0] == 500
+            assert (await post(http, server, {"name": "a"}))[0] == after_fault
+
+    def test_the_style_options_are_checked(self) -> None:
+        for options, field in [
+            ({"rate": 1, "limiter": "leaky"}, "limiter"),
+            ({"rate": 1, "window": 0}, "window"),
+            ({"hints": "x-rate"}, "hints"),
+            ({"faults_spend_quota": "no"}, "faults_spend_quota"),
+        ]:
+            with pytest.raises(InvalidParameterError) as caught:
+                FakeKirimServer(**options)
+            assert caught.value.field == field
 
 
 class TestOptions:

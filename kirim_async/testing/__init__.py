@@ -13,6 +13,8 @@ from ._clock import FakeClock
 from ._faults import Fault
 from ._server import (
     FakeKirimServer,
+    HintStyle,
+    LimiterStyle,
     RetryAfterStyle,
     ServerStats,
     SuccessStatus,
@@ -23,6 +25,8 @@ __all__ = [
     "FakeClock",
     "FakeKirimServer",
     "Fault",
+    "HintStyle",
+    "LimiterStyle",
     "RetryAfterStyle",
     "ServerStats",
     "SuccessStatus",

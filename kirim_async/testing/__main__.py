@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from typing import get_args
 
 from ._faults import Fault
-from ._server import FakeKirimServer, RetryAfterStyle, SuccessStatus, ValidationStatus
+from ._server import (
+    FakeKirimServer,
+    HintStyle,
+    LimiterStyle,
+    RetryAfterStyle,
+    SuccessStatus,
+    ValidationStatus,
+)
 
 
 def _fault_probability(text: str) -> tuple[Fault, float]:
@@ -39,7 +46,33 @@ def _parser() -> argparse.ArgumentParser:
         help="a team of the organisation; repeat for a multi-team one",
     )
     parser.add_argument("--rate", type=float, help="requests per second before 429s")
-    parser.add_argument("--burst", type=int, help="token bucket capacity (default: ceil(rate))")
+    parser.add_argument(
+        "--burst",
+        type=int,
+        help="token bucket capacity (default: ceil(rate)), or a window's limit "
+        "(default: ceil(rate * window))",
+    )
+    parser.add_argument(
+        "--limiter",
+        choices=get_args(LimiterStyle),
+        default="token-bucket",
+        help="how the rate is enforced (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--window", type=float, default=1.0, help="a window's seconds (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--hints",
+        choices=get_args(HintStyle),
+        default="x-ratelimit",
+        help="style of the rate-limit hint headers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--faults-before-quota",
+        dest="faults_spend_quota",
+        action="store_false",
+        help="a faulted request does not spend its place in the rate limit",
+    )
     parser.add_argument(
         "--retry-after",
         choices=get_args(RetryAfterStyle),
@@ -50,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-rate-limit-headers",
         dest="rate_limit_headers",
         action="store_false",
-        help="leave X-RateLimit-* headers out of answers",
+        help="leave the rate-limit hint headers out of answers",
     )
     parser.add_argument(
         "--success-status",
@@ -113,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             teams=args.teams or ("team_default",),
             rate=args.rate,
             burst=args.burst,
+            limiter=args.limiter,
+            window=args.window,
+            hints=args.hints,
+            faults_spend_quota=args.faults_spend_quota,
             retry_after=args.retry_after,
             rate_limit_headers=args.rate_limit_headers,
             success_status=args.success_status,

@@ -22,6 +22,9 @@ class Fault(str, enum.Enum):
     """Answer 502 with an HTML body, as a proxy would; nothing is stored."""
     UNAVAILABLE = "503"
     """Answer 503 with an empty body; nothing is stored."""
+    RATE_LIMITED = "429"
+    """Answer 429 with a ``Retry-After`` of 0.1 s (in the server's style), whatever the
+    rate: another caller spent the organisation's quota. Nothing is stored."""
     LATENCY = "latency"
     """Wait ``fault_latency`` seconds, then handle the request normally."""
     DROP = "drop"

@@ -1,11 +1,26 @@
-"""The fake server's token bucket."""
+"""The fake server's rate limiters: the styles real APIs use.
+
+- :class:`TokenBucket` (GCRA behaves the same): ``rate`` tokens a second, at most
+  ``burst`` stored, one per request. A 429's true wait is one token's time at most.
+- :class:`FixedWindow`: ``limit`` requests per window of ``window`` seconds; the count
+  resets at once when a window ends (GitHub's hourly quota, many gateways).
+- :class:`SlidingWindow`: at most ``limit`` requests in any ``window`` seconds (a
+  sliding log, as Redis-backed limiters keep).
+
+Each answers the same questions, so the server can send any style of headers from any
+of them: may this request pass, how many are left, when may the next one pass, and
+when is the quota whole again.
+"""
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 
 import attrs
+
+__all__ = ["FixedWindow", "Limiter", "SlidingWindow", "TokenBucket"]
 
 
 @attrs.define
@@ -33,6 +48,16 @@ class TokenBucket:
         self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
+    @property
+    def limit(self) -> int:
+        """The most requests that may pass at once."""
+        return self.burst
+
+    @property
+    def window(self) -> float:
+        """Seconds to refill an empty bucket: the policy's window."""
+        return self.burst / self.rate
+
     def try_take(self) -> bool:
         """Take a token if one is there; return whether it was."""
         self._refill()
@@ -58,3 +83,99 @@ class TokenBucket:
         """Seconds until the bucket is full again."""
         self._refill()
         return max(0.0, (self.burst - self._tokens) / self.rate)
+
+
+@attrs.define
+class FixedWindow:
+    """``limit`` requests per ``window`` seconds, the count reset when a window ends.
+
+    Windows are aligned on the clock (``floor(now / window)``), as servers align them on
+    the wall clock's minutes and hours.
+    """
+
+    limit: int
+    window: float
+    clock: Callable[[], float]
+    _index: int = attrs.field(init=False, default=-1)
+    _used: int = attrs.field(init=False, default=0)
+
+    def _roll(self) -> float:
+        now = self.clock()
+        index = math.floor(now / self.window)
+        if index != self._index:
+            self._index, self._used = index, 0
+        return now
+
+    def try_take(self) -> bool:
+        """Count a request in this window if it has room; return whether it had."""
+        self._roll()
+        if self._used < self.limit:
+            self._used += 1
+            return True
+        return False
+
+    @property
+    def remaining(self) -> int:
+        """Requests left in this window."""
+        self._roll()
+        return self.limit - self._used
+
+    @property
+    def seconds_until_full(self) -> float:
+        """Seconds until this window ends (and the count resets)."""
+        now = self._roll()
+        return max(0.0, (self._index + 1) * self.window - now)
+
+    @property
+    def seconds_until_token(self) -> float:
+        """Seconds until a request may pass: 0 with room left, else the window's end."""
+        return 0.0 if self.remaining > 0 else self.seconds_until_full
+
+
+@attrs.define
+class SlidingWindow:
+    """At most ``limit`` requests in any ``window`` seconds (a log of the recent ones)."""
+
+    limit: int
+    window: float
+    clock: Callable[[], float]
+    _log: deque[float] = attrs.field(init=False, factory=deque)
+
+    def _expire(self) -> float:
+        now = self.clock()
+        log = self._log
+        while log and log[0] <= now - self.window:
+            log.popleft()
+        return now
+
+    def try_take(self) -> bool:
+        """Log a request if fewer than ``limit`` passed in the last window."""
+        now = self._expire()
+        if len(self._log) < self.limit:
+            self._log.append(now)
+            return True
+        return False
+
+    @property
+    def remaining(self) -> int:
+        """Requests that may pass now."""
+        self._expire()
+        return self.limit - len(self._log)
+
+    @property
+    def seconds_until_token(self) -> float:
+        """Seconds until the oldest logged request leaves the window (0 with room)."""
+        now = self._expire()
+        if len(self._log) < self.limit:
+            return 0.0
+        return max(0.0, self._log[0] + self.window - now)
+
+    @property
+    def seconds_until_full(self) -> float:
+        """Seconds until every logged request has left the window."""
+        now = self._expire()
+        return max(0.0, self._log[-1] + self.window - now) if self._log else 0.0
+
+
+Limiter = TokenBucket | FixedWindow | SlidingWindow
+"""Any of the server's limiters."""

@@ -32,11 +32,13 @@ from ..models import TEAM_ID_MAX_LENGTH
 from ._contract import Rejection, ValidBody, bearer_matches, is_json, validate_body
 from ._faults import Fault, FaultPlan, fault_probabilities
 from ._ids import new_id
-from ._ratelimit import TokenBucket
+from ._ratelimit import FixedWindow, Limiter, SlidingWindow, TokenBucket
 from ._threaded import serving_in_thread
 
 __all__ = [
     "FakeKirimServer",
+    "HintStyle",
+    "LimiterStyle",
     "RetryAfterStyle",
     "ServerStats",
     "SuccessStatus",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 RetryAfterStyle = Literal["seconds", "integer", "http-date", "none"]
+LimiterStyle = Literal["token-bucket", "fixed-window", "sliding-window"]
+HintStyle = Literal["x-ratelimit", "github", "discord", "ietf"]
 SuccessStatus = Literal[201, 200]
 ValidationStatus = Literal[400, 422]
 
@@ -57,6 +61,7 @@ _ERROR_TYPES = {
 # What a newer API might add (extra_fields=True): a null, a number and a boolean here,
 # an array (the envelope's warnings) and a string (an error's doc_url) below.
 _EXTRA_LABEL_FIELDS = {"description": None, "usage_count": 0, "archived": False}
+_NOT_OURS_WAIT = 0.1  # Fault.RATE_LIMITED: the Retry-After of another caller's 429
 _BEFORE_HANDLING = frozenset({Fault.SERVER_ERROR, Fault.BAD_GATEWAY, Fault.UNAVAILABLE, Fault.DROP})
 _BAD_GATEWAY_HTML = (
     b"<html><head><title>502 Bad Gateway</title></head>"
@@ -130,12 +135,28 @@ class FakeKirimServer:
         port: Port to listen on; 0 picks a free one (``server.url`` tells which).
         teams: The organisation's team ids. With one team a request may leave
             ``team_id`` out; with several it must send it. An unknown team is a 400.
-        rate: Requests per second allowed (token bucket); None for no limit.
-        burst: The bucket's capacity; defaults to ``ceil(rate)``.
+        rate: Requests per second allowed; None for no limit.
+        burst: The token bucket's capacity (default ``ceil(rate)``), or a window's
+            limit (default ``ceil(rate * window)``).
+        limiter: How the rate is enforced: a ``"token-bucket"`` (GCRA alike), a
+            ``"fixed-window"`` whose count resets at once when each window ends, or a
+            ``"sliding-window"`` (at most the limit in any window).
+        window: A window's length in seconds (the windowed limiters only).
         retry_after: How 429 answers say when to come back: fractional ``"seconds"``,
-            whole ``"integer"`` seconds, an ``"http-date"``, or ``"none"`` at all.
-        rate_limit_headers: Send ``X-RateLimit-Limit/Remaining/Reset`` on every answer
-            while rate limiting (the real API does not document them).
+            whole ``"integer"`` seconds rounded up, an ``"http-date"`` (whole seconds,
+            beside the answer's ``Date``), or ``"none"`` at all.
+        rate_limit_headers: Send hint headers on every answer while rate limiting (the
+            real API documents none), in the style of ``hints``.
+        hints: ``"x-ratelimit"``: ``X-RateLimit-Limit/Remaining`` and ``-Reset`` as
+            fractional seconds until the quota is whole; ``"github"``: the same names
+            in lower case, plus ``-used``, and ``-reset`` as the Unix second the quota
+            is whole again; ``"discord"``: ``-Reset`` as a Unix time with decimals and
+            ``X-RateLimit-Reset-After`` as fractional seconds; ``"ietf"``: the IETF
+            draft's ``RateLimit-Policy: "default";q=L;w=W`` and ``RateLimit:
+            "default";r=R;t=T`` (whole numbers).
+        faults_spend_quota: Whether a request that meets a fault took its place in the
+            rate limit first (as a limiter in front of the API would have), or the
+            fault was met before the limiter.
         success_status: The status of a created label's answer: 201, or 200 (the
             vendor's page names neither, and both occur).
         validation_status: The status of a validation failure: 400, or 422 (which the
@@ -176,6 +197,12 @@ class FakeKirimServer:
         default="seconds", validator=one_of(get_args(RetryAfterStyle))
     )
     rate_limit_headers: bool = attrs.field(default=True, validator=flag)
+    limiter: LimiterStyle = attrs.field(
+        default="token-bucket", validator=one_of(get_args(LimiterStyle)), on_setattr=_fixed
+    )
+    window: float = attrs.field(default=1.0, validator=positive, on_setattr=_fixed)
+    hints: HintStyle = attrs.field(default="x-ratelimit", validator=one_of(get_args(HintStyle)))
+    faults_spend_quota: bool = attrs.field(default=True, validator=flag)
     success_status: SuccessStatus = attrs.field(
         default=201, validator=one_of(get_args(SuccessStatus))
     )
@@ -193,23 +220,26 @@ class FakeKirimServer:
     clock: Callable[[], float] = attrs.field(default=time.monotonic, on_setattr=_fixed)
 
     stats: ServerStats = attrs.field(init=False, factory=ServerStats)
-    _bucket: TokenBucket | None = attrs.field(init=False)
+    _limiter: Limiter | None = attrs.field(init=False)
     _plan: FaultPlan = attrs.field(init=False)
     _labels: dict[tuple[str, str], dict[str, str]] = attrs.field(init=False, factory=dict)
     _runner: web.AppRunner | None = attrs.field(init=False, default=None)
     _closing: asyncio.Event = attrs.field(init=False, factory=asyncio.Event)
 
     def __attrs_post_init__(self) -> None:
-        self._bucket = (
-            None
-            if self.rate is None
-            else TokenBucket(
-                rate=self.rate,
-                burst=math.ceil(self.rate) if self.burst is None else self.burst,
-                clock=self.clock,
-            )
-        )
+        self._limiter = self._new_limiter()
         self._plan = FaultPlan(probabilities=self.faults, seed=self.seed)
+
+    def _new_limiter(self) -> Limiter | None:
+        rate = self.rate
+        if rate is None:
+            return None
+        if self.limiter == "token-bucket":
+            burst = math.ceil(rate) if self.burst is None else self.burst
+            return TokenBucket(rate=rate, burst=burst, clock=self.clock)
+        limit = math.ceil(rate * self.window) if self.burst is None else self.burst
+        windowed = FixedWindow if self.limiter == "fixed-window" else SlidingWindow
+        return windowed(limit=limit, window=self.window, clock=self.clock)
 
     def __repr__(self) -> str:
         state = self.url if self._runner else "not started"
@@ -307,14 +337,11 @@ class FakeKirimServer:
             return self._error(
                 401, "invalid_api_key", "Invalid or missing bearer token.", request_id
             )
-        if self._bucket is not None and not self._bucket.try_take():
-            return self._rate_limited(request_id)
-
-        fault = self._plan.next_fault()
-        if fault is not None:
-            self.stats.faults[fault] += 1
-            if fault in _BEFORE_HANDLING:
-                return self._unhandled(fault, request, request_id)
+        fault, refused = self._admit(request_id)
+        if refused is not None:
+            return refused
+        if fault in _BEFORE_HANDLING:
+            return self._unhandled(fault, request, request_id)
         if fault is Fault.LATENCY:
             await self._pause(self.fault_latency)
 
@@ -338,6 +365,25 @@ class FakeKirimServer:
         if fault is Fault.STORE_THEN_DELAY:
             await self._pause(self.answer_delay)
         return response
+
+    def _admit(self, request_id: str) -> tuple[Fault | None, web.Response | None]:
+        """Draw the request's fault and take its place in the rate limit (a 429 if none).
+
+        The order follows ``faults_spend_quota``.
+        """
+        limiter = self._limiter
+        if self.faults_spend_quota and limiter is not None and not limiter.try_take():
+            return None, self._rate_limited(request_id)
+        fault = self._plan.next_fault()
+        if fault is not None:
+            self.stats.faults[fault] += 1
+            if fault is Fault.RATE_LIMITED:  # another caller spent the quota
+                return fault, self._rate_limited(request_id, wait=_NOT_OURS_WAIT)
+            if fault in _BEFORE_HANDLING:
+                return fault, None
+        if not self.faults_spend_quota and limiter is not None and not limiter.try_take():
+            return fault, self._rate_limited(request_id)
+        return fault, None
 
     def _unhandled(
         self, fault: Fault, request: web.Request, request_id: str
@@ -459,10 +505,11 @@ class FakeKirimServer:
             param=rejection.param,
         )
 
-    def _rate_limited(self, request_id: str) -> web.Response:
-        assert self._bucket is not None  # noqa: S101 - only called when limiting
+    def _rate_limited(self, request_id: str, wait: float | None = None) -> web.Response:
         headers = {}
-        wait = self._bucket.seconds_until_token
+        if wait is None:
+            assert self._limiter is not None  # noqa: S101 - only called when limiting
+            wait = self._limiter.seconds_until_token
         if self.retry_after == "seconds":
             headers["Retry-After"] = f"{math.ceil(wait * 1000) / 1000:.3f}"
         elif self.retry_after == "integer":
@@ -476,12 +523,34 @@ class FakeKirimServer:
         )
 
     def _rate_limit_headers(self) -> dict[str, str]:
-        if self._bucket is None or not self.rate_limit_headers:
+        limiter = self._limiter
+        if limiter is None or not self.rate_limit_headers:
             return {}
+        limit, remaining, reset = limiter.limit, limiter.remaining, limiter.seconds_until_full
+        if self.hints == "x-ratelimit":
+            return {
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": f"{reset:.3f}",
+            }
+        if self.hints == "github":
+            return {
+                "x-ratelimit-limit": str(limit),
+                "x-ratelimit-remaining": str(remaining),
+                "x-ratelimit-used": str(limit - remaining),
+                "x-ratelimit-reset": str(math.ceil(time.time() + reset)),
+            }
+        if self.hints == "discord":
+            return {
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": f"{time.time() + reset:.3f}",
+                "X-RateLimit-Reset-After": f"{reset:.3f}",
+            }
+        window = max(1, round(limiter.window))  # "ietf": whole seconds only
         return {
-            "X-RateLimit-Limit": str(self._bucket.burst),
-            "X-RateLimit-Remaining": str(self._bucket.remaining),
-            "X-RateLimit-Reset": f"{self._bucket.seconds_until_full:.3f}",
+            "RateLimit-Policy": f'"default";q={limit};w={window}',
+            "RateLimit": f'"default";r={remaining};t={math.ceil(reset)}',
         }
 
     def _drop(self, request: web.Request) -> None:
