@@ -469,12 +469,13 @@ class TestRateLimitStyles:
             assert (await post(http, server, {"name": "a"}))[0] == after_fault
 
     def test_the_style_options_are_checked(self) -> None:
-        for options, field in [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"rate": 1, "limiter": "leaky"}, "limiter"),
             ({"rate": 1, "window": 0}, "window"),
             ({"hints": "x-rate"}, "hints"),
             ({"faults_spend_quota": "no"}, "faults_spend_quota"),
-        ]:
+        ]
+        for options, field in cases:
             with pytest.raises(InvalidParameterError) as caught:
                 FakeKirimServer(**options)
             assert caught.value.field == field
