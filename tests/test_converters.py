@@ -160,7 +160,8 @@ class TestLabelFromEnvelope:
 
 
 _colors = st.sampled_from(list(LabelColor))
-_names = st.text(min_size=1, max_size=50)
+# A name of whitespace alone is invalid (it is not a name), so it is not generated here.
+_names = st.text(min_size=1, max_size=50).filter(lambda name: not name.isspace())
 _teams = st.none() | st.text(min_size=1, max_size=64)
 
 
