@@ -361,6 +361,8 @@ class _CreateExchange:
     last: RawResponse | None = None
     sent_at: float = 0.0
     """When the last attempt was sent (read only when an ``on_response`` hook is set)."""
+    epoch: int = 0
+    """The gate's congestion epoch when the last attempt was sent."""
 
     def describe(self) -> str:
         """What the call does, for log lines and errors."""
@@ -386,6 +388,8 @@ class _CreateExchange:
 
     def _send_now(self, timeout: float) -> Awaitable[RawResponse]:
         self.attempts += 1
+        if self.gate is not None:
+            self.epoch = self.gate.epoch
         client, outgoing = self.client, self.outgoing
         hooks = client._hooks
         if hooks.on_request is not None:
@@ -402,7 +406,7 @@ class _CreateExchange:
         client, gate, outgoing = self.client, self.gate, self.outgoing
         hooks = client._hooks
         if gate is not None:
-            gate.observe(raw.status, raw.headers)
+            gate.observe(raw.status, raw.headers, self.epoch)
         if hooks.on_response is not None:
             hooks.on_response(
                 ResponseEvent(

@@ -1,20 +1,44 @@
 """The rate-limit gate that the bulk helper's requests share.
 
 Every request waits its turn at the gate before it is sent. A 429 closes the gate until
-its ``Retry-After`` deadline, so a rate limit pauses the whole job once instead of
-waking N sleeping workers together. Between 429s the gate paces sends ahead of time:
+its ``Retry-After`` deadline (never earlier: jitter only adds), so a rate limit pauses
+the whole job once instead of waking N sleeping workers together. Between 429s the gate
+paces sends ahead of time, at a rate it learns:
 
-- When answers carry ``X-RateLimit-Limit/Remaining/Reset``, the gate mirrors the
-  server's token bucket: its rate is ``(Limit - Remaining) / Reset`` (tokens used over
-  the time to refill them), its capacity ``Limit``. The headers are hints: a 429 always
-  wins, and empties the mirror.
-- Without them, it paces additively-increase/multiplicatively-decrease: the first 429
-  caps the send rate at 70 % of the rate measured so far, each further 429 (at most one
-  per closing of the gate) cuts it by 30 % again, and the rate grows back linearly
-  (10 % of the cut rate per second) to probe for more.
+- **Hints.** When answers carry hint headers, the gate mirrors the server's quota: its
+  rate is the quota used over the time to restore it, its capacity the limit. It reads
+  ``X-RateLimit-Limit/Remaining/Reset`` (``Reset`` as seconds, or as a Unix time when
+  it is one, as GitHub sends it), Discord's ``X-RateLimit-Reset-After``, and the IETF
+  draft's ``RateLimit-Policy: "p";q=Q;w=W`` (Q requests per W seconds) with
+  ``RateLimit: "p";r=R;t=T``. A hint that cannot be true (a reset in the past or more
+  than a day away, epoch milliseconds, NaN, a negative count) is ignored and logged
+  once. A 429 always wins over a hint.
+- **Without hints**, it paces additive-increase/multiplicative-decrease: a 429 cuts the
+  send rate to 70 % of what it was (the first cut: of the rate measured so far), and the
+  rate grows back linearly, 10 % of the cut rate per second, to probe for more.
+- **One cut per congestion event.** Every send carries the gate's *epoch*, which each
+  cut advances. A 429 for a request sent before the last cut is the same congestion
+  event seen again (it was in flight when the gate reacted), and so is one within a
+  second of the last cut unless 10 % of the answers to requests sent since are 429s:
+  it closes the gate for its ``Retry-After`` but does not cut again. Without this, a
+  burst of 429s whose ``Retry-After`` is 0 or a past date (which close nothing) cut
+  the rate to nothing.
+- **The server's admitted rate is a floor.** The gate counts the answers other than 429
+  in each second once it is limiting; a cut never goes below 90 % of the best of the
+  last two seconds, and after a cut the rate climbs back to 90 % of the best second
+  of the job by doubling each second (then linearly, probing). A real limiter admits
+  about its rate, so these sit under it; 429s that come whatever the pace (other
+  callers spending the same quota) then cost the waits they ask for, but cannot drive
+  the pace towards zero, and once they stop the pace is back within seconds.
 
 A ``max_rate`` caps all of this: the gate then paces from the first send, evenly, at
 that rate at most, so that a job leaves the rest of the organisation's quota alone.
+A ``Retry-After`` above the policy's ``max_retry_after`` stops the job as a spent wait
+budget does: a bulk job never sleeps for a date in the year 9999.
+
+Constants: the 0.7 cut and the 10 %/s probe are TCP's classic AIMD shape, gentle
+enough that one 429 of a burst does not halve a job; the 0.9 floor leaves a 10 % margin
+under what the server admitted, so the floor itself does not draw 429s.
 """
 
 from __future__ import annotations
@@ -23,6 +47,7 @@ import asyncio
 import copy
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Generator, Mapping
 
 import attrs
@@ -38,8 +63,13 @@ logger = logging.getLogger("kirim_async")
 _DECREASE = 0.7
 _PROBE_PER_SECOND = 0.1
 _MIN_RATE = 0.5
+_ADMITTED_FLOOR = 0.9
+_MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
+_CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
 _EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
+_MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
 _HEADER_RATE_SAMPLES = 5
+_IETF_FIELD = re.compile(r"[;\s]([qrtw])=(\d+)")
 
 
 def _header_float(headers: Mapping[str, str], name: str) -> float | None:
@@ -51,6 +81,14 @@ def _header_float(headers: Mapping[str, str], name: str) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) and number >= 0 else None
+
+
+def _ietf_params(value: str | None) -> dict[str, int]:
+    """The integer parameters of an IETF draft ``RateLimit``/``-Policy`` field's first item."""
+    if not value:
+        return {}
+    first = value.split(",", 1)[0]
+    return {key: int(number) for key, number in _IETF_FIELD.findall(";" + first)}
 
 
 @attrs.define
@@ -105,6 +143,20 @@ class RateGate:
     _first_send_at: float | None = attrs.field(init=False, default=None)
     _answered: int = attrs.field(init=False, default=0)
     _waits: Generator[float, None, None] | None = attrs.field(init=False, default=None)
+    # Congestion events: each cut advances the epoch; a send carries the epoch it went
+    # out in, and a 429 cuts only if its request was sent in the current one.
+    epoch: int = attrs.field(init=False, default=0)
+    _limited_epoch: int | None = attrs.field(init=False, default=None)
+    # Answers other than 429 in the current second and the best of the last two.
+    _second: float = attrs.field(init=False, default=0.0)
+    _admitted_now: int = attrs.field(init=False, default=0)
+    _admitted_best: float = attrs.field(init=False, default=0.0)
+    _admitted_last: float = attrs.field(init=False, default=0.0)
+    _admitted_peak: float = attrs.field(init=False, default=0.0)
+    """The best admitted rate of any whole second of the job (or its first seconds)."""
+    _bad_hints: int = attrs.field(init=False, default=0)
+    _limited_since_cut: int = attrs.field(init=False, default=0)
+    _answered_since_cut: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         if self.max_rate is not None:  # paced from the start: one token, no burst
@@ -182,7 +234,12 @@ class RateGate:
         if rate is None:
             return None
         if not self._from_headers and self._cut_at is not None:
-            rate = self._cut_rate * (1.0 + _PROBE_PER_SECOND * (now - self._cut_at))
+            since = now - self._cut_at
+            rate = self._cut_rate * (1.0 + _PROBE_PER_SECOND * since)
+            # Back to what the server has admitted before, fast: doubling each second.
+            ceiling = _ADMITTED_FLOOR * self._admitted_peak
+            if rate < ceiling:
+                rate = min(ceiling, self._cut_rate * 2.0 ** min(since, 64.0))
         return rate if self.max_rate is None else min(rate, self.max_rate)
 
     def _token_delay(self, now: float) -> float:
@@ -211,33 +268,103 @@ class RateGate:
         assert self._halt is not None  # noqa: S101 - only called when halted
         return copy.copy(self._halt)
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from an answer: count it, and read any ``X-RateLimit-*`` hints."""
+    def observe(self, status: int, headers: Mapping[str, str], epoch: int | None = None) -> None:
+        """Learn from an answer: count it, and read any rate-limit hints.
+
+        Args:
+            status: The answer's HTTP status.
+            headers: Its headers (looked up without regard to case).
+            epoch: The gate's :attr:`epoch` when its request was sent; a 429 of an
+                earlier epoch does not cut the pace again.
+        """
         self._answered += 1
+        current = epoch is None or epoch >= self.epoch  # sent since the last cut
+        self._answered_since_cut += current
         if status == 429:
+            self._limited_since_cut += current
             self.rate_limited_count += 1
+            self._limited_epoch = epoch
         else:  # any other answer ends a run of 429s
             self._run_since = None
             self._waits = None
-        if "X-RateLimit-Limit" not in headers:  # the common case without hints
-            return
+            if self._rate is not None:  # the admitted rate matters once pacing
+                self._count_admitted()
+        if "X-RateLimit-Limit" in headers:
+            self._read_x_ratelimit(headers)
+        elif "RateLimit-Policy" in headers:
+            self._read_ietf(headers)
+
+    def _count_admitted(self) -> None:
+        now = self.clock()
+        if now - self._second >= 1.0:
+            seconds = now - self._second
+            rate = self._admitted_now / seconds if seconds < 2.0 else 0.0
+            self._admitted_best = max(rate, self._admitted_last)
+            self._admitted_last = rate
+            self._admitted_peak = max(self._admitted_peak, rate)
+            self._second, self._admitted_now = now, 0
+        self._admitted_now += 1
+
+    def _admitted_floor(self) -> float:
+        """90 % of the best rate the server admitted in the last two whole seconds."""
+        return _ADMITTED_FLOOR * max(self._admitted_best, self._admitted_last)
+
+    def _distrust(self, what: str, value: object) -> None:
+        self._bad_hints += 1
+        if self._bad_hints == 1:  # once: a server that sends it sends it on every answer
+            logger.debug("rate-limit hint ignored: %s %r cannot be true", what, value)
+
+    def _read_x_ratelimit(self, headers: Mapping[str, str]) -> None:
         limit = _header_float(headers, "X-RateLimit-Limit")
-        if limit is None:
-            return
         remaining = _header_float(headers, "X-RateLimit-Remaining")
-        reset = _header_float(headers, "X-RateLimit-Reset")
-        if remaining is None or reset is None or limit < 1:
+        if limit is None or remaining is None or limit < 1 or remaining > limit:
+            self._distrust("X-RateLimit-Limit/Remaining", (limit, remaining))
             return
-        if reset > _EPOCH_THRESHOLD:
-            reset = max(0.0, reset - self.wall_clock())
+        reset = _header_float(headers, "X-RateLimit-Reset-After")  # Discord: a delta
+        epoch = False
+        if reset is None:
+            reset = _header_float(headers, "X-RateLimit-Reset")
+            if reset is not None and reset > _EPOCH_THRESHOLD:  # a Unix time (GitHub)
+                reset -= self.wall_clock()
+                epoch = True
+        if reset is None or not 0 <= reset <= _MAX_HINT_RESET:
+            self._distrust("X-RateLimit-Reset", headers.get("X-RateLimit-Reset"))
+            return
+        if epoch:
+            # A Unix-time reset marks the end of a fixed window (GitHub's meaning): the
+            # quota left may be spent at once, and the window's end is when more comes.
+            # Whole seconds say nothing of a rate, so the pace is not set from them: a
+            # 429 at the window's end names the wait, and the pacer learns as without.
+            return
+        if reset > 0:
+            self._mirror(limit, remaining, reset)
+
+    def _read_ietf(self, headers: Mapping[str, str]) -> None:
+        policy = _ietf_params(headers.get("RateLimit-Policy"))
+        current = _ietf_params(headers.get("RateLimit"))
+        quota, window = policy.get("q"), policy.get("w")
+        remaining, reset = current.get("r"), current.get("t")
+        if not quota or not window or window > _MAX_HINT_RESET or remaining is None:
+            self._distrust("RateLimit-Policy", headers.get("RateLimit-Policy"))
+            return
+        if reset is None or reset > _MAX_HINT_RESET or remaining > quota:
+            self._distrust("RateLimit", headers.get("RateLimit"))
+            return
+        # The policy states the rate outright: quota per window.
+        self._set_pace(quota / window, float(quota), float(remaining))
+
+    def _mirror(self, limit: float, remaining: float, reset: float) -> None:
         used = limit - remaining
         # Tokens used over the time to refill them; the headers are rounded, so only
         # answers with several tokens used give a usable estimate.
-        if used < max(2.0, 0.1 * limit) or reset <= 0:
+        if used < max(2.0, 0.1 * limit):
             return
         self._header_rates.append(used / (reset + 0.0005))
         del self._header_rates[:-_HEADER_RATE_SAMPLES]
         rate = sorted(self._header_rates)[len(self._header_rates) // 2]
+        self._set_pace(rate, limit, remaining)
+
+    def _set_pace(self, rate: float, limit: float, remaining: float) -> None:
         now = self.clock()
         # Under a max_rate, sends stay evenly spaced: no burst of the server's size.
         capacity = max(1.0, limit) if self.max_rate is None else 1.0
@@ -248,7 +375,8 @@ class RateGate:
         else:
             self._token_delay(now)  # settle the bucket at the old rate first
         self._from_headers = True
-        self._rate = rate
+        # No hint may stall the job: never below what the server admitted, nor 0.5/s.
+        self._rate = max(rate, self._admitted_floor(), _MIN_RATE)
         self._capacity = capacity
 
     def rate_limited(self, error: RateLimitError) -> None:
@@ -265,6 +393,16 @@ class RateGate:
         if self._run_since is None:
             self._run_since = now
         wait = error.retry_after if error.retry_after is not None else self._next_backoff()
+        if wait > self.policy.max_retry_after:
+            logger.debug(
+                "rate limited (request_id=%s): Retry-After %gs is above max_retry_after "
+                "(%gs); the items not done fail",
+                error.request_id,
+                wait,
+                self.policy.max_retry_after,
+            )
+            self.halt(error)
+            raise error
         new_open_at = now + wait
         added = max(0.0, new_open_at - max(self._open_at, now))
         # The run counts too: a server that keeps answering 429 with "Retry-After: 0"
@@ -282,19 +420,27 @@ class RateGate:
             )
             self.halt(error)
             raise error
-        already_closed = now < self._open_at
+        # A 429 for a request sent before the last cut is that congestion event again.
+        # Told no epoch (the 429 was not observed), a 429 while closed is the same event.
+        sent_in, self._limited_epoch = self._limited_epoch, None
+        new_event = now >= self._open_at if sent_in is None else sent_in >= self.epoch
+        if new_event and self._cut_at is not None and now - self._cut_at < _MIN_EVENT_GAP:
+            # Sparse 429s soon after a cut may be other callers' (they come whatever the
+            # pace): only a share of them says this pace is still too high.
+            limited = self._limited_since_cut
+            new_event = limited >= 3 and limited >= _CONGESTED_SHARE * self._answered_since_cut
         if added:
             self.throttled_seconds += added
             self._open_at = new_open_at
         self._tokens = 0.0
-        self._stamp = new_open_at
-        if not self._from_headers and not already_closed:
+        self._stamp = max(self._stamp, new_open_at)
+        if not self._from_headers and new_event:
             self._cut(now)
         logger.debug(
             "rate limited (request_id=%s): the job pauses for %.3fs, then sends at most "
             "%.1f requests/s; %.1fs of its %gs budget spent",
             error.request_id,
-            self._open_at - now,
+            max(0.0, self._open_at - now),
             self._current_rate(now) or 0.0,
             self.throttled_seconds,
             self.max_wait,
@@ -305,8 +451,14 @@ class RateGate:
         if current is None:
             elapsed = now - (self._first_send_at or now)
             current = self.sends / elapsed if elapsed > 0 else float(self.sends or 1)
-        self._cut_rate = max(_MIN_RATE, current * _DECREASE)
+            self._second = now  # the admitted rate is counted from here
+            if elapsed >= 1.0:  # long enough that a first burst does not dominate it
+                admitted = self._answered - self.rate_limited_count
+                self._admitted_peak = admitted / elapsed
+        self._cut_rate = max(_MIN_RATE, current * _DECREASE, self._admitted_floor())
         self._cut_at = now
+        self.epoch += 1
+        self._limited_since_cut = self._answered_since_cut = 0
         self._rate = self._cut_rate
         # Little burst, the server's being unknown; none under a max_rate.
         self._capacity = 2.0 if self.max_rate is None else 1.0

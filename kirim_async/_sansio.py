@@ -98,15 +98,19 @@ def build_create_label(base_url: str, request: CreateLabel) -> OutgoingRequest:
     )
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
+def parse_retry_after(value: str | None, now: float, date: str | None = None) -> float | None:
     """Return the seconds a ``Retry-After`` value asks to wait, or None if it is unusable.
 
     RFC 9110 section 10.2.3 allows delta-seconds or an HTTP-date; the Kirim API may
-    send fractional seconds too. A date in the past means "now" (0).
+    send fractional seconds too. A date is read against the answer's own ``Date``
+    header when it has one (the server's clock against the server's clock, so a skewed
+    local clock does not matter), else against *now*. A date in the past means "now"
+    (0).
 
     Args:
         value: The header's value, or None when absent.
         now: The current wall-clock time as a Unix timestamp (for HTTP-dates).
+        date: The answer's ``Date`` header, if any.
     """
     if value is None:
         return None
@@ -114,17 +118,23 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     try:
         seconds = float(text)
     except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        moment = _http_date(text)
+        if moment is None:
             return None
-        if moment.tzinfo is None:
-            return None
-        seconds = moment.timestamp() - now
-        return max(0.0, seconds)
+        sent = _http_date(date) if date is not None else None
+        return max(0.0, moment - (now if sent is None else sent))
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return seconds
+
+
+def _http_date(text: str) -> float | None:
+    """The Unix time of an HTTP-date, or None if it is not one (or names no zone)."""
+    try:
+        moment = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return None if moment.tzinfo is None else moment.timestamp()
 
 
 def decipher_label(
@@ -188,7 +198,7 @@ def error_from_response(
         request_id=request_id,
         headers=headers,
         body=decoded if decoded is not None else excerpt(body),
-        retry_after=parse_retry_after(headers.get("Retry-After"), now),
+        retry_after=parse_retry_after(headers.get("Retry-After"), now, headers.get("Date")),
     )
 
 

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import aiohttp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from kirim_async import (
     APIConnectionError,
@@ -1041,19 +1043,28 @@ class TestRateGate:
             await gate.wait_turn()
         assert sum(sleeps.waits) == pytest.approx(100 / gate.rate, rel=0.02)
 
-    async def test_reset_as_unix_time(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+    async def test_a_unix_time_reset_is_a_fixed_window_that_sets_no_pace(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # GitHub's meaning: the quota left may be spent, more comes when the window
+        # ends. Read as a bucket's refill (used / seconds to reset), 5,000 an hour read
+        # as 0.003/s and stalled the job.
         from kirim_async._pacing import RateGate
 
         gate = RateGate(max_wait=60, sleep=sleeps, clock=clock, wall_clock=lambda: 1_800_000_000)
         gate.observe(
             201,
-            {
-                "X-RateLimit-Limit": "100",
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": "1800000010",
-            },
+            CIMultiDict(
+                {
+                    "x-ratelimit-limit": "5000",
+                    "x-ratelimit-remaining": "4990",
+                    "x-ratelimit-used": "10",
+                    "x-ratelimit-reset": "1800003000",
+                }
+            ),
         )
-        assert gate.rate == pytest.approx(10, rel=0.01)
+        assert gate.rate is None
+        assert gate.pass_now()
 
     @pytest.mark.parametrize(
         "headers",
@@ -1069,6 +1080,141 @@ class TestRateGate:
         gate = self.make(clock, sleeps)
         gate.observe(201, headers)
         assert gate.rate is None
+
+    def test_discord_reset_after_is_the_delta(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        hints = {
+            "X-RateLimit-Limit": "50",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "1800000000.250",  # a Unix time with decimals
+            "X-RateLimit-Reset-After": "0.250",
+        }
+        gate.observe(201, hints)
+        assert gate.rate == pytest.approx(200, rel=0.01)
+
+    def test_ietf_policy_sets_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        gate = self.make(clock, sleeps)
+        gate.observe(
+            201,
+            CIMultiDict(
+                {"RateLimit-Policy": '"default";q=600;w=60', "RateLimit": '"default";r=5;t=3'}
+            ),
+        )
+        assert gate.rate == pytest.approx(10)
+
+    async def test_ietf_remaining_is_spent_at_once(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        gate.observe(
+            201,
+            CIMultiDict(
+                {"RateLimit-Policy": '"default";q=600;w=60', "RateLimit": '"default";r=5;t=3'}
+            ),
+        )
+        for _ in range(5):
+            await gate.wait_turn()
+        assert sleeps.waits == []  # five left: no wait
+
+    @pytest.mark.parametrize(
+        "reset",
+        ["1800000000000", "1e308", "99999999", "-5", "nan", "inf"],
+        ids=["epoch milliseconds", "1e308", "three years", "negative", "NaN", "inf"],
+    )
+    def test_a_hint_that_cannot_be_true_is_ignored_and_logged_once(
+        self, clock: FakeClock, sleeps: SleepRecorder, reset: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        from kirim_async._pacing import RateGate
+
+        gate = RateGate(max_wait=60, sleep=sleeps, clock=clock, wall_clock=lambda: 1_800_000_000)
+        hints = {
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": reset,
+        }
+        with caplog.at_level(logging.DEBUG, logger="kirim_async"):
+            for _ in range(3):
+                gate.observe(201, hints)
+        assert gate.rate is None  # no pace at all, rather than one of 1e-11 requests/s
+        assert [r.getMessage() for r in caplog.records if "hint ignored" in r.getMessage()] == [
+            f"rate-limit hint ignored: X-RateLimit-Reset {reset!r} cannot be true"
+        ]
+
+    def test_a_burst_of_429s_from_one_event_cuts_once(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # Retry-After 0 (or a date already past) closes nothing: before, each 429 of the
+        # burst cut again, 882 -> 618 -> ... -> 1 request/s in 10 ms.
+        gate = self.make(clock, sleeps)
+        for _ in range(100):
+            assert gate.pass_now()
+            clock.advance(0.001)  # 1,000 sends a second
+        sent_in = gate.epoch
+        for _ in range(30):  # the in-flight requests of that burst, all answered 429
+            gate.observe(429, {}, sent_in)
+            gate.rate_limited(self.rl(0.0))
+        assert gate.rate == pytest.approx(700, rel=0.05)
+        assert gate.throttled_seconds == 0
+        gate.observe(429, {}, gate.epoch)  # sent after the cut, but within a second of it
+        gate.rate_limited(self.rl(0.0))
+        assert gate.rate == pytest.approx(700, rel=0.05)
+        clock.advance(1.0)
+        before = gate.rate
+        gate.observe(429, {}, gate.epoch)  # a new event: cut again
+        gate.rate_limited(self.rl(0.0))
+        assert gate.rate == pytest.approx(0.7 * before, rel=0.01)
+
+    async def test_429s_that_come_whatever_the_pace_do_not_collapse_it(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # 1 % of answers are 429s of other callers' making, for 30 s. Before, the pace
+        # fell from thousands a second to 10 within 30 s, and climbed back by 0.5/s.
+        gate = self.make(clock, sleeps)
+
+        async def answer(seconds: float, every: int | None) -> None:
+            for n in range(int(seconds * 1000)):
+                await gate.wait_turn()
+                epoch = gate.epoch
+                clock.advance(0.001)  # the job could send 1,000 a second
+                if every is not None and n % every == every - 1:
+                    gate.observe(429, {}, epoch)
+                    gate.rate_limited(self.rl(0.0))
+                else:
+                    gate.observe(201, {}, epoch)
+
+        await answer(2, None)
+        await answer(30, 100)
+        assert gate.rate is not None
+        assert gate.rate >= 0.5 * 1000  # cut, but never far below what was admitted
+        before = gate.sends
+        await answer(5, None)  # the 429s stop: within 5 s, back to the full rate
+        sent_at_start = gate.sends
+        started = clock()
+        await answer(1, None)
+        assert sent_at_start > before
+        assert (gate.sends - sent_at_start) / (clock() - started) >= 0.9 * 1000
+
+    def test_5xx_is_a_fault_not_congestion(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        gate = self.make(clock, sleeps)
+        for status in (500, 502, 503, 504):
+            gate.observe(status, {}, gate.epoch)
+        assert gate.rate is None
+        assert not gate.is_limiting
+
+    def test_a_retry_after_above_max_retry_after_stops_the_job(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # Jobs ignored max_retry_after: with max_rate_limit_wait=inf, "Retry-After:
+        # 1e308" or a date in the year 9999 waited forever.
+        from kirim_async._pacing import RateGate
+
+        gate = RateGate(max_wait=math.inf, sleep=sleeps, clock=clock, wall_clock=lambda: 0.0)
+        with pytest.raises(RateLimitError):
+            gate.rate_limited(self.rl(1e308))
+        assert gate.is_halted
+        assert gate.throttled_seconds == 0
 
     async def test_aimd_without_headers(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
         gate = self.make(clock, sleeps)

@@ -89,6 +89,24 @@ class TestParseRetryAfter:
     def test_parses(self, value: str | None, expected: float | None) -> None:
         assert parse_retry_after(value, NOW) == expected
 
+    @pytest.mark.parametrize(
+        ("value", "date", "expected"),
+        [
+            # The server's clock against the server's clock: local skew does not count.
+            (email.utils.formatdate(NOW + 3630, usegmt=True), NOW + 3600, 30.0),
+            # A date already past by the server's own clock: no wait.
+            (email.utils.formatdate(NOW - 5, usegmt=True), NOW, 0.0),
+            # A Date that is not a date: the local clock, as without one.
+            (email.utils.formatdate(NOW + 30, usegmt=True), None, 30.0),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", NOW, pytest.approx(253402300799.0 - NOW)),
+        ],
+    )
+    def test_a_date_is_read_against_the_answers_date(
+        self, value: str, date: float | None, expected: object
+    ) -> None:
+        header = "not a date" if date is None else email.utils.formatdate(date, usegmt=True)
+        assert parse_retry_after(value, NOW, header) == expected
+
 
 class TestDecipher:
     """Any 2xx is a success; the status picks the error class; code and param refine it."""
