@@ -67,6 +67,34 @@ async def kirim_bulk(args: argparse.Namespace) -> dict[str, Any]:
     return {"rate_limited": result.rate_limited}
 
 
+async def kirim_paced(args: argparse.Namespace) -> dict[str, Any]:
+    """A bulk job against a rate limit of some style (benchmarks/ratelimit.py)."""
+    async with KirimClient(args.token, base_url=args.url, max_retries=8) as client:
+        result = await bulk_create_labels(
+            client, names(args.prefix, args.n), concurrency=args.concurrency
+        )
+    return {
+        "rate_limited": result.rate_limited,
+        "requests": result.requests_sent,
+        "done": len(result.created) + len(result.existing),
+    }
+
+
+async def kirim_service(args: argparse.Namespace) -> dict[str, Any]:
+    """Concurrent single calls on one client, as a service under load makes them."""
+    async with KirimClient(args.token, base_url=args.url) as client:
+        outcomes = await asyncio.gather(
+            *(client.labels.create(name) for name in names(args.prefix, args.n)),
+            return_exceptions=True,
+        )
+    errors = [type(o).__name__ for o in outcomes if isinstance(o, BaseException)]
+    return {
+        "done": len(outcomes) - len(errors),
+        "rate_limit_errors": errors.count("RateLimitError"),
+        "other_errors": len(errors) - errors.count("RateLimitError"),
+    }
+
+
 async def kirim_iter(args: argparse.Namespace) -> dict[str, Any]:
     """The bulk job through iter_bulk_create_labels, keeping no outcome (a diagnostic)."""
     created = 0
@@ -181,6 +209,8 @@ VARIANTS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str,
     "backoff_retry_after": backoff_retry_after,
     "backoff_full_jitter": backoff_full_jitter,
     "kirim_iter_memory": kirim_iter_memory,
+    "kirim_paced": kirim_paced,
+    "kirim_service": kirim_service,
 }
 
 

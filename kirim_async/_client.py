@@ -360,9 +360,11 @@ class _CreateExchange:
     """Attempts sent: one waiting for its turn at the gate counts once it goes out."""
     last: RawResponse | None = None
     sent_at: float = 0.0
-    """When the last attempt was sent (read only when an ``on_response`` hook is set)."""
+    """When the last attempt was sent (read with a gate or an ``on_response`` hook)."""
     epoch: int = 0
     """The gate's congestion epoch when the last attempt was sent."""
+    seq: int = 0
+    """The gate's count of sends, this attempt's included, when it was sent."""
 
     def describe(self) -> str:
         """What the call does, for log lines and errors."""
@@ -388,15 +390,16 @@ class _CreateExchange:
 
     def _send_now(self, timeout: float) -> Awaitable[RawResponse]:
         self.attempts += 1
-        if self.gate is not None:
-            self.epoch = self.gate.epoch
-        client, outgoing = self.client, self.outgoing
+        client, outgoing, gate = self.client, self.outgoing, self.gate
         hooks = client._hooks
+        if gate is not None:  # what the gate measures the server's admissions by
+            self.epoch, self.seq = gate.epoch, gate.sends
+            self.sent_at = client._clock()
         if hooks.on_request is not None:
             hooks.on_request(
                 RequestEvent(method=outgoing.method, url=outgoing.url, attempt=self.attempts)
             )
-        if hooks.on_response is not None:
+        if hooks.on_response is not None and gate is None:
             self.sent_at = client._clock()
         return client._transport.send(outgoing, timeout=timeout)
 
@@ -406,7 +409,7 @@ class _CreateExchange:
         client, gate, outgoing = self.client, self.gate, self.outgoing
         hooks = client._hooks
         if gate is not None:
-            gate.observe(raw.status, raw.headers, self.epoch)
+            gate.observe(raw.status, raw.headers, self.epoch, (self.seq, self.sent_at))
         if hooks.on_response is not None:
             hooks.on_response(
                 ResponseEvent(

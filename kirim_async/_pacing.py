@@ -25,7 +25,7 @@ paces sends ahead of time, at a rate it learns:
   the rate to nothing.
 - **The server's admitted rate is a floor.** The gate counts the answers other than 429
   in each second once it is limiting; a cut never goes below 90 % of the best of the
-  last two seconds, and after a cut the rate climbs back to 90 % of the best second
+  last two seconds, and after a cut the rate climbs back to 95 % of the best second
   of the job by doubling each second (then linearly, probing). A real limiter admits
   about its rate, so these sit under it; 429s that come whatever the pace (other
   callers spending the same quota) then cost the waits they ask for, but cannot drive
@@ -62,6 +62,11 @@ logger = logging.getLogger("kirim_async")
 
 _DECREASE = 0.7
 _PROBE_PER_SECOND = 0.1
+_COSTLY_DECREASE = 0.1  # a blind cut when a 429 costs a long pause: measure in the next phase
+_MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
+_MEASURED_PROBE_PER_SECOND = 0.002  # ... then probe slowly: each 429 may cost a second
+_MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
+_REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 _MIN_RATE = 0.5
 _ADMITTED_FLOOR = 0.9
 _MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
@@ -156,6 +161,13 @@ class RateGate:
     """The best admitted rate of any whole second of the job (or its first seconds)."""
     _bad_hints: int = attrs.field(init=False, default=0)
     _limited_since_cut: int = attrs.field(init=False, default=0)
+    _phase_start: float = attrs.field(init=False, default=0.0)
+    _phase_pause: float = attrs.field(init=False, default=0.0)
+    _first_answer_at: float | None = attrs.field(init=False, default=None)
+    _limited_sent: tuple[int, float] | None = attrs.field(init=False, default=None)
+    _phase_seq: int = attrs.field(init=False, default=0)
+    _first_phase: tuple[int, float] = attrs.field(init=False, default=(0, 0.0))
+    _probe: float = attrs.field(init=False, default=_PROBE_PER_SECOND)
     _answered_since_cut: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
@@ -235,9 +247,9 @@ class RateGate:
             return None
         if not self._from_headers and self._cut_at is not None:
             since = now - self._cut_at
-            rate = self._cut_rate * (1.0 + _PROBE_PER_SECOND * since)
+            rate = self._cut_rate * (1.0 + self._probe * since)
             # Back to what the server has admitted before, fast: doubling each second.
-            ceiling = _ADMITTED_FLOOR * self._admitted_peak
+            ceiling = _MEASURED_MARGIN * self._admitted_peak
             if rate < ceiling:
                 rate = min(ceiling, self._cut_rate * 2.0 ** min(since, 64.0))
         return rate if self.max_rate is None else min(rate, self.max_rate)
@@ -268,7 +280,13 @@ class RateGate:
         assert self._halt is not None  # noqa: S101 - only called when halted
         return copy.copy(self._halt)
 
-    def observe(self, status: int, headers: Mapping[str, str], epoch: int | None = None) -> None:
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        epoch: int | None = None,
+        sent: tuple[int, float] | None = None,
+    ) -> None:
         """Learn from an answer: count it, and read any rate-limit hints.
 
         Args:
@@ -276,14 +294,19 @@ class RateGate:
             headers: Its headers (looked up without regard to case).
             epoch: The gate's :attr:`epoch` when its request was sent; a 429 of an
                 earlier epoch does not cut the pace again.
+            sent: The gate's :attr:`sends` counting that request, and the clock when it
+                was sent: a 429 tells how many the server admitted before it, and when.
         """
         self._answered += 1
+        if self._first_answer_at is None:
+            self._first_answer_at = self.clock()
         current = epoch is None or epoch >= self.epoch  # sent since the last cut
         self._answered_since_cut += current
         if status == 429:
             self._limited_since_cut += current
             self.rate_limited_count += 1
             self._limited_epoch = epoch
+            self._limited_sent = sent
         else:  # any other answer ends a run of 429s
             self._run_since = None
             self._waits = None
@@ -392,7 +415,18 @@ class RateGate:
         now = self.clock()
         if self._run_since is None:
             self._run_since = now
-        wait = error.retry_after if error.retry_after is not None else self._next_backoff()
+        # A 429 for a request sent before the last cut is that congestion event again.
+        # Told no epoch (the 429 was not observed), a 429 while closed is the same event.
+        sent_in, self._limited_epoch = self._limited_epoch, None
+        new_event = now >= self._open_at if sent_in is None else sent_in >= self.epoch
+        if new_event and self._cut_at is not None and now - self._cut_at < _MIN_EVENT_GAP:
+            # Sparse 429s soon after a cut may be other callers' (they come whatever the
+            # pace): only a share of them says this pace is still too high.
+            limited = self._limited_since_cut
+            new_event = limited >= 3 and limited >= _CONGESTED_SHARE * self._answered_since_cut
+        wait = error.retry_after
+        if wait is None:  # the next backoff for a new event; else the closing stands
+            wait = self._next_backoff() if new_event else 0.0
         if wait > self.policy.max_retry_after:
             logger.debug(
                 "rate limited (request_id=%s): Retry-After %gs is above max_retry_after "
@@ -420,22 +454,13 @@ class RateGate:
             )
             self.halt(error)
             raise error
-        # A 429 for a request sent before the last cut is that congestion event again.
-        # Told no epoch (the 429 was not observed), a 429 while closed is the same event.
-        sent_in, self._limited_epoch = self._limited_epoch, None
-        new_event = now >= self._open_at if sent_in is None else sent_in >= self.epoch
-        if new_event and self._cut_at is not None and now - self._cut_at < _MIN_EVENT_GAP:
-            # Sparse 429s soon after a cut may be other callers' (they come whatever the
-            # pace): only a share of them says this pace is still too high.
-            limited = self._limited_since_cut
-            new_event = limited >= 3 and limited >= _CONGESTED_SHARE * self._answered_since_cut
         if added:
             self.throttled_seconds += added
             self._open_at = new_open_at
         self._tokens = 0.0
         self._stamp = max(self._stamp, new_open_at)
         if not self._from_headers and new_event:
-            self._cut(now)
+            self._cut(now, wait)
         logger.debug(
             "rate limited (request_id=%s): the job pauses for %.3fs, then sends at most "
             "%.1f requests/s; %.1fs of its %gs budget spent",
@@ -446,22 +471,83 @@ class RateGate:
             self.max_wait,
         )
 
-    def _cut(self, now: float) -> None:
+    def _cut(self, now: float, wait: float) -> None:
         current = self._current_rate(now)
+        # Blind, cut deep when each 429 costs a long pause (an integer Retry-After): it
+        # is fewer 429s to the right pace. When they are cheap, gently.
+        blind = _DECREASE if wait < _REFILL_PAUSE else _COSTLY_DECREASE
+        # What the server admitted in this phase: the sends before the one it refused,
+        # over the time to that send; else the answers other than 429 so far.
+        admitted = self._answered_since_cut - self._limited_since_cut
+        phase = now - self._phase_start
+        sent, self._limited_sent = self._limited_sent, None
+        if sent is not None:
+            admitted, phase = sent[0] - 1 - self._phase_seq, sent[1] - self._phase_start
         if current is None:
             elapsed = now - (self._first_send_at or now)
             current = self.sends / elapsed if elapsed > 0 else float(self.sends or 1)
             self._second = now  # the admitted rate is counted from here
+            if sent is None:  # the quota drained from its first answer (after connecting)
+                phase = now - (self._first_answer_at or now)
+            else:
+                phase = sent[1] - (self._first_send_at or sent[1])
+            self._first_phase = (admitted, phase)
             if elapsed >= 1.0:  # long enough that a first burst does not dominate it
-                admitted = self._answered - self.rate_limited_count
                 self._admitted_peak = admitted / elapsed
-        self._cut_rate = max(_MIN_RATE, current * _DECREASE, self._admitted_floor())
+            rate = current * blind
+            self._probe = _PROBE_PER_SECOND
+        else:
+            estimate = self._estimate(admitted, phase)
+            if estimate is None:
+                rate = current * blind
+                self._probe = _PROBE_PER_SECOND
+            else:
+                rate = min(current, _MEASURED_MARGIN * estimate)
+                self._probe = _MEASURED_PROBE_PER_SECOND
+        self._cut_rate = max(_MIN_RATE, rate, self._admitted_floor())
+        logger.debug(
+            "pace cut to %.1f requests/s: %s (this phase: %d admitted in %.3fs)",
+            self._cut_rate,
+            "measured" if self._probe == _MEASURED_PROBE_PER_SECOND else "nothing measured",
+            admitted,
+            phase,
+        )
         self._cut_at = now
         self.epoch += 1
         self._limited_since_cut = self._answered_since_cut = 0
+        self._phase_start = max(now, self._open_at)
+        self._phase_seq = self.sends
+        self._phase_pause = self._phase_start - now
         self._rate = self._cut_rate
         # Little burst, the server's being unknown; none under a max_rate.
         self._capacity = 2.0 if self.max_rate is None else 1.0
+
+    def _estimate(self, admitted: int, phase: float) -> float | None:
+        """The server's rate, from what it admitted in this phase and the first one.
+
+        A phase runs from the gate's reopening to the first send the server refused.
+        After a pause long enough to restore the quota, a phase admits the quota's burst
+        B and then the rate R: ``A = B + R * t``. The first phase (from a full quota)
+        gives the other equation, so ``R = (A - A0) / (t - t0)``: TCP BBR's way of
+        measuring a token-bucket policer. Whether the pause did restore the burst is
+        judged by that estimate itself (``pause >= A0 / R``); if not, the quota was
+        near empty and ``A / t`` is the estimate. A phase that admits no more than the
+        first did, after a long pause, is a fixed window's quota coming back whole: the
+        rate is that quota per cycle, ``A / (pause + t)``. Too little to measure gives
+        None.
+        """
+        if phase < _MIN_PHASE or admitted <= 0:
+            return None
+        first_admitted, first_phase = self._first_phase
+        if admitted > first_admitted and phase - first_phase >= _MIN_PHASE:
+            refilled = (admitted - first_admitted) / (phase - first_phase)
+            if self._phase_pause * refilled >= first_admitted:
+                return refilled
+        elif self._phase_pause >= _REFILL_PAUSE:
+            # The whole quota again, as a fixed window gives it: that much per cycle of
+            # pause and phase is the rate it allows.
+            return admitted / (phase + self._phase_pause)
+        return admitted / phase
 
     def _next_backoff(self) -> float:
         # A 429 without Retry-After: the client's exponential waits, with full jitter.

@@ -5,6 +5,7 @@ import contextlib
 import itertools
 import logging
 import math
+import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -839,7 +840,9 @@ class TestRateLimits:
         async with client_for(scripted, sleeps) as client:
             result = await bulk_create_labels(client, ["a"], max_rate_limit_wait=30)
         assert isinstance(result.outcomes[0].error, RateLimitError)
-        pause, spent = (r.getMessage() for r in caplog.records if r.name == "kirim_async")
+        messages = [r.getMessage() for r in caplog.records if r.name == "kirim_async"]
+        cut, pause, spent = messages
+        assert cut.startswith("pace cut to ")  # each pacing decision says why
         assert pause.startswith("rate limited (request_id=req_first): the job pauses for 2.000s")
         assert "2.0s of its 30s budget spent" in pause
         assert spent.startswith("rate limited (request_id=req_last): waiting 60.000s more")
@@ -873,9 +876,9 @@ class TestRateLimits:
         ):
             result = await bulk_create_labels(client, [f"n{i}" for i in range(600)], concurrency=32)
         assert len(result.created) == 600
-        # With no hints, the first 429s come unannounced: until the gate hears of them,
-        # each worker may send once more (see the README). Then the pacer keeps it low.
-        assert server.stats.rate_limited <= 0.05 * 600 + 32
+        # How few 429s it takes is timing, measured by benchmarks/ratelimit.py (a bound
+        # here failed one CI run in four on a loaded machine); what is counted is exact.
+        assert result.rate_limited == server.stats.rate_limited
 
 
 async def test_faulty_rate_limited_job_accounts_for_every_item() -> None:
@@ -1221,14 +1224,61 @@ class TestRateGate:
         for _ in range(100):
             await gate.wait_turn()
             clock.advance(0.01)  # 100 sends a second
-        gate.rate_limited(self.rl(0.5))
+        gate.rate_limited(self.rl(0.1))  # a cheap 429: a gentle cut
         assert gate.rate == pytest.approx(70, rel=0.05)
-        gate.rate_limited(self.rl(0.5))  # same closing: no second cut
+        gate.rate_limited(self.rl(0.1))  # same closing: no second cut
         assert gate.rate == pytest.approx(70, rel=0.05)
         clock.advance(10)
         assert gate.rate == pytest.approx(140, rel=0.05)  # probes back up linearly
-        gate.rate_limited(self.rl(0.5))
+        gate.rate_limited(self.rl(0.1))
         assert gate.rate == pytest.approx(98, rel=0.05)
+
+    async def test_a_costly_429_cuts_deep_when_nothing_is_measured(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # Each 429 of an integer Retry-After costs the job a second: fewer of them.
+        gate = self.make(clock, sleeps)
+        for _ in range(100):
+            await gate.wait_turn()
+            clock.advance(0.01)
+        gate.rate_limited(self.rl(1.0))
+        assert gate.rate == pytest.approx(10, rel=0.05)  # the next phase measures
+
+    @pytest.mark.parametrize(
+        ("retry_after", "most_429s"),
+        [(1.0, 3), (0.004, 70), (None, 70)],
+        ids=["integer", "fractional", "absent"],
+    )
+    async def test_the_pace_settles_under_a_token_bucket(
+        self, clock: FakeClock, sleeps: SleepRecorder, retry_after: float | None, most_429s: int
+    ) -> None:
+        # A token bucket of 300/s holding 30, judged on the fake clock; the job first
+        # sends at 6,400/s (32 workers, 5 ms). The pace is measured from what the
+        # bucket admitted, not only cut blindly: few 429s, then just under 300/s.
+        from kirim_async.testing._ratelimit import TokenBucket
+
+        bucket = TokenBucket(rate=300, burst=30, clock=clock)
+        gate = self.make(clock, sleeps, max_wait=math.inf)
+        saved = random.getstate()
+        random.seed(3)  # the backoff's jitter, without Retry-After: the same every run
+        limited = 0
+        for _ in range(6000):
+            await gate.wait_turn()
+            sent = (gate.sends, clock())
+            epoch = gate.epoch
+            if gate.rate is None:
+                clock.advance(1 / 6400)
+            if bucket.try_take():
+                gate.observe(201, {}, epoch, sent)
+                continue
+            limited += 1
+            gate.observe(429, {}, epoch, sent)
+            gate.rate_limited(self.rl(retry_after))
+        random.setstate(saved)
+        assert gate.sends == 6000
+        assert limited <= most_429s
+        assert gate.rate is not None
+        assert 0.85 * 300 <= gate.rate <= 1.1 * 300
 
     async def test_max_rate_caps_what_hints_and_probing_would_allow(
         self, clock: FakeClock, sleeps: SleepRecorder
@@ -1249,7 +1299,7 @@ class TestRateGate:
             await gate.wait_turn()
         assert sleeps.waits == pytest.approx([0.05] * 4)  # no burst either
         gate = RateGate(max_wait=60, sleep=sleeps, clock=clock, wall_clock=lambda: 0.0, max_rate=20)
-        gate.rate_limited(self.rl(0.5))
+        gate.rate_limited(self.rl(0.1))
         assert gate.rate == pytest.approx(14)  # AIMD cuts from the cap
         clock.advance(60)
         assert gate.rate == 20  # and probes back up to it, no further

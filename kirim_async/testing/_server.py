@@ -547,7 +547,11 @@ class FakeKirimServer:
                 "X-RateLimit-Reset": f"{time.time() + reset:.3f}",
                 "X-RateLimit-Reset-After": f"{reset:.3f}",
             }
-        window = max(1, round(limiter.window))  # "ietf": whole seconds only
+        # "ietf": whole numbers only. A bucket's policy is its rate over a whole second
+        # or more; a window's is its limit over its length.
+        window = max(1, round(limiter.window))
+        if isinstance(limiter, TokenBucket):
+            limit = round(limiter.rate * window)
         return {
             "RateLimit-Policy": f'"default";q={limit};w={window}',
             "RateLimit": f'"default";r={remaining};t={math.ceil(reset)}',
