@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -104,3 +106,24 @@ def test_without_httpx_its_variant_is_left_out_and_the_report_says_so(
     assert "| httpx_gather |" not in report
     assert "| kirim_bulk |" in report
     assert "- raw aiohttp / httpx throughput: not run: httpx is not installed" in report
+
+
+def test_the_rate_limit_matrix_prints_every_cell() -> None:
+    # benchmarks/ratelimit.py at a tiny size: the script works; its figures are not read.
+    script = RUN_PY.parent / "ratelimit.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--n", "60"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = result.stdout
+    assert "| server | time / ideal | 429s / requests | target |" in report
+    assert report.count("| token-bucket, Retry-After ") >= 8
+    assert "| fixed-window, " in report
+    assert "| sliding-window, " in report
+    assert re.search(r"\d+ of \d+ cells meet the target", report)
+    assert "whatever the pace, no limit: throughput" in report
+    assert "concurrent labels.create on one client" in report
