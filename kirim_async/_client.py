@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
@@ -12,6 +13,7 @@ import attrs
 
 from ._config import (
     DEFAULT_CONNECTION_LIMIT,
+    DEFAULT_MAX_RATE_LIMIT_WAIT,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_RETRY_AFTER,
@@ -167,6 +169,10 @@ class KirimClient:
         timeout: Seconds each attempt may take.
         max_retries: Retries after a failed attempt; 0 disables retrying.
         max_retry_after: The longest ``Retry-After`` slept on; longer raises at once.
+        max_rate_limit_wait: Seconds one call may spend waiting out 429s before it raises
+            ``RateLimitError``. Concurrent calls share one rate-limit gate: a 429 pauses
+            them all until its ``Retry-After``, and the gate paces them at the rate the
+            server allows; waiting does not spend ``max_retries``.
         deadline: Seconds a whole call may take, retries and waits included.
         session: An aiohttp session of the caller's to send requests through.
         allow_insecure_http: Permit plain ``http://`` to a non-loopback host.
@@ -198,6 +204,7 @@ class KirimClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_rate_limit_wait: float = DEFAULT_MAX_RATE_LIMIT_WAIT,
         deadline: float | None = None,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
@@ -217,7 +224,11 @@ class KirimClient:
             team_id=team_id,
             timeout=timeout,
             deadline=deadline,
-            retry=RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after),
+            retry=RetryPolicy(
+                max_retries=max_retries,
+                max_retry_after=max_retry_after,
+                max_rate_limit_wait=max_rate_limit_wait,
+            ),
             max_response_bytes=max_response_bytes,
             proxy=proxy,
             connection_limit=connection_limit,
@@ -247,6 +258,17 @@ class KirimClient:
             sleep=self._config.sleep,
             clock=self._clock,
             on_retry=self._hooks.on_retry,
+        )
+        # One gate for the client's single calls: concurrent calls in a service are
+        # paused and paced together, as a bulk job's are. It never stops: a call that
+        # has waited its max_rate_limit_wait raises alone.
+        self._gate = RateGate(
+            max_wait=math.inf,
+            sleep=self._retrier.sleep,
+            clock=self._clock,
+            wall_clock=self._wall_clock,
+            policy=self._config.retry,
+            shared=True,
         )
         self.labels = Labels(self)
 
@@ -329,6 +351,8 @@ class KirimClient:
                 max_retries=options.max_retries if max_retries is None else max_retries,
                 deadline=options.deadline if deadline is None else deadline,
             )
+        if gate is None:  # a single call: the client's shared gate
+            gate = self._gate
         exchange = _CreateExchange(
             self, request, build_create_label(config.base_url, request), gate
         )

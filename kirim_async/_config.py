@@ -38,6 +38,7 @@ DEFAULT_MAX_RETRY_AFTER = 60.0
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 DEFAULT_CONNECTION_LIMIT = 100
 
+DEFAULT_MAX_RATE_LIMIT_WAIT = 60.0
 TOKEN_ENV = "KIRIM_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
 BASE_URL_ENV = "KIRIM_BASE_URL"
 
@@ -52,12 +53,18 @@ class RetryPolicy:
         max_wait: The cap on exponential waits.
         max_retry_after: A ``Retry-After`` longer than this is not slept on: the
             ``RateLimitError`` is raised at once with its ``retry_after``.
+        max_rate_limit_wait: Seconds one call may spend waiting out 429s at the
+            client's shared gate before it raises the ``RateLimitError``; waiting does
+            not spend ``max_retries``.
     """
 
     max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES, validator=count)
     initial_wait: float = attrs.field(default=DEFAULT_INITIAL_WAIT, validator=non_negative)
     max_wait: float = attrs.field(default=DEFAULT_MAX_WAIT, validator=non_negative)
     max_retry_after: float = attrs.field(default=DEFAULT_MAX_RETRY_AFTER, validator=non_negative)
+    max_rate_limit_wait: float = attrs.field(
+        default=DEFAULT_MAX_RATE_LIMIT_WAIT, validator=non_negative
+    )
 
 
 def _check_token(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

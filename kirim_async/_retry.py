@@ -101,6 +101,9 @@ class _Call(Generic[A, T]):
     last_failed: KirimError | None = None
     """With a gate: the last failed attempt's error, to end with if the job stops."""
     _next_wait: float = 0.0
+    limited_since: float | None = None
+    """When this call first met a 429 at the client's shared gate."""
+    rate_limit_spent: bool = False
 
     async def run_once(self) -> T:
         """One attempt, its timeout bounded by the call's deadline.
@@ -141,8 +144,7 @@ class _Call(Generic[A, T]):
             met, self.failed = self.failed, None
             try:
                 if isinstance(met, RateLimitError) and self.gate is not None:
-                    self.gate.rate_limited(met)  # raises when the job's wait budget is spent
-                    self._report_retry(met, self.gate.closed_for, met.request_id)
+                    self._wait_out(self.gate, met)
                     continue
                 self.failed_attempts += 1
                 if is_ambiguous(met):
@@ -155,6 +157,34 @@ class _Call(Generic[A, T]):
                 # cycle that only the garbage collector frees (a bulk job of duplicates
                 # piled up megabytes of them between collections).
                 del met
+
+    def _wait_out(self, gate: RateGate, met: RateLimitError) -> None:
+        """Hand a 429 to the gate, which the next attempt waits at; raise if over budget."""
+        gate.rate_limited(met)  # raises when a job's wait budget is spent
+        pause = gate.closed_for
+        if gate.shared:
+            self._within_rate_limit_budget(met, pause)
+        self._report_retry(met, pause, met.request_id)
+
+    def _within_rate_limit_budget(self, met: RateLimitError, pause: float) -> None:
+        """Raise *met* if waiting *pause* more would pass this call's 429 budget.
+
+        The budget is ``max_rate_limit_wait`` from the call's first 429, or the call's
+        deadline, whichever comes first: a call at the client's shared gate waits out
+        429s without spending its retries, but not for ever.
+        """
+        now = self.retrier.clock()
+        if self.limited_since is None:
+            self.limited_since = now
+        resume = now + pause
+        budget = self.retrier.policy.max_rate_limit_wait
+        if (
+            budget <= 0  # 0: a 429 is raised at once
+            or resume - self.limited_since > budget
+            or (self.deadline_at is not None and resume >= self.deadline_at)
+        ):
+            self.rate_limit_spent = True  # final: not retried as an error either
+            raise met
 
     async def replay_then_run(self) -> T:
         """As backoff's target: the first failure (already met) first, then real attempts."""
@@ -170,8 +200,8 @@ class _Call(Generic[A, T]):
         """As backoff's ``giveup``: retry only retryable errors, within budget and caps."""
         if not isinstance(error, KirimError) or not is_retryable(error):
             return True
-        if self.gate is not None and self.gate.is_halted:
-            return True  # the job's rate-limit budget is spent, or the job is stopping
+        if self.rate_limit_spent or (self.gate is not None and self.gate.is_halted):
+            return True  # the rate-limit budget is spent, or the job is stopping
         if self.failed_attempts > self.max_retries:
             return True
         retry_after = error.retry_after if isinstance(error, APIStatusError) else None

@@ -278,7 +278,9 @@ class TestTheTokenStaysHidden:
             }
         }
         scripted.script(Answer(status, echo))
-        async with KirimClient(TOKEN, base_url=scripted.url, max_retries=0) as client:
+        async with KirimClient(
+            TOKEN, base_url=scripted.url, max_retries=0, max_rate_limit_wait=0
+        ) as client:
             with pytest.raises(KirimError) as caught:
                 await client.labels.create("bug")
         shown = _everything_shown(caught.value)
@@ -327,7 +329,9 @@ class TestDeeplyNestedJSON:
         self, decoder: None, scripted: ScriptedServer, status: int, error: type[KirimError]
     ) -> None:
         scripted.script(Answer(status, _nested(100_000), {"Retry-After": "0"}))
-        async with KirimClient(TOKEN, base_url=scripted.url, max_retries=0) as client:
+        async with KirimClient(
+            TOKEN, base_url=scripted.url, max_retries=0, max_rate_limit_wait=0
+        ) as client:
             with pytest.raises(error):
                 await client.labels.create("bug")
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import gc
 import logging
@@ -182,7 +183,9 @@ class TestWaits:
         self, scripted: ScriptedServer, sleeps: SleepRecorder
     ) -> None:
         scripted.script(Answer(429, RL, {"Retry-After": "61"}))
-        async with client_for(scripted, sleeps, max_retry_after=120) as client:
+        async with client_for(
+            scripted, sleeps, max_retry_after=120, max_rate_limit_wait=120
+        ) as client:
             await client.labels.create("bug")
         assert sleeps.waits[0] >= 61
 
@@ -287,7 +290,9 @@ class TestSafeRetriesOfCreate:
         self, scripted: ScriptedServer, sleeps: SleepRecorder, answers: list[int], flagged: bool
     ) -> None:
         scripted.script(*(Answer(status, b"", {"Retry-After": "0"}) for status in answers))
-        async with client_for(scripted, sleeps, max_retries=len(answers) - 1) as client:
+        # A 429 is waited out at the client's gate: only the other errors are retries.
+        retries = sum(status != 429 for status in answers) - 1
+        async with client_for(scripted, sleeps, max_retries=retries) as client:
             with pytest.raises(ServerError) as info:
                 await client.labels.create("bug")
         assert info.value.after_ambiguous_attempt is flagged
@@ -425,3 +430,81 @@ async def test_a_raised_error_is_freed_without_the_garbage_collector(
             assert freed() is None
         finally:
             gc.enable()
+
+
+class TestTheClientsSharedGate:
+    """Single calls share one gate: a 429 pauses them all, and waiting spends no retry."""
+
+    async def test_concurrent_calls_wait_out_429s_together_without_failing(
+        self, sleeps: SleepRecorder
+    ) -> None:
+        # Was: each call retried on its own, and a burst of calls in a service against a
+        # low limit ended 26 % of them in RateLimitError.
+        clock = sleeps.clock
+        assert clock is not None
+        async with (
+            FakeKirimServer(rate=2, burst=2, retry_after="integer", clock=clock) as server,
+            client_for(server, sleeps, max_retries=0) as client,
+        ):
+            labels = await asyncio.gather(*(client.labels.create(f"n{i}") for i in range(10)))
+        assert len(labels) == 10
+        assert len(server.labels) == 10
+        assert server.stats.rate_limited > 0  # they met the limit, and waited it out
+
+    async def test_429s_spend_no_retry_and_each_wait_is_the_gates(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        # With max_retries=0, a 429 used to end the call. Now both calls wait out their
+        # 429 at the shared gate (as the server asked, to the deadline it named) and go
+        # on; the concurrent-burst case is the first test of this class.
+        scripted.script(*[Answer(429, RL, {"Retry-After": "3"})] * 2)
+        async with client_for(scripted, sleeps, max_retries=0) as client:
+            await asyncio.gather(client.labels.create("a"), client.labels.create("b"))
+        assert sleeps.waits
+        assert all(wait == pytest.approx(3.0) for wait in sleeps.waits)
+        assert len(scripted.requests) == 4
+
+    async def test_a_call_gives_up_after_max_rate_limit_wait(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(*[Answer(429, RL, {"Retry-After": "10"})] * 10)
+        async with client_for(scripted, sleeps, max_rate_limit_wait=25) as client:
+            with pytest.raises(RateLimitError) as caught:
+                await client.labels.create("bug")
+        assert sleeps.waits == pytest.approx([10.0, 10.0])  # a third would pass 25 s
+        assert caught.value.retry_after == 10
+        assert len(scripted.requests) == 3
+
+    async def test_a_calls_deadline_bounds_its_wait(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(Answer(429, RL, {"Retry-After": "10"}))
+        async with client_for(scripted, sleeps) as client:
+            with pytest.raises(RateLimitError):
+                await client.labels.create("bug", deadline=5)
+        assert sleeps.waits == []
+
+    async def test_zero_raises_the_first_429(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(Answer(429, RL, {"Retry-After": "0"}))
+        async with client_for(scripted, sleeps, max_rate_limit_wait=0) as client:
+            with pytest.raises(RateLimitError):
+                await client.labels.create("bug")
+
+    async def test_a_call_past_max_retry_after_does_not_stop_the_others(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        scripted.script(Answer(429, RL, {"Retry-After": "1e308"}))
+        async with client_for(scripted, sleeps) as client:
+            with pytest.raises(RateLimitError):
+                await client.labels.create("a")
+            await client.labels.create("b")
+        assert len(scripted.requests) == 2  # the gate did not stop: "b" was sent
+
+    def test_max_rate_limit_wait_is_checked(self) -> None:
+        bad_values: tuple[Any, ...] = (-1, float("nan"), "60")
+        for bad in bad_values:
+            with pytest.raises(InvalidParameterError) as caught:
+                KirimClient("tok", base_url="http://127.0.0.1:1/v1", max_rate_limit_wait=bad)
+            assert caught.value.field == "max_rate_limit_wait"
