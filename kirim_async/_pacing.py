@@ -66,8 +66,7 @@ _PROBE_PER_SECOND = 0.1
 _COSTLY_DECREASE = 0.1  # a blind cut when a 429 costs a long pause: measure in the next phase
 _MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
 _MEASURED_PROBE_PER_SECOND = 0.002  # ... then probe slowly: each 429 may cost a second
-_MIN_PHASE = 0.05
-_MIN_MEASURE = 0.001  # seconds: the least time a rate is read over
+_MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 _REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 _MIN_RATE = 0.5
 _ADMITTED_FLOOR = 0.9
@@ -165,9 +164,6 @@ class RateGate:
     _admitted_peak: float = attrs.field(init=False, default=0.0)
     """The best admitted rate of any whole second of the job (or its first seconds)."""
     _bad_hints: int = attrs.field(init=False, default=0)
-    _recent_start: float = attrs.field(init=False, default=0.0)
-    _recent_now: int = attrs.field(init=False, default=0)
-    _recent_last: float = attrs.field(init=False, default=0.0)
     _hint_scale: float = attrs.field(init=False, default=1.0)
     """Less than 1 after 429s that came despite the hints: they are paced under."""
     _limited_since_cut: int = attrs.field(init=False, default=0)
@@ -320,10 +316,8 @@ class RateGate:
         else:  # any other answer ends a run of 429s
             self._run_since = None
             self._waits = None
-            if self._rate is not None:  # the admitted rate's floor matters once pacing
+            if self._rate is not None:  # the admitted rate matters once pacing
                 self._count_admitted()
-            else:
-                self._count_recent()
         if "X-RateLimit-Limit" in headers:
             self._read_x_ratelimit(headers)
         elif "RateLimit-Policy" in headers:
@@ -339,15 +333,6 @@ class RateGate:
             self._admitted_peak = max(self._admitted_peak, rate)
             self._second, self._admitted_now = now, 0
         self._admitted_now += 1
-
-    def _count_recent(self) -> None:
-        # Before any pacing: answers a second, for the first cut's "rate so far".
-        now = self.clock()
-        if now - self._recent_start >= 1.0:
-            seconds = now - self._recent_start
-            self._recent_last = self._recent_now / seconds if seconds < 2.0 else 0.0
-            self._recent_start, self._recent_now = now, 0
-        self._recent_now += 1
 
     def _admitted_floor(self) -> float:
         """90 % of the best rate the server admitted in the last two whole seconds."""
@@ -516,24 +501,16 @@ class RateGate:
         if sent is not None:
             admitted, phase = sent[0] - 1 - self._phase_seq, sent[1] - self._phase_start
         if current is None:
-            # The rate the server admitted lately: this second's so far, or the last's
-            # (a client's gate may have been idle for hours before this burst).
-            elapsed = now - self._recent_start
-            current = max(
-                self._recent_last,
-                self._recent_now / elapsed if elapsed >= _MIN_MEASURE else 0.0,
-            )
+            elapsed = now - (self._first_send_at or now)
+            current = self.sends / elapsed if elapsed > 0 else float(self.sends or 1)
             self._second = now  # the admitted rate is counted from here
-            if current <= 0:
-                elapsed = now - (self._first_send_at or now)
-                current = self.sends / elapsed if elapsed > 0 else float(self.sends or 1)
             if sent is None:  # the quota drained from its first answer (after connecting)
                 phase = now - (self._first_answer_at or now)
             else:
                 phase = sent[1] - (self._first_send_at or sent[1])
             self._first_phase = (admitted, phase)
-            if self._recent_last > 0:  # a whole second: long enough that a burst is not all
-                self._admitted_peak = max(self._admitted_peak, self._recent_last)
+            if elapsed >= 1.0:  # long enough that a first burst does not dominate it
+                self._admitted_peak = (self._answered - self.rate_limited_count) / elapsed
             rate = current * blind
             self._probe = _PROBE_PER_SECOND
         else:
