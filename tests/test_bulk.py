@@ -948,7 +948,10 @@ async def test_cancellation_stops_at_once_and_leaves_nothing_running() -> None:
     # Requests already dispatched when cancel() was called may still go out in that same
     # loop tick; nothing beyond that in-flight window does.
     assert len(sent) <= sent_at_cancel[0] + concurrency
-    assert len(sent) <= len(done) + concurrency
+    # Up to `concurrency` finished outcomes may wait to be handed over (the README's
+    # bound) besides those in flight: a slow hook on a loaded machine fills that queue.
+    # (Was `done + concurrency`, which one clean-clone CI run in nine broke: 49 > 48.)
+    assert len(sent) <= len(done) + 2 * concurrency
     # Closing the server let its in-flight handlers finish: what they stored is there.
     stored = {label["name"] for label in server.labels}
     reported = {o.request.name for o in done if o.status is OutcomeStatus.CREATED}
