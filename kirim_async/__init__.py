@@ -9,14 +9,22 @@ Example::
 from ._client import KirimClient, LabelResponse, Labels
 from ._config import RetryPolicy
 from ._events import Hooks, RequestEvent, ResponseEvent, RetryEvent
-from ._outcomes import BulkError, BulkResult, ExistsReason, LabelOutcome, OutcomeStatus, SkipReason
 from ._version import __version__
-from .bulk import bulk_create_labels, iter_bulk_create_labels
+from .bulk import (
+    BulkResult,
+    ExistsReason,
+    LabelOutcome,
+    OutcomeStatus,
+    SkipReason,
+    bulk_create_labels,
+    iter_bulk_create_labels,
+)
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    BulkError,
     ClientClosedError,
     DuplicateLabelError,
     InvalidParameterError,

@@ -342,8 +342,9 @@ class KirimClient:
             call to await for the label.
         """
         config = self._config
-        if request.team_id is None and config.team_id is not None:
-            request = attrs.evolve(request, team_id=config.team_id)
+        team_id = request.team_in(config.team_id)
+        if team_id != request.team_id:
+            request = attrs.evolve(request, team_id=team_id)
         options = self._defaults
         if timeout is not None or max_retries is not None or deadline is not None:
             options = CallOptions(

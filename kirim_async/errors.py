@@ -5,6 +5,7 @@ Every exception the library raises on purpose is a :class:`KirimError`::
     KirimError
     ├── InvalidParameterError        bad input, caught before any I/O (also a ValueError)
     ├── MalformedResponseError       an answer that does not match the API contract
+    ├── BulkError                    a bulk job left items not done (``raise_for_failures``)
     ├── APIConnectionError           no answer: connection refused, reset or cut short
     │   ├── APITimeoutError          no answer in time
     │   │   └── PoolTimeoutError     no pooled connection came free in time: nothing sent
@@ -27,13 +28,17 @@ from __future__ import annotations
 
 import reprlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # typing only: errors sit below every other module
+    from .bulk import BulkResult
 
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
+    "BulkError",
     "ClientClosedError",
     "DuplicateLabelError",
     "InvalidParameterError",
@@ -286,6 +291,20 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """5xx: the API (or a proxy in front of it) failed."""
+
+
+class BulkError(KirimError):
+    """Raised by :meth:`BulkResult.raise_for_failures`; ``result`` holds every outcome."""
+
+    def __init__(self, result: BulkResult) -> None:
+        self.result = result
+        problems = [o for o in result.outcomes if not o.is_ok]
+        first = problems[0] if problems else None
+        summary = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
+        detail = f"; first: item {first.index} {first.status}: {first.error}" if first else ""
+        super().__init__(
+            f"{len(problems)} of {len(result.outcomes)} items not done ({summary}){detail}"
+        )
 
 
 SECRET_MIN_LENGTH = 8

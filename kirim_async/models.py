@@ -97,6 +97,14 @@ class CreateLabel:
         default=None, validator=attrs.validators.optional(text(1, TEAM_ID_MAX_LENGTH))
     )
 
+    def team_in(self, default_team_id: str | None) -> str | None:
+        """The team this label goes to: its own, else *default_team_id* (the client's)."""
+        return default_team_id if self.team_id is None else self.team_id
+
+
+LABEL_FIELDS: tuple[str, ...] = tuple(field.name for field in attrs.fields(CreateLabel))
+"""The fields of a label a caller gives, in order: ``("name", "color", "team_id")``."""
+
 
 @attrs.frozen(kw_only=True)
 class Label:

@@ -41,7 +41,7 @@ from kirim_async import (
     iter_bulk_create_labels,
 )
 from kirim_async._sansio import build_create_label
-from kirim_async.bulk import _Planner
+from kirim_async.bulk import Planner
 from kirim_async.testing import FakeClock, FakeKirimServer, Fault
 
 from .conftest import (
@@ -332,7 +332,7 @@ class TestOutcomes:
         )
     )
     def test_any_mapping_is_a_request_or_an_invalid_outcome(self, item: dict[str, Any]) -> None:
-        prepared = _Planner(default_team_id=None, dedupe=False).prepare(0, item)
+        prepared = Planner(default_team_id=None, dedupe=False).prepare(0, item)
         if isinstance(prepared, LabelOutcome):
             assert prepared.status is OutcomeStatus.INVALID
             assert isinstance(prepared.error, InvalidParameterError)

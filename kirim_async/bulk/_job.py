@@ -1,10 +1,4 @@
-"""The bulk helper: many labels, bounded concurrency, one shared rate-limit gate.
-
-Every input item gets exactly one :class:`LabelOutcome`::
-
-    result = await bulk_create_labels(client, names, concurrency=16)
-    result.raise_for_failures()
-"""
+"""A bulk job: workers sharing the input, one outcome per item, the stop rule."""
 
 from __future__ import annotations
 
@@ -26,18 +20,10 @@ from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 import attrs
 
-from ._client import KirimClient, _CreateExchange
-from ._outcomes import (
-    BulkError,
-    BulkResult,
-    ExistsReason,
-    LabelOutcome,
-    OutcomeStatus,
-    SkipReason,
-)
-from ._pacing import RateGate
-from ._validators import count, flag, function, number, one_of, positive, whole_number
-from .errors import (
+from .._client import KirimClient, _CreateExchange
+from .._pacing import RateGate
+from .._validators import count, flag, function, number, one_of, positive, whole_number
+from ..errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
@@ -49,17 +35,13 @@ from .errors import (
     PermissionDeniedError,
     ProxyError,
 )
-from .models import CreateLabel, Label
+from ..models import CreateLabel, Label
+from ._outcomes import BulkResult, ExistsReason, LabelOutcome, OutcomeStatus, SkipReason
+from ._plan import Planner
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_RATE_LIMIT_WAIT",
-    "BulkError",
-    "BulkResult",
-    "ExistsReason",
-    "LabelOutcome",
-    "OutcomeStatus",
-    "SkipReason",
     "bulk_create_labels",
     "iter_bulk_create_labels",
 ]
@@ -72,73 +54,9 @@ Items: TypeAlias = "Iterable[Item] | AsyncIterable[Item]"
 OnOutcome: TypeAlias = "Callable[[LabelOutcome], Awaitable[None] | None]"
 OnDuplicate = Literal["exists", "error"]
 
-_FIELDS = frozenset(field.name for field in attrs.fields(CreateLabel))
-
 
 class _JobStoppedError(Exception):
     """The job stopped before this item was sent."""
-
-
-def _to_request(item: object) -> CreateLabel:
-    if isinstance(item, CreateLabel):
-        return item
-    if isinstance(item, str):
-        return CreateLabel(name=item)
-    if isinstance(item, Mapping):
-        unknown = sorted(set(item) - _FIELDS, key=str)
-        if unknown:
-            raise InvalidParameterError(
-                str(unknown[0]), "is not a field of a label (name, color, team_id)", item
-            )
-        if "name" not in item:
-            raise InvalidParameterError("name", "is required", item)
-        # None means "not given" for the optional fields; a None name is the validator's.
-        optional = {
-            key: value for key, value in item.items() if key != "name" and value is not None
-        }
-        return CreateLabel(name=item["name"], **optional)
-    raise InvalidParameterError(
-        "item", "must be a CreateLabel, a mapping of its fields, or a name", item
-    )
-
-
-@attrs.define
-class _Planner:
-    """Validates items and spots repeats: what a job would send, with no I/O.
-
-    Args:
-        default_team_id: The team of items that name none (the client's).
-        dedupe: Whether to skip repeats of an earlier item's (team, name).
-    """
-
-    default_team_id: str | None
-    dedupe: bool
-    # team -> name -> index of its first item: no key object to build per item.
-    first_seen: dict[str | None, dict[str, int]] = attrs.field(factory=dict)
-
-    def prepare(self, index: int, item: object) -> CreateLabel | LabelOutcome:
-        """The request to send for *item*, or its outcome when nothing is to be sent."""
-        try:
-            request = _to_request(item)
-        except InvalidParameterError as error:
-            return LabelOutcome(
-                index=index, request=item, status=OutcomeStatus.INVALID, error=error
-            )
-        if self.dedupe:
-            team = request.team_id or self.default_team_id
-            names = self.first_seen.get(team)
-            if names is None:
-                names = self.first_seen[team] = {}
-            first = names.setdefault(request.name, index)
-            if first != index:
-                return LabelOutcome(
-                    index=index,
-                    request=request,
-                    status=OutcomeStatus.SKIPPED,
-                    skip_reason=SkipReason.REPEAT,
-                    first_index=first,
-                )
-        return request
 
 
 @attrs.define
@@ -303,7 +221,7 @@ class _Job:
     concurrency: int
     on_duplicate: OnDuplicate
     max_retries: int | None
-    planner: _Planner
+    planner: Planner
     stop_error: KirimError | None = None
 
     def _stopped(
@@ -584,7 +502,7 @@ def _new_job(
         concurrency=options.concurrency,
         on_duplicate=options.on_duplicate,
         max_retries=options.max_retries,
-        planner=_Planner(default_team_id=client.team_id, dedupe=options.dedupe),
+        planner=Planner(default_team_id=client.team_id, dedupe=options.dedupe),
     )
 
 

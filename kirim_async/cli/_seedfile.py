@@ -19,11 +19,11 @@ from typing import IO, Any, Literal
 
 import attrs
 
-from ._json import stdlib_loads
-from ._outcomes import LabelOutcome, OutcomeStatus
-from ._validators import encodable
-from .errors import APIStatusError, InvalidParameterError
-from .models import CreateLabel
+from .._json import stdlib_loads
+from .._validators import encodable
+from ..bulk import LabelOutcome, OutcomeStatus
+from ..errors import APIStatusError, InvalidParameterError
+from ..models import LABEL_FIELDS, CreateLabel
 
 __all__ = [
     "DONE_STATUSES",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 Format = Literal["csv", "jsonl"]
-COLUMNS = ("name", "color", "team_id")
+COLUMNS = LABEL_FIELDS  # the CSV header names a label's fields
 DONE_STATUSES = frozenset({OutcomeStatus.CREATED.value, OutcomeStatus.EXISTS.value})
 
 
@@ -269,7 +269,9 @@ def _item_of(record: dict[str, str]) -> dict[str, str]:
     is as common as ``bug,red``); a name is sent as written.
     """
     item = {}
-    for key in ("color", "team_id"):
+    for key in COLUMNS:
+        if key == "name":  # kept as written, below
+            continue
         value = record.get(key, "").strip()
         if value:
             item[key] = value

@@ -9,10 +9,10 @@ from typing import Any
 
 import attrs
 
-from .errors import KirimError, is_ambiguous
-from .models import CreateLabel, Label
+from ..errors import BulkError, KirimError, is_ambiguous
+from ..models import CreateLabel, Label
 
-__all__ = ["BulkError", "BulkResult", "ExistsReason", "LabelOutcome", "OutcomeStatus", "SkipReason"]
+__all__ = ["BulkResult", "ExistsReason", "LabelOutcome", "OutcomeStatus", "SkipReason"]
 
 
 class OutcomeStatus(str, enum.Enum):
@@ -107,20 +107,6 @@ class LabelOutcome:
         """Whether the label is there as asked (created, existing, or a repeat of one)."""
         return self.status in (OutcomeStatus.CREATED, OutcomeStatus.EXISTS) or (
             self.skip_reason is SkipReason.REPEAT
-        )
-
-
-class BulkError(KirimError):
-    """Raised by :meth:`BulkResult.raise_for_failures`; ``result`` holds every outcome."""
-
-    def __init__(self, result: BulkResult) -> None:
-        self.result = result
-        problems = [o for o in result.outcomes if not o.is_ok]
-        first = problems[0] if problems else None
-        summary = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
-        detail = f"; first: item {first.index} {first.status}: {first.error}" if first else ""
-        super().__init__(
-            f"{len(problems)} of {len(result.outcomes)} items not done ({summary}){detail}"
         )
 
 
