@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
@@ -25,26 +24,29 @@ from ._config import (
     resolve_config,
 )
 from ._events import Hooks, RequestEvent, ResponseEvent
-from ._pacing import RateGate
 from ._retry import Retrier
 from ._sansio import (
+    CREATE_LABEL,
+    Endpoint,
     OutgoingRequest,
-    build_create_label,
     build_headers,
-    decipher_label,
     error_from_response,
     user_agent,
 )
 from ._transport import AIOHTTP_VERSION, RawResponse, Transport
-from .errors import KirimError, mask_secret
+from .errors import KirimError, RateLimitError, mask_secret
 from .models import CreateLabel, Label, LabelColor
+from .pacing import Pacer, RateGate, Ticket
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["KirimClient", "LabelResponse", "Labels"]
+__all__ = ["Exchange", "KirimClient", "LabelResponse", "Labels"]
 
 _NO_HOOKS = Hooks()
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 
 @attrs.frozen(kw_only=True)
@@ -108,7 +110,7 @@ class Labels:
             MalformedResponseError: The answer does not match the API contract.
         """
         request = self._request(name, color, team_id)
-        _, creating = self._client._create(
+        _, creating = self.start_create(
             request, timeout=timeout, max_retries=max_retries, deadline=deadline
         )
         return await creating
@@ -125,8 +127,9 @@ class Labels:
     ) -> LabelResponse:
         """Like :meth:`create`, but return the label with status, headers and attempts."""
         request = self._request(name, color, team_id)
-        started = self._client._clock()
-        exchange, creating = self._client._create(
+        clock = self._client.clock
+        started = clock()
+        exchange, creating = self.start_create(
             request, timeout=timeout, max_retries=max_retries, deadline=deadline
         )
         label = await creating
@@ -138,7 +141,39 @@ class Labels:
             headers=raw.headers,
             request_id=label.request_id,
             attempts=exchange.attempts,
-            elapsed=self._client._clock() - started,
+            elapsed=clock() - started,
+        )
+
+    def start_create(
+        self,
+        request: CreateLabel,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        max_rate_limit_wait: float | None = None,
+        pacer: Pacer | None = None,
+    ) -> tuple[Exchange[CreateLabel, Label], Coroutine[Any, Any, Label]]:
+        """Start creating *request*'s label: what :meth:`create` awaits, for the bulk helper.
+
+        The request goes to the client's team when it names none. Options left None
+        are the client's; *pacer* replaces the client's for this call (a bulk job's).
+
+        Returns:
+            The exchange, which counts the attempts and keeps the last answer, and the
+            call to await for the label.
+        """
+        team_id = request.team_in(self._client.team_id)
+        if team_id != request.team_id:
+            request = attrs.evolve(request, team_id=team_id)
+        return self._client.start_call(
+            CREATE_LABEL,
+            request,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            max_rate_limit_wait=max_rate_limit_wait,
+            pacer=pacer,
         )
 
     def _request(
@@ -259,16 +294,15 @@ class KirimClient:
             clock=self._clock,
             on_retry=self._hooks.on_retry,
         )
-        # One gate for the client's single calls: concurrent calls in a service are
-        # paused and paced together, as a bulk job's are. It never stops: a call that
-        # has waited its max_rate_limit_wait raises alone.
-        self._gate = RateGate(
-            max_wait=math.inf,
+        # One pacer for the client's calls: concurrent calls in a service are paused
+        # and paced together, as a bulk job's are. A call that has waited its
+        # max_rate_limit_wait raises alone.
+        self._pacer: Pacer = RateGate(
             sleep=self._retrier.sleep,
             clock=self._clock,
             wall_clock=self._wall_clock,
-            policy=self._config.retry,
-            shared=True,
+            backoff=self._retrier.exponential_waits,
+            cuts=False,
         )
         self.labels = Labels(self)
 
@@ -293,6 +327,16 @@ class KirimClient:
         return self._config.retry
 
     @property
+    def connection_limit(self) -> int | None:
+        """Connections in the pool (None: a caller's session, whose pool is its own)."""
+        return self._transport.pool_limit
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock the client times calls and waits by."""
+        return self._clock
+
+    @property
     def is_closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
         return self._transport.closed
@@ -312,39 +356,42 @@ class KirimClient:
         """Close the connection pool (a caller's session stays open). Safe to repeat."""
         await self._transport.aclose()
 
-    def _new_gate(self, max_wait: float, max_rate: float | None = None) -> RateGate:
-        """A rate-limit gate on this client's clocks and sleep, for one bulk job."""
+    def new_pacer(self, *, max_rate: float | None = None) -> RateGate:
+        """A fresh pacer on this client's clocks and policy, that learns a pace alone.
+
+        A bulk job paces its requests with one of its own, cut by its 429s (at most
+        *max_rate* requests a second, when given).
+        """
         return RateGate(
-            max_wait=max_wait,
-            max_rate=max_rate,
             sleep=self._retrier.sleep,
             clock=self._clock,
             wall_clock=self._wall_clock,
-            policy=self._config.retry,
+            backoff=self._retrier.exponential_waits,
+            max_rate=max_rate,
         )
 
-    def _create(
+    def start_call(
         self,
-        request: CreateLabel,
+        endpoint: Endpoint[Req, Res],
+        request: Req,
         *,
-        timeout: float | None,
-        max_retries: int | None,
-        deadline: float | None,
-        gate: RateGate | None = None,
-    ) -> tuple[_CreateExchange, Coroutine[Any, Any, Label]]:
-        """Start the call that sends *request*, retrying under the policy.
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        max_rate_limit_wait: float | None = None,
+        pacer: Pacer | None = None,
+    ) -> tuple[Exchange[Req, Res], Coroutine[Any, Any, Res]]:
+        """Start a call of *endpoint*: every attempt paced, retried under the policy.
 
+        The one request path of the client; each resource method is a thin use of it.
         Not a coroutine itself: the caller awaits the retrier directly, one coroutine
         fewer on the path every answer travels.
 
         Returns:
             The exchange, which counts the attempts and keeps the last answer, and the
-            call to await for the label.
+            call to await for the result.
         """
         config = self._config
-        team_id = request.team_in(config.team_id)
-        if team_id != request.team_id:
-            request = attrs.evolve(request, team_id=team_id)
         options = self._defaults
         if timeout is not None or max_retries is not None or deadline is not None:
             options = CallOptions(
@@ -352,48 +399,52 @@ class KirimClient:
                 max_retries=options.max_retries if max_retries is None else max_retries,
                 deadline=options.deadline if deadline is None else deadline,
             )
-        if gate is None:  # a single call: the client's shared gate
-            gate = self._gate
-        exchange = _CreateExchange(
-            self, request, build_create_label(config.base_url, request), gate
+        exchange = Exchange(
+            self,
+            endpoint,
+            request,
+            endpoint.build(config.base_url, request),
+            self._pacer if pacer is None else pacer,
         )
-        creating = self._retrier.run(
+        calling = self._retrier.run(
             exchange,
             timeout=options.timeout,
             max_retries=options.max_retries,
             deadline=options.deadline,
-            gate=gate,
+            max_rate_limit_wait=config.retry.max_rate_limit_wait
+            if max_rate_limit_wait is None
+            else max_rate_limit_wait,
         )
-        return exchange, creating
+        return exchange, calling
 
 
 @attrs.define
-class _CreateExchange:
-    """The attempts of one create call, which the retrier runs as its ``Attempt``.
+class Exchange(Generic[Req, Res]):
+    """The attempts of one call, which the retrier runs as its ``Attempt``.
 
-    Per attempt, the retrier calls ``send``, awaits it and hands the answer to ``finish``.
+    Per attempt, the retrier calls ``send``, awaits it and hands the answer to ``finish``;
+    a 429 goes to ``rate_limited``, which the pacer waits out.
 
     One small object per call rather than a closure, which would cost a cell per
     captured name (they add up, and wake the garbage collector, in a bulk job).
     """
 
     client: KirimClient
-    request: CreateLabel
+    endpoint: Endpoint[Req, Res]
+    request: Req
     outgoing: OutgoingRequest
-    gate: RateGate | None
+    pacer: Pacer
     attempts: int = 0
-    """Attempts sent: one waiting for its turn at the gate counts once it goes out."""
+    """Attempts sent: one waiting for its turn at the pacer counts once it goes out."""
     last: RawResponse | None = None
+    ticket: Ticket = None
+    """The pacer's ticket for the last attempt's turn."""
     sent_at: float = 0.0
-    """When the last attempt was sent (read with a gate or an ``on_response`` hook)."""
-    epoch: int = 0
-    """The gate's congestion epoch when the last attempt was sent."""
-    seq: int = 0
-    """The gate's count of sends, this attempt's included, when it was sent."""
+    """When the last attempt was sent (read only for an ``on_response`` hook)."""
 
     def describe(self) -> str:
         """What the call does, for log lines and errors."""
-        return f"create label {self.request.name!r}"
+        return self.endpoint.describe(self.request)
 
     def last_request_id(self) -> str | None:
         """The server's id for the last answer, if there was one; for failure paths."""
@@ -403,38 +454,35 @@ class _CreateExchange:
         return error_from_response(raw.status, raw.reason, raw.headers, raw.body, 0.0).request_id
 
     def send(self, timeout: float) -> Awaitable[RawResponse]:
-        """Start one attempt: the transport's send, after the gate's turn if it must wait."""
-        gate = self.gate
-        if gate is not None and not gate.pass_now():
-            return self._send_in_turn(gate, timeout)
-        return self._send_now(timeout)
+        """Start one attempt: the transport's send, after the pacer's turn if it must wait."""
+        ticket = self.pacer.try_turn()
+        if ticket is None:
+            return self._send_in_turn(timeout)
+        return self._send_now(ticket, timeout)
 
-    async def _send_in_turn(self, gate: RateGate, timeout: float) -> RawResponse:
-        await gate.wait_turn()
-        return await self._send_now(timeout)
+    async def _send_in_turn(self, timeout: float) -> RawResponse:
+        ticket = await self.pacer.turn()
+        return await self._send_now(ticket, timeout)
 
-    def _send_now(self, timeout: float) -> Awaitable[RawResponse]:
+    def _send_now(self, ticket: Ticket, timeout: float) -> Awaitable[RawResponse]:
         self.attempts += 1
-        client, outgoing, gate = self.client, self.outgoing, self.gate
+        self.ticket = ticket
+        client, outgoing = self.client, self.outgoing
         hooks = client._hooks
-        if gate is not None:  # what the gate measures the server's admissions by
-            self.epoch, self.seq = gate.epoch, gate.sends
-            self.sent_at = client._clock()
         if hooks.on_request is not None:
             hooks.on_request(
                 RequestEvent(method=outgoing.method, url=outgoing.url, attempt=self.attempts)
             )
-        if hooks.on_response is not None and gate is None:
+        if hooks.on_response is not None:
             self.sent_at = client._clock()
         return client._transport.send(outgoing, timeout=timeout)
 
-    def finish(self, raw: RawResponse) -> Label:
-        """Read an attempt's answer: tell the gate and the hook, then decipher it."""
+    def finish(self, raw: RawResponse) -> Res:
+        """Read an attempt's answer: tell the pacer and the hook, then decipher it."""
         self.last = raw
-        client, gate, outgoing = self.client, self.gate, self.outgoing
+        client, outgoing = self.client, self.outgoing
         hooks = client._hooks
-        if gate is not None:
-            gate.observe(raw.status, raw.headers, self.epoch, (self.seq, self.sent_at))
+        self.pacer.learn(self.ticket, raw.status, raw.headers)
         if hooks.on_response is not None:
             hooks.on_response(
                 ResponseEvent(
@@ -447,9 +495,13 @@ class _CreateExchange:
                 )
             )
         try:
-            return decipher_label(
+            return self.endpoint.decipher(
                 raw.status, raw.reason, raw.headers, raw.body, client._wall_clock()
             )
         except KirimError as error:  # what the server sent is shown; the token never is
             mask_secret(error, client._config.token)
             raise
+
+    def rate_limited(self, error: RateLimitError) -> float:
+        """A 429: the pacer closes for it; the seconds until the next attempt's turn."""
+        return self.pacer.rate_limited(self.ticket, error)

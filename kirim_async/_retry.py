@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -20,7 +20,6 @@ import backoff
 
 from ._config import RetryPolicy
 from ._events import RetryEvent
-from ._pacing import RateGate
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -32,7 +31,7 @@ from .errors import (
     is_ambiguous,
 )
 
-__all__ = ["RETRYABLE_STATUSES", "Retrier", "is_retryable"]
+__all__ = ["RETRYABLE_STATUSES", "Attempt", "Retrier", "TurnRefused", "is_retryable"]
 
 logger = logging.getLogger("kirim_async")
 
@@ -58,6 +57,21 @@ class Attempt(Protocol[A, T_co]):
 
     def describe(self) -> str:
         """Say what the call does, for log lines and errors (only when one is written)."""
+
+    def rate_limited(self, error: RateLimitError) -> float | None:
+        """Take a 429: the seconds to the next attempt's turn, or None (retried as any error).
+
+        An attempt that waits out 429s itself (at its pacer) returns the seconds; raising
+        ends the call with what it raised.
+        """
+
+
+class TurnRefused(Exception):  # noqa: N818 - a refusal, not an error of the call's
+    """Raised by an attempt's ``send`` when it will not be sent (a bulk job stopping).
+
+    When an earlier attempt of the call failed, the call ends with that attempt's error
+    instead, which says what the earlier attempt may have done.
+    """
 
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -90,7 +104,7 @@ class _Call(Generic[A, T]):
     max_retries: int
     timeout: float
     deadline_at: float | None
-    gate: RateGate | None = None
+    max_rate_limit_wait: float
     attempts: int = 0
     failed_attempts: int = 0
     ambiguous_attempts: int = 0
@@ -99,18 +113,19 @@ class _Call(Generic[A, T]):
     """An attempt's error not yet handled: the first attempt's, when the retrier made it."""
     _pending: KirimError | None = None
     last_failed: KirimError | None = None
-    """With a gate: the last failed attempt's error, to end with if the job stops."""
+    """The last failed attempt's error, to end with if a later turn is refused."""
     _next_wait: float = 0.0
     limited_since: float | None = None
-    """When this call first met a 429 at the client's shared gate."""
-    rate_limit_spent: bool = False
+    """When this call first met a 429 its attempt waited out."""
+    final: bool = False
+    """The call's rate-limit budget is spent, or its pacer refused: no retry either."""
 
     async def run_once(self) -> T:
         """One attempt, its timeout bounded by the call's deadline.
 
-        With a gate, a 429 is handed to the gate and the attempt made again once it
-        opens: waiting out a rate limit does not spend the error-retry budget. If
-        ``failed`` is set, that attempt was already made and its error is handled first.
+        A 429 that the attempt waits out itself (at its pacer) is attempted again once
+        the turn comes, without spending the error-retry budget. If ``failed`` is set,
+        that attempt was already made and its error is handled first.
         """
         while True:
             if self.failed is None:
@@ -128,29 +143,28 @@ class _Call(Generic[A, T]):
                     return self.attempt.finish(await self.attempt.send(timeout))
                 except KirimError as error:
                     self.failed = error
-                except Exception as refused:
+                except TurnRefused:
                     earlier = self.last_failed
-                    if earlier is None or self.gate is None or not self.gate.refuses_with(refused):
+                    if earlier is None:
                         raise
-                    # The job stopped before this retry was sent: end with the last
-                    # attempt's error, which says whether it may have created the label,
-                    # not with the stop, which would report the item as never tried.
+                    # Refused before this retry was sent: end with the last attempt's
+                    # error, which says whether it may have created the label, not with
+                    # the refusal, which would report the item as never tried.
                     self.attempts -= 1
                     self.last_failed = None
+                    self.final = True  # refused: no attempt after this one either
                     try:
                         raise earlier from None
                     finally:
                         del earlier  # no cycle through this frame (see below)
             met, self.failed = self.failed, None
             try:
-                if isinstance(met, RateLimitError) and self.gate is not None:
-                    self._wait_out(self.gate, met)
+                if isinstance(met, RateLimitError) and self._waits_out(met):
                     continue
                 self.failed_attempts += 1
                 if is_ambiguous(met):
                     self.ambiguous_attempts += 1
-                if self.gate is not None:
-                    self.last_failed = met
+                self.last_failed = met
                 raise met
             finally:
                 # The traceback keeps this frame: a local holding the error would make a
@@ -158,32 +172,48 @@ class _Call(Generic[A, T]):
                 # piled up megabytes of them between collections).
                 del met
 
-    def _wait_out(self, gate: RateGate, met: RateLimitError) -> None:
-        """Hand a 429 to the gate, which the next attempt waits at; raise if over budget."""
-        gate.rate_limited(met)  # raises when a job's wait budget is spent
-        pause = gate.closed_for
-        if gate.shared:
-            self._within_rate_limit_budget(met, pause)
+    def _waits_out(self, met: RateLimitError) -> bool:
+        """Whether the attempt waits out *met* at its pacer; raise if past the budget."""
+        retry_after = met.retry_after
+        if retry_after is not None and retry_after > self.retrier.policy.max_retry_after:
+            logger.debug(
+                "%s: rate limited (request_id=%s): Retry-After %gs is above "
+                "max_retry_after (%gs); the call fails",
+                self.attempt.describe(),
+                met.request_id,
+                retry_after,
+                self.retrier.policy.max_retry_after,
+            )
+            return False  # given up on as an error: should_give_up says so
+        try:
+            pause = self.attempt.rate_limited(met)
+        except BaseException:
+            self.final = True
+            raise
+        if pause is None:
+            return False
+        self._within_rate_limit_budget(met, pause)
         self._report_retry(met, pause, met.request_id)
+        return True
 
     def _within_rate_limit_budget(self, met: RateLimitError, pause: float) -> None:
         """Raise *met* if waiting *pause* more would pass this call's 429 budget.
 
         The budget is ``max_rate_limit_wait`` from the call's first 429, or the call's
-        deadline, whichever comes first: a call at the client's shared gate waits out
-        429s without spending its retries, but not for ever.
+        deadline, whichever comes first: a call waits out 429s without spending its
+        retries, but not for ever.
         """
         now = self.retrier.clock()
         if self.limited_since is None:
             self.limited_since = now
         resume = now + pause
-        budget = self.retrier.policy.max_rate_limit_wait
+        budget = self.max_rate_limit_wait
         if (
             budget <= 0  # 0: a 429 is raised at once
             or resume - self.limited_since > budget
             or (self.deadline_at is not None and resume >= self.deadline_at)
         ):
-            self.rate_limit_spent = True  # final: not retried as an error either
+            self.final = True  # not retried as an error either
             raise met
 
     async def replay_then_run(self) -> T:
@@ -200,8 +230,8 @@ class _Call(Generic[A, T]):
         """As backoff's ``giveup``: retry only retryable errors, within budget and caps."""
         if not isinstance(error, KirimError) or not is_retryable(error):
             return True
-        if self.rate_limit_spent or (self.gate is not None and self.gate.is_halted):
-            return True  # the rate-limit budget is spent, or the job is stopping
+        if self.final:
+            return True  # the rate-limit budget is spent, or the pacer refused
         if self.failed_attempts > self.max_retries:
             return True
         retry_after = error.retry_after if isinstance(error, APIStatusError) else None
@@ -213,12 +243,10 @@ class _Call(Generic[A, T]):
         The real wait goes to :meth:`sleep_before_retry`; backoff gets 0 (see module doc).
         A wait that would end past the deadline stops the retries instead.
         """
-        policy = self.retrier.policy
-        expo = backoff.expo(base=2, factor=policy.initial_wait, max_value=policy.max_wait)
-        next(expo)  # backoff's generators are primed with one next()
+        exponentials = self.retrier.exponential_waits()
         error = yield 0.0
         while True:
-            exponential = backoff.full_jitter(next(expo))
+            exponential = next(exponentials)
             retry_after = error.retry_after if isinstance(error, APIStatusError) else None
             wait = exponential if retry_after is None else retry_after_wait(retry_after)
             if self.deadline_at is not None and self.retrier.clock() + wait >= self.deadline_at:
@@ -280,6 +308,17 @@ class Retrier:
     clock: Callable[[], float]
     on_retry: Callable[[RetryEvent], None] | None = None
 
+    def exponential_waits(self) -> Iterator[float]:
+        """The policy's waits between retries, in order: exponential, with full jitter.
+
+        The one home of the schedule: a pacer closes for these too when a 429 names no
+        ``Retry-After``.
+        """
+        policy = self.policy
+        expo = backoff.expo(base=2, factor=policy.initial_wait, max_value=policy.max_wait)
+        next(expo)  # backoff's generators are primed with one next()
+        return (backoff.full_jitter(wait) for wait in expo)
+
     async def run(
         self,
         attempt: Attempt[A, T],
@@ -287,7 +326,7 @@ class Retrier:
         timeout: float,
         max_retries: int,
         deadline: float | None,
-        gate: RateGate | None = None,
+        max_rate_limit_wait: float,
     ) -> T:
         """Run *attempt* until it succeeds or the policy gives up.
 
@@ -297,7 +336,8 @@ class Retrier:
             timeout: The timeout of each attempt.
             max_retries: Retries allowed after the first attempt.
             deadline: Seconds the whole call may take, retries and waits included.
-            gate: A shared rate-limit gate that 429s are handed to (the bulk helper's).
+            max_rate_limit_wait: Seconds the call may spend waiting out 429s at its
+                attempt's pacer (``inf``: a bulk job's budget governs instead).
 
         Returns:
             The successful attempt's result.
@@ -314,7 +354,7 @@ class Retrier:
             except KirimError as error:
                 first_failure = error
         deadline_at = None if deadline is None else self.clock() + deadline
-        call = _Call(attempt, self, max_retries, timeout, deadline_at, gate)
+        call = _Call(attempt, self, max_retries, timeout, deadline_at, max_rate_limit_wait)
         if first_failure is not None:
             call.attempts, call.failed = 1, first_failure
             first_failure = None  # held by the call only: no cycle through this frame

@@ -9,9 +9,9 @@ from __future__ import annotations
 import email.utils
 import math
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -34,6 +34,8 @@ from .errors import (
 from .models import CreateLabel, Label
 
 __all__ = [
+    "CREATE_LABEL",
+    "Endpoint",
     "OutgoingRequest",
     "build_create_label",
     "build_headers",
@@ -42,6 +44,9 @@ __all__ = [
     "parse_retry_after",
     "user_agent",
 ]
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     400: InvalidRequestError,
@@ -221,3 +226,29 @@ def _error_class(status: int, code: str | None, param: str | None) -> type[APISt
     if status >= 500:
         return ServerError
     return _STATUS_CLASSES.get(status, APIStatusError)
+
+
+@attrs.frozen
+class Endpoint(Generic[Req, Res]):
+    """One endpoint of the API, as the client's request path sees it: no I/O.
+
+    Args:
+        build: The HTTP request for a call, from the base URL and the call's request.
+        decipher: The call's result from an answer (status, reason, headers, body, and
+            the Unix time for ``Retry-After`` dates), or raise its error.
+        describe: What a call does, for log lines and errors.
+    """
+
+    build: Callable[[str, Req], OutgoingRequest]
+    decipher: Callable[[int, str, Mapping[str, str], bytes, float], Res]
+    describe: Callable[[Req], str]
+
+
+def _describe_create_label(request: CreateLabel) -> str:
+    return f"create label {request.name!r}"
+
+
+CREATE_LABEL: Endpoint[CreateLabel, Label] = Endpoint(
+    build_create_label, decipher_label, _describe_create_label
+)
+"""``POST /labels``."""

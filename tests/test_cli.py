@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from kirim_async.cli._seedfile import prescan, read_report, read_rows
 from kirim_async.cli._progress import Tally
+from kirim_async.cli._seedfile import prescan, read_report, read_rows
 from kirim_async.testing import FakeKirimServer, Fault
 
 from .conftest import PROXY_VARIABLES, RecordingProxy, closed_port

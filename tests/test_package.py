@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import kirim_async
 
 
@@ -95,6 +97,7 @@ def test_pure_modules_do_not_import_aiohttp() -> None:
         "import sys\n"
         "import kirim_async.models, kirim_async.errors, kirim_async._config\n"
         "import kirim_async._converters, kirim_async._sansio, kirim_async._retry\n"
+        "import kirim_async.pacing\n"
         "assert 'aiohttp' not in sys.modules, sorted(m for m in sys.modules if 'aiohttp' in m)\n"
     )
     # Importing the package itself pulls in the client, so load the modules without it.
@@ -198,3 +201,88 @@ def test_the_readme_testing_snippet_passes_as_copied(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+_PACKAGE = Path(kirim_async.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(_PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """Every import of a module: the absolute module, and the names taken from it."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[tuple[str, list[str]]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            found.append((base, [alias.name for alias in node.names]))
+    return found
+
+
+_MODULES = {_module_name(path): path for path in sorted(_PACKAGE.rglob("*.py"))}
+
+
+def _reaches(importer: str, prefix: str) -> list[str]:
+    return [
+        module
+        for module, _ in _imports(_MODULES[importer])
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("importer", "forbidden"),
+    [
+        # The retrier knows nothing of pacing or jobs; the request path nothing of jobs.
+        ("kirim_async._retry", "kirim_async.pacing"),
+        ("kirim_async._retry", "kirim_async.bulk"),
+        ("kirim_async._retry", "kirim_async._client"),
+        ("kirim_async._client", "kirim_async.bulk"),
+        ("kirim_async._client", "kirim_async.cli"),
+        ("kirim_async._client", "kirim_async.pacing._gate"),
+        ("kirim_async._client", "kirim_async.pacing._protocol"),
+        ("kirim_async.bulk._job", "kirim_async.cli"),
+        *(
+            (pacing, forbidden)
+            for pacing in _MODULES
+            if pacing.startswith("kirim_async.pacing")
+            for forbidden in (
+                "aiohttp",
+                "kirim_async._client",
+                "kirim_async._retry",
+                "kirim_async._transport",
+                "kirim_async.bulk",
+                "kirim_async.cli",
+            )
+        ),
+    ],
+)
+def test_layering(importer: str, forbidden: str) -> None:
+    assert _reaches(importer, forbidden) == []
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    # Modules are named by their role (_json, _sansio); the names in them are not
+    # reached past their underscore from anywhere else in the package.
+    crossing = [
+        f"{importer} imports {name} from {module}"
+        for importer, path in _MODULES.items()
+        for module, names in _imports(path)
+        for name in names
+        if module.startswith("kirim_async")
+        and name.startswith("_")
+        and name != "__version__"
+        and f"{module}.{name}" not in _MODULES  # a module of the package, not a name
+    ]
+    assert crossing == []

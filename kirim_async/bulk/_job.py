@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -20,8 +21,7 @@ from typing import Any, Literal, Protocol, TypeAlias, get_args
 
 import attrs
 
-from .._client import KirimClient, _CreateExchange
-from .._pacing import RateGate
+from .._client import Exchange, KirimClient
 from .._validators import count, flag, function, number, one_of, positive, whole_number
 from ..errors import (
     APIConnectionError,
@@ -34,8 +34,11 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
     ProxyError,
+    RateLimitError,
 )
 from ..models import CreateLabel, Label
+from ..pacing import RateGate
+from ._control import JobGate, JobStoppedError
 from ._outcomes import BulkResult, ExistsReason, LabelOutcome, OutcomeStatus, SkipReason
 from ._plan import Planner
 
@@ -53,10 +56,6 @@ Item: TypeAlias = "CreateLabel | Mapping[str, Any] | str"
 Items: TypeAlias = "Iterable[Item] | AsyncIterable[Item]"
 OnOutcome: TypeAlias = "Callable[[LabelOutcome], Awaitable[None] | None]"
 OnDuplicate = Literal["exists", "error"]
-
-
-class _JobStoppedError(Exception):
-    """The job stopped before this item was sent."""
 
 
 @attrs.define
@@ -101,6 +100,7 @@ class _WorkerFailed:
 
 
 _EXHAUSTED = object()
+_NO_LIMIT = math.inf  # per call: the job's own budget governs waiting out 429s
 _WORKER_DONE = object()
 
 
@@ -217,7 +217,7 @@ class _Job:
     """
 
     client: KirimClient
-    gate: RateGate
+    gate: JobGate[RateGate]
     concurrency: int
     on_duplicate: OnDuplicate
     max_retries: int | None
@@ -225,7 +225,7 @@ class _Job:
     stop_error: KirimError | None = None
 
     def _stopped(
-        self, index: int, request: CreateLabel, exchange: _CreateExchange | None = None
+        self, index: int, request: CreateLabel, exchange: Exchange[CreateLabel, Label] | None = None
     ) -> LabelOutcome:
         """The outcome of an item the job stopped before it was done.
 
@@ -246,7 +246,7 @@ class _Job:
         """One worker: take, send and hand over items until the input is exhausted."""
         # Looked up once: this loop runs once per item, and every step of it counts.
         items = source.items
-        plan, create, gate = self.planner.prepare, self.client._create, self.gate
+        plan, create, gate = self.planner.prepare, self.client.labels.start_create, self.gate
         while True:
             if items is not None:  # a plain iterable, read with next(): no loop turn
                 item = next(items, _EXHAUSTED)
@@ -274,11 +274,11 @@ class _Job:
                 # Awaited here, not in a helper coroutine: one level fewer for every
                 # answer to travel back up (see benchmarks/RESULTS.md).
                 exchange, creating = create(
-                    request, timeout=None, max_retries=self.max_retries, deadline=None, gate=gate
+                    request, max_retries=self.max_retries, max_rate_limit_wait=_NO_LIMIT, pacer=gate
                 )
                 try:
                     label = await creating
-                except (KirimError, _JobStoppedError) as error:
+                except (KirimError, JobStoppedError) as error:
                     waiting = sink.outcome(
                         await self._confirm(index, request, error)
                         if isinstance(error, MalformedResponseError) and _is_success(error)
@@ -327,12 +327,12 @@ class _Job:
         that may exist.
         """
         earlier = unreadable.attempts
-        exchange, creating = self.client._create(
-            request, timeout=None, max_retries=self.max_retries, deadline=None, gate=self.gate
+        exchange, creating = self.client.labels.start_create(
+            request, max_retries=self.max_retries, max_rate_limit_wait=_NO_LIMIT, pacer=self.gate
         )
         try:
             label = await creating
-        except (KirimError, _JobStoppedError) as error:
+        except (KirimError, JobStoppedError) as error:
             if isinstance(error, KirimError):
                 error.attempts += earlier
                 error.after_ambiguous_attempt = True
@@ -343,11 +343,11 @@ class _Job:
         self,
         index: int,
         request: CreateLabel,
-        error: KirimError | _JobStoppedError,
-        exchange: _CreateExchange,
+        error: KirimError | JobStoppedError,
+        exchange: Exchange[CreateLabel, Label],
     ) -> LabelOutcome:
         """The outcome of an item whose call, made through *exchange*, raised *error*."""
-        if isinstance(error, _JobStoppedError):
+        if isinstance(error, JobStoppedError):
             return self._stopped(index, request, exchange)
         if isinstance(error, DuplicateLabelError):
             earlier = error.after_ambiguous_attempt
@@ -364,10 +364,19 @@ class _Job:
                 if earlier
                 else ExistsReason.PRE_EXISTING,
             )
-        if self.stop_error is None and self._stops_the_job(error):
+        if isinstance(error, RateLimitError) and self._waits_too_long(error):
+            # Every item would be asked the same: they all fail with it, as they do when
+            # the job's wait budget is spent (a job never sleeps until the year 9999).
+            self.gate.halt(error)
+        elif self.stop_error is None and self._stops_the_job(error):
             self.stop_error = error
-            self.gate.halt(_JobStoppedError())
+            self.gate.halt(JobStoppedError())
         return self._failed(index, request, error)
+
+    def _waits_too_long(self, error: RateLimitError) -> bool:
+        """Whether *error* asks for a wait above the client's ``max_retry_after``."""
+        retry_after = error.retry_after
+        return retry_after is not None and retry_after > self.client.retry_policy.max_retry_after
 
     def _stops_the_job(self, error: KirimError) -> bool:
         """Whether *error* means the items not yet sent must fail too."""
@@ -487,7 +496,7 @@ def _new_job(
 ) -> _Job:
     options = _JobOptions(
         items=items,
-        pool=client._transport.pool_limit,
+        pool=client.connection_limit,
         concurrency=concurrency,
         on_duplicate=on_duplicate,
         max_retries=max_retries,
@@ -498,7 +507,11 @@ def _new_job(
     )
     return _Job(
         client=client,
-        gate=client._new_gate(options.max_rate_limit_wait, options.max_rate),
+        gate=JobGate(
+            client.new_pacer(max_rate=options.max_rate),
+            max_wait=options.max_rate_limit_wait,
+            clock=client.clock,
+        ),
         concurrency=options.concurrency,
         on_duplicate=options.on_duplicate,
         max_retries=options.max_retries,

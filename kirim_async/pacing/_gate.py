@@ -1,4 +1,4 @@
-"""The rate-limit gate that the bulk helper's requests share.
+"""RateGate, the pacer every request of a client (or of a bulk job) waits its turn at.
 
 Every request waits its turn at the gate before it is sent. A 429 closes the gate until
 its ``Retry-After`` deadline (never earlier: jitter only adds), so a rate limit pauses
@@ -34,8 +34,8 @@ paces sends ahead of time, at a rate it learns:
 
 A ``max_rate`` caps all of this: the gate then paces from the first send, evenly, at
 that rate at most, so that a job leaves the rest of the organisation's quota alone.
-A ``Retry-After`` above the policy's ``max_retry_after`` stops the job as a spent wait
-budget does: a bulk job never sleeps for a date in the year 9999.
+What to do when the waits grow too long (a call's or a job's budget, ``max_retry_after``)
+is not the gate's to decide: it only says how long the next turn is away.
 
 Constants: the 0.7 cut and the 10 %/s probe are TCP's classic AIMD shape, gentle
 enough that one 429 of a burst does not halve a job; the 0.9 floor leaves a 10 % margin
@@ -45,17 +45,15 @@ under what the server admitted, so the floor itself does not draw 429s.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 import attrs
-import backoff
 
-from ._config import RetryPolicy
-from .errors import RateLimitError
+from ..errors import RateLimitError
+from ._protocol import Ticket
 
 __all__ = ["RateGate"]
 
@@ -99,44 +97,35 @@ def _ietf_params(value: str | None) -> dict[str, int]:
 
 @attrs.define
 class RateGate:
-    """Paces and pauses the sends of one bulk job.
+    """A pacer that learns the server's limit from its 429s and hints (see module doc).
 
     Args:
-        max_wait: Seconds the job may be held back by 429s: the gate's closings summed
-            over the whole job, or one unbroken run of 429s (no other answer between),
-            whichever reaches it first. Past that, :meth:`rate_limited` raises and
-            every later turn fails at once.
         sleep: Awaited to wait (injectable for tests).
         clock: Monotonic seconds.
         wall_clock: Unix time, for an ``X-RateLimit-Reset`` given as a timestamp.
-        policy: The client's retry policy, whose exponential waits a 429 without
-            ``Retry-After`` closes the gate for.
+        backoff: Starts a series of the client's exponential waits (its retrier's): a
+            run of 429s without ``Retry-After`` closes the gate for each in turn.
         max_rate: Requests a second at most, evenly spaced, whatever the pacer learns;
             None for no cap of the job's own.
-        shared: A client's gate for its single calls, which never stops: a wait past
-            ``max_retry_after`` raises for the call that met it alone.
+        cuts: Whether a 429 without hints cuts the pace (a bulk job's gate). A client's
+            gate for its single calls shares closings and hints but is not paced by
+            guesswork: one 429 in a quiet service must not slow its next hour.
     """
 
-    max_wait: float
     sleep: Callable[[float], Awaitable[None]]
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
-    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    backoff: Callable[[], Iterator[float]]
     max_rate: float | None = None
-    shared: bool = False
+    cuts: bool = True
 
     sends: int = attrs.field(default=0, init=False)
     """Requests let through."""
     rate_limited_count: int = attrs.field(default=0, init=False)
     """429 answers met."""
-    throttled_seconds: float = attrs.field(default=0.0, init=False)
-    """Seconds the gate has been closed by 429s."""
-    _run_since: float | None = attrs.field(init=False, default=None)
-    """When the current run of 429s began (None when the last answer was not a 429)."""
 
     _lock: asyncio.Lock = attrs.field(init=False, factory=asyncio.Lock)
     _open_at: float = attrs.field(init=False, default=0.0)
-    _halt: BaseException | None = attrs.field(init=False, default=None)
     # The pacer: a token bucket; rate None means "not pacing".
     _rate: float | None = attrs.field(init=False, default=None)
     _capacity: float = attrs.field(init=False, default=1.0)
@@ -151,11 +140,10 @@ class RateGate:
     # Send-rate measurement, for the first cut.
     _first_send_at: float | None = attrs.field(init=False, default=None)
     _answered: int = attrs.field(init=False, default=0)
-    _waits: Generator[float, None, None] | None = attrs.field(init=False, default=None)
+    _waits: Iterator[float] | None = attrs.field(init=False, default=None)
     # Congestion events: each cut advances the epoch; a send carries the epoch it went
     # out in, and a 429 cuts only if its request was sent in the current one.
     epoch: int = attrs.field(init=False, default=0)
-    _limited_epoch: int | None = attrs.field(init=False, default=None)
     # Answers other than 429 in the current second and the best of the last two.
     _second: float = attrs.field(init=False, default=0.0)
     _admitted_now: int = attrs.field(init=False, default=0)
@@ -169,8 +157,6 @@ class RateGate:
     _limited_since_cut: int = attrs.field(init=False, default=0)
     _phase_start: float = attrs.field(init=False, default=0.0)
     _phase_pause: float = attrs.field(init=False, default=0.0)
-    _first_answer_at: float | None = attrs.field(init=False, default=None)
-    _limited_sent: tuple[int, float] | None = attrs.field(init=False, default=None)
     _phase_seq: int = attrs.field(init=False, default=0)
     _first_phase: tuple[int, float] = attrs.field(init=False, default=(0, 0.0))
     _probe: float = attrs.field(init=False, default=_PROBE_PER_SECOND)
@@ -179,11 +165,6 @@ class RateGate:
     def __attrs_post_init__(self) -> None:
         if self.max_rate is not None:  # paced from the start: one token, no burst
             self._rate = self.max_rate
-
-    @property
-    def is_halted(self) -> bool:
-        """Whether the gate refuses every turn (budget spent, or the job stopping)."""
-        return self._halt is not None
 
     @property
     def answered(self) -> int:
@@ -205,47 +186,40 @@ class RateGate:
         """The current paced send rate (requests a second), or None when not pacing."""
         return self._current_rate(self.clock())
 
-    def pass_now(self) -> bool:
-        """Take a turn without waiting if the gate is open, unpaced and unqueued.
+    def try_turn(self) -> Ticket | None:
+        """A turn without waiting if the gate is open, unpaced and unqueued; else None.
 
-        Returns False when the caller must await :meth:`wait_turn` instead: the common
-        case of an unthrottled job then costs no coroutine per request.
+        The common case of an unthrottled job then costs no coroutine per request.
         """
-        if self._halt is not None or self._rate is not None or self._lock.locked():
-            return False
+        if self._rate is not None or self._lock.locked():
+            return None
         if self._open_at and self.clock() < self._open_at:  # no clock read until a 429
-            return False
-        self._count_send()
-        return True
+            return None
+        return self._count_send()
 
-    async def wait_turn(self) -> None:
-        """Wait until a request may be sent, and count it as sent.
-
-        Raises:
-            RateLimitError: The job's rate-limit wait budget is spent.
-            BaseException: Whatever :meth:`halt` was given.
-        """
-        if self._halt is not None:
-            raise self._halted()
-        if self.pass_now():
-            return
+    async def turn(self) -> Ticket:
+        """Wait until a request may be sent, and count it as sent."""
+        ticket = self.try_turn()
+        if ticket is not None:
+            return ticket
         # One waiter at a time computes its slot and sleeps; the rest queue in order.
         async with self._lock:
             while True:
-                if self._halt is not None:
-                    raise self._halted()
                 now = self.clock()
                 delay = max(self._open_at - now, self._token_delay(now))
                 if delay <= 0:
                     self._tokens = max(0.0, self._tokens - 1.0)
-                    self._count_send()
-                    return
+                    return self._count_send()
                 await self.sleep(delay)
 
-    def _count_send(self) -> None:
+    def _count_send(self) -> Ticket:
         self.sends += 1
-        if self._first_send_at is None:  # read the clock once, not per send
-            self._first_send_at = self.clock()
+        now = self.clock()
+        if self._first_send_at is None:
+            self._first_send_at = now
+        # What a 429 for this send tells: the congestion event it belongs to, and how
+        # many sends the server admitted before it, by when.
+        return (self.epoch, self.sends, now)
 
     def _current_rate(self, now: float) -> float | None:
         rate = self._rate
@@ -270,51 +244,22 @@ class RateGate:
         # A whole token, give or take float rounding (else a sub-nanosecond wait loops).
         return 0.0 if self._tokens >= 1.0 - 1e-9 else (1.0 - self._tokens) / rate
 
-    def halt(self, error: BaseException) -> None:
-        """Make every waiting and later turn raise *error*: the job is stopping."""
-        if self._halt is None:
-            self._halt = error
-
-    def refuses_with(self, error: BaseException) -> bool:
-        """Whether *error* is a turn this gate refused because the job is stopping."""
-        return self._halt is not None and type(error) is type(self._halt)
-
-    def _halted(self) -> BaseException:
-        # Each refused turn raises its own copy: outcomes must not share one mutable
-        # exception (the retrier sets attempts on it), and raising one instance again and
-        # again would grow its traceback without end.
-        assert self._halt is not None  # noqa: S101 - only called when halted
-        return copy.copy(self._halt)
-
-    def observe(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        epoch: int | None = None,
-        sent: tuple[int, float] | None = None,
-    ) -> None:
+    def learn(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
         """Learn from an answer: count it, and read any rate-limit hints.
 
         Args:
+            ticket: The turn its request was sent on; a 429 sent before the last cut
+                does not cut the pace again.
             status: The answer's HTTP status.
             headers: Its headers (looked up without regard to case).
-            epoch: The gate's :attr:`epoch` when its request was sent; a 429 of an
-                earlier epoch does not cut the pace again.
-            sent: The gate's :attr:`sends` counting that request, and the clock when it
-                was sent: a 429 tells how many the server admitted before it, and when.
         """
         self._answered += 1
-        if self._first_answer_at is None:
-            self._first_answer_at = self.clock()
-        current = epoch is None or epoch >= self.epoch  # sent since the last cut
+        current = ticket[0] >= self.epoch  # sent since the last cut
         self._answered_since_cut += current
         if status == 429:
             self._limited_since_cut += current
             self.rate_limited_count += 1
-            self._limited_epoch = epoch
-            self._limited_sent = sent
         else:  # any other answer ends a run of 429s
-            self._run_since = None
             self._waits = None
             if self._rate is not None:  # the admitted rate matters once pacing
                 self._count_admitted()
@@ -408,23 +353,21 @@ class RateGate:
         self._rate = max(rate * self._hint_scale, self._admitted_floor(), _MIN_RATE)
         self._capacity = capacity
 
-    def rate_limited(self, error: RateLimitError) -> None:
-        """Close the gate for a 429 and slow the pacer.
+    def rate_limited(self, ticket: Ticket, error: RateLimitError) -> float:
+        """Close the gate for a 429 (learned first) and slow the pacer.
 
-        Raises:
-            RateLimitError: *error*, when the job's wait budget cannot cover the wait
-                (or was spent before).
-            BaseException: Whatever :meth:`halt` was given, once the job is stopping.
+        Args:
+            ticket: The turn the refused request was sent on.
+            error: The 429. Without a ``Retry-After``, the gate closes for the client's
+                next exponential wait.
+
+        Returns:
+            Seconds until the next turn: the closing, never shorter than asked.
         """
-        if self._halt is not None:
-            raise error if isinstance(self._halt, RateLimitError) else self._halt
         now = self.clock()
-        if self._run_since is None:
-            self._run_since = now
+        epoch, seq, sent_at = ticket
         # A 429 for a request sent before the last cut is that congestion event again.
-        # Told no epoch (the 429 was not observed), a 429 while closed is the same event.
-        sent_in, self._limited_epoch = self._limited_epoch, None
-        new_event = now >= self._open_at if sent_in is None else sent_in >= self.epoch
+        new_event = epoch >= self.epoch
         if new_event and self._cut_at is not None and now - self._cut_at < _MIN_EVENT_GAP:
             # Sparse 429s soon after a cut may be other callers' (they come whatever the
             # pace): only a share of them says this pace is still too high.
@@ -433,37 +376,8 @@ class RateGate:
         wait = error.retry_after
         if wait is None:  # the next backoff for a new event; else the closing stands
             wait = self._next_backoff() if new_event else 0.0
-        if wait > self.policy.max_retry_after:
-            logger.debug(
-                "rate limited (request_id=%s): Retry-After %gs is above max_retry_after (%gs); %s",
-                error.request_id,
-                wait,
-                self.policy.max_retry_after,
-                "the call fails" if self.shared else "the items not done fail",
-            )
-            if not self.shared:
-                self.halt(error)
-            raise error
         new_open_at = now + wait
-        added = max(0.0, new_open_at - max(self._open_at, now))
-        # The run counts too: a server that keeps answering 429 with "Retry-After: 0"
-        # closes the gate for nothing, while the pacer's floor keeps the job going.
-        if (
-            self.throttled_seconds + added > self.max_wait
-            or new_open_at - self._run_since > self.max_wait
-        ):
-            logger.debug(
-                "rate limited (request_id=%s): waiting %.3fs more would pass the job's "
-                "%gs budget (max_rate_limit_wait); the items not done fail",
-                error.request_id,
-                wait,
-                self.max_wait,
-            )
-            self.halt(error)
-            raise error
-        if added:
-            self.throttled_seconds += added
-            self._open_at = new_open_at
+        self._open_at = max(self._open_at, new_open_at)
         self._tokens = 0.0
         self._stamp = max(self._stamp, new_open_at)
         if new_event and self._from_headers:
@@ -474,40 +388,23 @@ class RateGate:
             self.epoch += 1  # one event: the 429s of requests already sent are part of it
             self._cut_at = now
             self._limited_since_cut = self._answered_since_cut = 0
-        elif new_event and not self.shared:
-            # A client's single calls share closings and hints, but are not paced by
-            # guesswork: one 429 in a quiet service must not slow its next hour.
-            self._cut(now, wait)
-        logger.debug(
-            "rate limited (request_id=%s): the job pauses for %.3fs, then sends at most "
-            "%.1f requests/s; %.1fs of its %gs budget spent",
-            error.request_id,
-            max(0.0, self._open_at - now),
-            self._current_rate(now) or 0.0,
-            self.throttled_seconds,
-            self.max_wait,
-        )
+        elif new_event and self.cuts:
+            self._cut(now, wait, (seq, sent_at))
+        return max(0.0, self._open_at - now)
 
-    def _cut(self, now: float, wait: float) -> None:
+    def _cut(self, now: float, wait: float, sent: tuple[int, float]) -> None:
         current = self._current_rate(now)
         # Blind, cut deep when each 429 costs a long pause (an integer Retry-After): it
         # is fewer 429s to the right pace. When they are cheap, gently.
         blind = _DECREASE if wait < _REFILL_PAUSE else _COSTLY_DECREASE
         # What the server admitted in this phase: the sends before the one it refused,
-        # over the time to that send; else the answers other than 429 so far.
-        admitted = self._answered_since_cut - self._limited_since_cut
-        phase = now - self._phase_start
-        sent, self._limited_sent = self._limited_sent, None
-        if sent is not None:
-            admitted, phase = sent[0] - 1 - self._phase_seq, sent[1] - self._phase_start
+        # over the time to that send.
+        admitted, phase = sent[0] - 1 - self._phase_seq, sent[1] - self._phase_start
         if current is None:
             elapsed = now - (self._first_send_at or now)
             current = self.sends / elapsed if elapsed > 0 else float(self.sends or 1)
             self._second = now  # the admitted rate is counted from here
-            if sent is None:  # the quota drained from its first answer (after connecting)
-                phase = now - (self._first_answer_at or now)
-            else:
-                phase = sent[1] - (self._first_send_at or sent[1])
+            phase = sent[1] - (self._first_send_at or sent[1])
             self._first_phase = (admitted, phase)
             if elapsed >= 1.0:  # long enough that a first burst does not dominate it
                 self._admitted_peak = (self._answered - self.rate_limited_count) / elapsed
@@ -567,11 +464,8 @@ class RateGate:
         return admitted / phase
 
     def _next_backoff(self) -> float:
-        # A 429 without Retry-After: the client's exponential waits, with full jitter.
+        # A 429 without Retry-After: the client's exponential waits, one run of them
+        # per unbroken run of 429s.
         if self._waits is None:
-            policy = self.policy
-            self._waits = backoff.expo(
-                base=2, factor=policy.initial_wait, max_value=policy.max_wait
-            )
-            next(self._waits)  # backoff's generators are primed with one next()
-        return backoff.full_jitter(next(self._waits))
+            self._waits = self.backoff()
+        return next(self._waits)

@@ -1,0 +1,413 @@
+"""The pacer (kirim_async.pacing) and a bulk job's control around it, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Callable
+
+import pytest
+from multidict import CIMultiDict
+
+from kirim_async import RateLimitError, RetryPolicy
+from kirim_async._retry import Retrier
+from kirim_async.bulk._control import JobGate
+from kirim_async.pacing import RateGate, Ticket
+from kirim_async.testing import FakeClock
+
+from .conftest import SleepRecorder
+
+
+def rate_gate(
+    sleeps: SleepRecorder,
+    clock: FakeClock,
+    wall_clock: Callable[[], float],
+    max_rate: float | None = None,
+) -> RateGate:
+    """A pacer on the fake clock, backing off as a client with the default policy does."""
+    retrier = Retrier(policy=RetryPolicy(), sleep=sleeps, clock=clock)
+    return RateGate(sleeps, clock, wall_clock, retrier.exponential_waits, max_rate=max_rate)
+
+
+def job_gate(max_wait: float, pacer: RateGate) -> JobGate[RateGate]:
+    """A job's gate around *pacer*, on the pacer's clock."""
+    return JobGate(pacer, max_wait=max_wait, clock=pacer.clock)
+
+
+def sent(gate: JobGate[RateGate], clock: FakeClock, epoch: int | None = None) -> Ticket:
+    """A ticket for a send made now (in *epoch*, else the current one)."""
+    pacer = gate.pacer
+    return (pacer.epoch if epoch is None else epoch, pacer.sends, clock())
+
+
+class TestRateGate:
+    """The gate alone, on a fake clock."""
+
+    def make(
+        self, clock: FakeClock, sleeps: SleepRecorder, max_wait: float = 60
+    ) -> JobGate[RateGate]:
+        return job_gate(max_wait, rate_gate(sleeps, clock, lambda: 0.0))
+
+    def rl(self, retry_after: float | None) -> RateLimitError:
+        return RateLimitError(status=429, message="slow", retry_after=retry_after)
+
+    async def test_a_429_closes_the_gate_for_everyone_once(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        gate.rate_limited(sent(gate, clock), self.rl(2.0))
+        await asyncio.gather(*(gate.turn() for _ in range(10)))
+        assert sleeps.waits[0] == pytest.approx(2.0)
+        assert gate.sends == 10
+        assert gate.throttled_seconds == pytest.approx(2.0)
+
+    async def test_overlapping_429s_extend_rather_than_add(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        for _ in range(20):
+            gate.learn(sent(gate, clock), 429, {})
+            gate.rate_limited(sent(gate, clock), self.rl(1.0))
+        assert gate.throttled_seconds == pytest.approx(1.0)
+        assert gate.rate_limited_count == 20
+
+    @pytest.mark.parametrize(
+        ("status", "headers"),
+        [
+            (429, {}),
+            (
+                201,
+                {
+                    "X-RateLimit-Limit": "50",
+                    "X-RateLimit-Remaining": "10",
+                    "X-RateLimit-Reset": "1",
+                },
+            ),
+        ],
+        ids=["a 429", "hints that set a pace"],
+    )
+    def test_is_limiting_after_a_sign_of_the_limit(
+        self, clock: FakeClock, sleeps: SleepRecorder, status: int, headers: dict[str, str]
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        gate.learn(sent(gate, clock), 201, {})
+        assert not gate.pacer.is_limiting  # bulk workers skip their yield until this turns
+        gate.learn(sent(gate, clock), status, headers)
+        assert gate.pacer.is_limiting
+
+    async def test_headers_set_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        gate = self.make(clock, sleeps)
+        headers = {
+            "X-RateLimit-Limit": "50",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "0.100",
+        }
+        gate.learn(sent(gate, clock), 201, headers)
+        assert gate.pacer.rate == pytest.approx(500, rel=0.01)
+        for _ in range(100):
+            await gate.turn()
+        assert sum(sleeps.waits) == pytest.approx(100 / 500, rel=0.02)
+
+    async def test_a_unix_time_reset_is_a_fixed_window_that_sets_no_pace(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # GitHub's meaning: the quota left may be spent, more comes when the window
+        # ends. Read as a bucket's refill (used / seconds to reset), 5,000 an hour read
+        # as 0.003/s and stalled the job.
+        gate = job_gate(60, rate_gate(sleeps, clock, lambda: 1_800_000_000))
+        gate.learn(
+            sent(gate, clock),
+            201,
+            CIMultiDict(
+                {
+                    "x-ratelimit-limit": "5000",
+                    "x-ratelimit-remaining": "4990",
+                    "x-ratelimit-used": "10",
+                    "x-ratelimit-reset": "1800003000",
+                }
+            ),
+        )
+        assert gate.pacer.rate is None
+        assert gate.try_turn() is not None
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {},
+            {"X-RateLimit-Limit": "x", "X-RateLimit-Remaining": "1", "X-RateLimit-Reset": "1"},
+            {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "50", "X-RateLimit-Reset": "0"},
+        ],
+    )
+    async def test_useless_headers_are_ignored(
+        self, clock: FakeClock, sleeps: SleepRecorder, headers: dict[str, str]
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        gate.learn(sent(gate, clock), 201, headers)
+        assert gate.pacer.rate is None
+
+    def test_discord_reset_after_is_the_delta(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        hints = {
+            "X-RateLimit-Limit": "50",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "1800000000.250",  # a Unix time with decimals
+            "X-RateLimit-Reset-After": "0.250",
+        }
+        gate.learn(sent(gate, clock), 201, hints)
+        assert gate.pacer.rate == pytest.approx(200, rel=0.01)
+
+    def test_ietf_policy_sets_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        gate = self.make(clock, sleeps)
+        gate.learn(
+            sent(gate, clock),
+            201,
+            CIMultiDict(
+                {"RateLimit-Policy": '"default";q=600;w=60', "RateLimit": '"default";r=5;t=3'}
+            ),
+        )
+        assert gate.pacer.rate == pytest.approx(10)
+
+    async def test_ietf_remaining_is_spent_at_once(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        gate.learn(
+            sent(gate, clock),
+            201,
+            CIMultiDict(
+                {"RateLimit-Policy": '"default";q=600;w=60', "RateLimit": '"default";r=5;t=3'}
+            ),
+        )
+        for _ in range(5):
+            await gate.turn()
+        assert sleeps.waits == []  # five left: no wait
+
+    @pytest.mark.parametrize(
+        "reset",
+        ["1800000000000", "1e308", "99999999", "-5", "nan", "inf"],
+        ids=["epoch milliseconds", "1e308", "three years", "negative", "NaN", "inf"],
+    )
+    def test_a_hint_that_cannot_be_true_is_ignored_and_logged_once(
+        self, clock: FakeClock, sleeps: SleepRecorder, reset: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        gate = job_gate(60, rate_gate(sleeps, clock, lambda: 1_800_000_000))
+        hints = {
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": reset,
+        }
+        with caplog.at_level(logging.DEBUG, logger="kirim_async"):
+            for _ in range(3):
+                gate.learn(sent(gate, clock), 201, hints)
+        assert gate.pacer.rate is None  # no pace at all, rather than one of 1e-11 requests/s
+        assert [r.getMessage() for r in caplog.records if "hint ignored" in r.getMessage()] == [
+            f"rate-limit hint ignored: X-RateLimit-Reset {reset!r} cannot be true"
+        ]
+
+    def test_a_burst_of_429s_from_one_event_cuts_once(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # Retry-After 0 (or a date already past) closes nothing: before, each 429 of the
+        # burst cut again, 882 -> 618 -> ... -> 1 request/s in 10 ms.
+        gate = self.make(clock, sleeps)
+        for _ in range(100):
+            assert gate.try_turn() is not None
+            clock.advance(0.001)  # 1,000 sends a second
+        sent_in = gate.pacer.epoch
+        for _ in range(30):  # the in-flight requests of that burst, all answered 429
+            gate.learn(sent(gate, clock, sent_in), 429, {})
+            gate.rate_limited(sent(gate, clock), self.rl(0.0))
+        assert gate.pacer.rate == pytest.approx(700, rel=0.05)
+        assert gate.throttled_seconds == 0
+        gate.learn(
+            sent(gate, clock, gate.pacer.epoch), 429, {}
+        )  # sent after the cut, but within a second of it
+        gate.rate_limited(sent(gate, clock), self.rl(0.0))
+        assert gate.pacer.rate == pytest.approx(700, rel=0.05)
+        clock.advance(1.0)
+        before = gate.pacer.rate
+        assert before is not None
+        gate.learn(sent(gate, clock, gate.pacer.epoch), 429, {})  # a new event: cut again
+        gate.rate_limited(sent(gate, clock), self.rl(0.0))
+        assert gate.pacer.rate == pytest.approx(0.7 * before, rel=0.01)
+
+    async def test_429s_that_come_whatever_the_pace_do_not_collapse_it(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # 1 % of answers are 429s of other callers' making, for 30 s. Before, the pace
+        # fell from thousands a second to 10 within 30 s, and climbed back by 0.5/s.
+        gate = self.make(clock, sleeps)
+
+        async def answer(seconds: float, every: int | None) -> None:
+            for n in range(int(seconds * 1000)):
+                await gate.turn()
+                epoch = gate.pacer.epoch
+                clock.advance(0.001)  # the job could send 1,000 a second
+                if every is not None and n % every == every - 1:
+                    gate.learn(sent(gate, clock, epoch), 429, {})
+                    gate.rate_limited(sent(gate, clock), self.rl(0.0))
+                else:
+                    gate.learn(sent(gate, clock, epoch), 201, {})
+
+        await answer(2, None)
+        await answer(30, 100)
+        assert gate.pacer.rate is not None
+        assert gate.pacer.rate >= 0.5 * 1000  # cut, but never far below what was admitted
+        before = gate.sends
+        await answer(5, None)  # the 429s stop: within 5 s, back to the full rate
+        sent_at_start = gate.sends
+        started = clock()
+        await answer(1, None)
+        assert sent_at_start > before
+        assert (gate.sends - sent_at_start) / (clock() - started) >= 0.9 * 1000
+
+    def test_5xx_is_a_fault_not_congestion(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        gate = self.make(clock, sleeps)
+        for status in (500, 502, 503, 504):
+            gate.learn(sent(gate, clock, gate.pacer.epoch), status, {})
+        assert gate.pacer.rate is None
+        assert not gate.is_limiting
+
+    async def test_aimd_without_headers(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
+        gate = self.make(clock, sleeps)
+        for _ in range(100):
+            await gate.turn()
+            clock.advance(0.01)  # 100 sends a second
+        gate.rate_limited(sent(gate, clock), self.rl(0.1))  # a cheap 429: a gentle cut
+        assert gate.pacer.rate == pytest.approx(70, rel=0.05)
+        gate.rate_limited(sent(gate, clock), self.rl(0.1))  # same closing: no second cut
+        assert gate.pacer.rate == pytest.approx(70, rel=0.05)
+        clock.advance(10)
+        assert gate.pacer.rate == pytest.approx(140, rel=0.05)  # probes back up linearly
+        gate.rate_limited(sent(gate, clock), self.rl(0.1))
+        assert gate.pacer.rate == pytest.approx(98, rel=0.05)
+
+    async def test_a_costly_429_cuts_deep_when_nothing_is_measured(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # Each 429 of an integer Retry-After costs the job a second: fewer of them.
+        gate = self.make(clock, sleeps)
+        for _ in range(100):
+            await gate.turn()
+            clock.advance(0.01)
+        gate.rate_limited(sent(gate, clock), self.rl(1.0))
+        assert gate.pacer.rate == pytest.approx(10, rel=0.05)  # the next phase measures
+
+    @pytest.mark.parametrize(
+        ("retry_after", "most_429s"),
+        [(1.0, 3), (0.004, 70), (None, 70)],
+        ids=["integer", "fractional", "absent"],
+    )
+    async def test_the_pace_settles_under_a_token_bucket(
+        self, clock: FakeClock, sleeps: SleepRecorder, retry_after: float | None, most_429s: int
+    ) -> None:
+        # A token bucket of 300/s holding 30, judged on the fake clock; the job first
+        # sends at 6,400/s (32 workers, 5 ms). The pace is measured from what the
+        # bucket admitted, not only cut blindly: few 429s, then just under 300/s.
+        from kirim_async.testing._ratelimit import TokenBucket
+
+        bucket = TokenBucket(rate=300, burst=30, clock=clock)
+        gate = self.make(clock, sleeps, max_wait=math.inf)
+        saved = random.getstate()
+        random.seed(3)  # the backoff's jitter, without Retry-After: the same every run
+        limited = 0
+        for _ in range(6000):
+            await gate.turn()
+            sent_as = (gate.pacer.sends, clock())
+            epoch = gate.pacer.epoch
+            if gate.pacer.rate is None:
+                clock.advance(1 / 6400)
+            if bucket.try_take():
+                gate.learn((epoch, *sent_as), 201, {})
+                continue
+            limited += 1
+            gate.learn((epoch, *sent_as), 429, {})
+            gate.rate_limited(sent(gate, clock), self.rl(retry_after))
+        random.setstate(saved)
+        assert gate.sends == 6000
+        assert limited <= most_429s
+        assert gate.pacer.rate is not None
+        assert 0.85 * 300 <= gate.pacer.rate <= 1.1 * 300
+
+    async def test_max_rate_caps_what_hints_and_probing_would_allow(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = job_gate(60, rate_gate(sleeps, clock, lambda: 0.0, max_rate=20))
+        assert gate.pacer.rate == 20
+        assert gate.pacer.is_limiting  # paced from the first send
+        hints = {
+            "X-RateLimit-Limit": "50",
+            "X-RateLimit-Remaining": "40",
+            "X-RateLimit-Reset": "0.1",
+        }
+        gate.learn(sent(gate, clock), 201, hints)  # the server would take 100/s, and a burst of 40
+        assert gate.pacer.rate == 20
+        for _ in range(5):
+            await gate.turn()
+        assert sleeps.waits == pytest.approx([0.05] * 4)  # no burst either
+        gate = job_gate(60, rate_gate(sleeps, clock, lambda: 0.0, max_rate=20))
+        gate.rate_limited(sent(gate, clock), self.rl(0.1))
+        assert gate.pacer.rate == pytest.approx(14)  # AIMD cuts from the cap
+        clock.advance(60)
+        assert gate.pacer.rate == 20  # and probes back up to it, no further
+        sleeps.waits.clear()
+        for _ in range(3):
+            await gate.turn()
+        assert sleeps.waits == pytest.approx([0.05] * 2)  # still no burst after a cut
+
+    async def test_missing_retry_after_backs_off_exponentially(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps)
+        closed = []
+        for _ in range(5):
+            before = gate.throttled_seconds
+            clock.advance(8)  # past the longest closing, within the budget's 60 s run
+            gate.rate_limited(sent(gate, clock), self.rl(None))
+            closed.append(gate.throttled_seconds - before)
+        for wait, ceiling in zip(closed, [0.5, 1, 2, 4, 8], strict=True):
+            assert 0 <= wait <= ceiling
+
+    def test_an_unbroken_run_of_429s_spends_the_budget(self, clock: FakeClock) -> None:
+        gate = self.make(clock, SleepRecorder(clock), max_wait=5)
+        for _ in range(5):  # broken by a success: never spent
+            gate.learn(sent(gate, clock), 429, {})
+            gate.rate_limited(sent(gate, clock), self.rl(0))
+            clock.advance(3)
+            gate.learn(sent(gate, clock), 201, {})
+        for _ in range(2):
+            gate.learn(sent(gate, clock), 429, {})
+            gate.rate_limited(sent(gate, clock), self.rl(0))
+            clock.advance(3)
+        gate.learn(sent(gate, clock), 429, {})
+        with pytest.raises(RateLimitError):
+            gate.rate_limited(sent(gate, clock), self.rl(0))  # 6 s of nothing but 429s
+        assert gate.throttled_seconds == 0
+        assert gate.is_halted
+
+    async def test_budget_exhaustion_fails_every_later_turn(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = self.make(clock, sleeps, max_wait=5)
+        gate.rate_limited(sent(gate, clock), self.rl(4))
+        exhausting = self.rl(10)
+        with pytest.raises(RateLimitError) as info:
+            gate.rate_limited(sent(gate, clock), exhausting)
+        assert info.value is exhausting
+        refused = []
+        for _ in range(2):
+            with pytest.raises(RateLimitError) as info:
+                await gate.turn()
+            refused.append(info.value)
+        assert refused[0] is not refused[1]
+        assert refused[0].retry_after == 10
+        later = self.rl(1)
+        with pytest.raises(RateLimitError) as info:
+            gate.rate_limited(
+                sent(gate, clock), later
+            )  # a 429 after the budget is spent fails at once
+        assert info.value is later
