@@ -110,9 +110,10 @@ class Labels:
             MalformedResponseError: The answer does not match the API contract.
         """
         request = self._request(name, color, team_id)
-        _, creating = self.start_create(
-            request, timeout=timeout, max_retries=max_retries, deadline=deadline
+        options = self._client.call_options(
+            timeout=timeout, max_retries=max_retries, deadline=deadline
         )
+        _, creating = self.start_create(request, options)
         return await creating
 
     async def create_with_response(
@@ -129,9 +130,10 @@ class Labels:
         request = self._request(name, color, team_id)
         clock = self._client.clock
         started = clock()
-        exchange, creating = self.start_create(
-            request, timeout=timeout, max_retries=max_retries, deadline=deadline
+        options = self._client.call_options(
+            timeout=timeout, max_retries=max_retries, deadline=deadline
         )
+        exchange, creating = self.start_create(request, options)
         label = await creating
         raw = exchange.last
         assert raw is not None  # noqa: S101 - the label came from an answer
@@ -145,19 +147,12 @@ class Labels:
         )
 
     def start_create(
-        self,
-        request: CreateLabel,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        deadline: float | None = None,
-        max_rate_limit_wait: float | None = None,
-        pacer: Pacer | None = None,
+        self, request: CreateLabel, options: CallOptions | None = None, pacer: Pacer | None = None
     ) -> tuple[Exchange[CreateLabel, Label], Coroutine[Any, Any, Label]]:
         """Start creating *request*'s label: what :meth:`create` awaits, for the bulk helper.
 
-        The request goes to the client's team when it names none. Options left None
-        are the client's; *pacer* replaces the client's for this call (a bulk job's).
+        The request goes to the client's team when it names none. *options* (from
+        :meth:`KirimClient.call_options`) and *pacer* are the client's when None.
 
         Returns:
             The exchange, which counts the attempts and keeps the last answer, and the
@@ -166,15 +161,7 @@ class Labels:
         team_id = request.team_in(self._client.team_id)
         if team_id != request.team_id:
             request = attrs.evolve(request, team_id=team_id)
-        return self._client.start_call(
-            CREATE_LABEL,
-            request,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            max_rate_limit_wait=max_rate_limit_wait,
-            pacer=pacer,
-        )
+        return self._client.start_call(CREATE_LABEL, request, options, pacer)
 
     def _request(
         self, name: str | CreateLabel, color: LabelColor | str | None, team_id: str | None
@@ -272,11 +259,7 @@ class KirimClient:
             clock=clock,
             wall_clock=wall_clock,
         )
-        self._defaults = CallOptions(
-            timeout=self._config.timeout,
-            max_retries=self._config.retry.max_retries,
-            deadline=self._config.deadline,
-        )
+        self._defaults = CallOptions(timeout=self._config.timeout, deadline=self._config.deadline)
         self._hooks = self._config.hooks
         self._clock = self._config.clock
         self._wall_clock = self._config.wall_clock
@@ -370,15 +353,39 @@ class KirimClient:
             max_rate=max_rate,
         )
 
-    def start_call(
+    def call_options(
         self,
-        endpoint: Endpoint[Req, Res],
-        request: Req,
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
         deadline: float | None = None,
         max_rate_limit_wait: float | None = None,
+    ) -> CallOptions:
+        """A call's options: the client's, with those given here instead (validated).
+
+        Raises:
+            InvalidParameterError: An option is out of range.
+        """
+        defaults = self._defaults
+        if (
+            timeout is None
+            and max_retries is None
+            and deadline is None
+            and max_rate_limit_wait is None
+        ):
+            return defaults
+        return CallOptions(
+            timeout=defaults.timeout if timeout is None else timeout,
+            deadline=defaults.deadline if deadline is None else deadline,
+            max_retries=max_retries,
+            max_rate_limit_wait=max_rate_limit_wait,
+        )
+
+    def start_call(
+        self,
+        endpoint: Endpoint[Req, Res],
+        request: Req,
+        options: CallOptions | None = None,
         pacer: Pacer | None = None,
     ) -> tuple[Exchange[Req, Res], Coroutine[Any, Any, Res]]:
         """Start a call of *endpoint*: every attempt paced, retried under the policy.
@@ -387,34 +394,24 @@ class KirimClient:
         Not a coroutine itself: the caller awaits the retrier directly, one coroutine
         fewer on the path every answer travels.
 
+        Args:
+            endpoint: What to call.
+            request: The call's request, as *endpoint* builds it.
+            options: From :meth:`call_options`; the client's when None.
+            pacer: Paces every attempt; the client's own when None.
+
         Returns:
             The exchange, which counts the attempts and keeps the last answer, and the
             call to await for the result.
         """
-        config = self._config
-        options = self._defaults
-        if timeout is not None or max_retries is not None or deadline is not None:
-            options = CallOptions(
-                timeout=options.timeout if timeout is None else timeout,
-                max_retries=options.max_retries if max_retries is None else max_retries,
-                deadline=options.deadline if deadline is None else deadline,
-            )
         exchange = Exchange(
             self,
             endpoint,
             request,
-            endpoint.build(config.base_url, request),
+            endpoint.build(self._config.base_url, request),
             self._pacer if pacer is None else pacer,
         )
-        calling = self._retrier.run(
-            exchange,
-            timeout=options.timeout,
-            max_retries=options.max_retries,
-            deadline=options.deadline,
-            max_rate_limit_wait=config.retry.max_rate_limit_wait
-            if max_rate_limit_wait is None
-            else max_rate_limit_wait,
-        )
+        calling = self._retrier.run(exchange, self._defaults if options is None else options)
         return exchange, calling
 
 

@@ -21,6 +21,7 @@ from ._validators import (
     count,
     instance_of,
     non_negative,
+    number,
     positive,
     sleep_function,
     text,
@@ -240,11 +241,19 @@ class ClientConfig:
 
 @attrs.frozen(kw_only=True)
 class CallOptions:
-    """Per-call overrides of the client's timeout, retries and deadline, validated."""
+    """A call's timeout and deadline, and its overrides of the retry policy, validated.
+
+    ``max_retries`` and ``max_rate_limit_wait`` left None are the policy's: the retrier
+    reads them there, their one home.
+    """
 
     timeout: float = attrs.field(validator=positive)
-    max_retries: int = attrs.field(validator=count)
     deadline: float | None = attrs.field(validator=attrs.validators.optional(positive))
+    max_retries: int | None = attrs.field(default=None, validator=attrs.validators.optional(count))
+    # Unlike the client's, a bulk job's calls wait without a limit of their own: inf.
+    max_rate_limit_wait: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(number(finite=False))
+    )
 
 
 def chosen_base_url(

@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 import backoff
 
-from ._config import RetryPolicy
+from ._config import CallOptions, RetryPolicy
 from ._events import RetryEvent
 from .errors import (
     APIConnectionError,
@@ -319,25 +319,15 @@ class Retrier:
         next(expo)  # backoff's generators are primed with one next()
         return (backoff.full_jitter(wait) for wait in expo)
 
-    async def run(
-        self,
-        attempt: Attempt[A, T],
-        *,
-        timeout: float,
-        max_retries: int,
-        deadline: float | None,
-        max_rate_limit_wait: float,
-    ) -> T:
+    async def run(self, attempt: Attempt[A, T], options: CallOptions) -> T:
         """Run *attempt* until it succeeds or the policy gives up.
 
         Args:
             attempt: Sends one attempt per ``send`` call (so it can count them), given
                 its timeout in seconds, and reads each answer with ``finish``.
-            timeout: The timeout of each attempt.
-            max_retries: Retries allowed after the first attempt.
-            deadline: Seconds the whole call may take, retries and waits included.
-            max_rate_limit_wait: Seconds the call may spend waiting out 429s at its
-                attempt's pacer (``inf``: a bulk job's budget governs instead).
+            options: The call's timeout per attempt and deadline for the whole call,
+                and its overrides of the policy's ``max_retries`` and
+                ``max_rate_limit_wait`` (``inf``: a bulk job's budget governs instead).
 
         Returns:
             The successful attempt's result.
@@ -346,6 +336,7 @@ class Retrier:
             KirimError: The last error, with ``attempts`` set, and
                 ``after_ambiguous_attempt`` when an earlier attempt was ambiguous.
         """
+        timeout, deadline = options.timeout, options.deadline
         first_failure = None
         if deadline is None:
             # The common case, kept lean: no call state is built unless an attempt fails.
@@ -354,7 +345,17 @@ class Retrier:
             except KirimError as error:
                 first_failure = error
         deadline_at = None if deadline is None else self.clock() + deadline
-        call = _Call(attempt, self, max_retries, timeout, deadline_at, max_rate_limit_wait)
+        policy = self.policy
+        call = _Call(
+            attempt,
+            self,
+            policy.max_retries if options.max_retries is None else options.max_retries,
+            timeout,
+            deadline_at,
+            policy.max_rate_limit_wait
+            if options.max_rate_limit_wait is None
+            else options.max_rate_limit_wait,
+        )
         if first_failure is not None:
             call.attempts, call.failed = 1, first_failure
             first_failure = None  # held by the call only: no cycle through this frame

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol, TypeAlias, get_args
 import attrs
 
 from .._client import Exchange, KirimClient
+from .._config import CallOptions
 from .._validators import count, flag, function, number, one_of, positive, whole_number
 from ..errors import (
     APIConnectionError,
@@ -220,7 +221,9 @@ class _Job:
     gate: JobGate[RateGate]
     concurrency: int
     on_duplicate: OnDuplicate
-    max_retries: int | None
+    options: CallOptions
+    """Each call's: the client's, with the job's ``max_retries`` and no 429 budget of
+    its own (the job's governs)."""
     planner: Planner
     stop_error: KirimError | None = None
 
@@ -246,7 +249,8 @@ class _Job:
         """One worker: take, send and hand over items until the input is exhausted."""
         # Looked up once: this loop runs once per item, and every step of it counts.
         items = source.items
-        plan, create, gate = self.planner.prepare, self.client.labels.start_create, self.gate
+        plan, create = self.planner.prepare, self.client.labels.start_create
+        gate, options = self.gate, self.options
         while True:
             if items is not None:  # a plain iterable, read with next(): no loop turn
                 item = next(items, _EXHAUSTED)
@@ -273,9 +277,7 @@ class _Job:
                     await asyncio.sleep(0)
                 # Awaited here, not in a helper coroutine: one level fewer for every
                 # answer to travel back up (see benchmarks/RESULTS.md).
-                exchange, creating = create(
-                    request, max_retries=self.max_retries, max_rate_limit_wait=_NO_LIMIT, pacer=gate
-                )
+                exchange, creating = create(request, options, gate)
                 try:
                     label = await creating
                 except (KirimError, JobStoppedError) as error:
@@ -327,9 +329,7 @@ class _Job:
         that may exist.
         """
         earlier = unreadable.attempts
-        exchange, creating = self.client.labels.start_create(
-            request, max_retries=self.max_retries, max_rate_limit_wait=_NO_LIMIT, pacer=self.gate
-        )
+        exchange, creating = self.client.labels.start_create(request, self.options, self.gate)
         try:
             label = await creating
         except (KirimError, JobStoppedError) as error:
@@ -514,7 +514,7 @@ def _new_job(
         ),
         concurrency=options.concurrency,
         on_duplicate=options.on_duplicate,
-        max_retries=options.max_retries,
+        options=client.call_options(max_retries=options.max_retries, max_rate_limit_wait=_NO_LIMIT),
         planner=Planner(default_team_id=client.team_id, dedupe=options.dedupe),
     )
 
