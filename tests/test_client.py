@@ -41,12 +41,10 @@ from kirim_async import (
     RetryEvent,
     ServerError,
 )
-from kirim_async._config import environment_proxy
 from kirim_async.testing import FakeKirimServer, Fault
 
 from . import conftest
 from .conftest import (
-    PROXY_VARIABLES,
     Answer,
     RecordingProxy,
     ScriptedServer,
@@ -744,51 +742,6 @@ class TestProxy:
         assert "proxy='http://***@proxy.corp:3128'" in shown[0]
         assert not [text for text in shown if PROXY_PASSWORD in text]
         assert "proxy=" not in repr(KirimClient("tok"))
-
-
-class TestEnvironmentProxy:
-    """The CLI's proxy from the environment, read as curl, pip and urllib read it."""
-
-    @pytest.fixture(autouse=True)
-    def _no_proxy_variables(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in PROXY_VARIABLES:
-            monkeypatch.delenv(name, raising=False)
-            monkeypatch.delenv(name.lower(), raising=False)
-
-    def test_https_proxy_for_an_https_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        assert environment_proxy("https://api.kirim.chat/v1") is None
-        monkeypatch.setenv("HTTPS_PROXY", "http://kirim:pw@proxy.corp:3128")
-        monkeypatch.setenv("HTTP_PROXY", "http://plain.corp:8080")
-        assert environment_proxy("https://api.kirim.chat/v1") == "http://kirim:pw@proxy.corp:3128"
-        assert environment_proxy("http://kirim.internal/v1") == "http://plain.corp:8080"
-
-    def test_lower_case_and_a_bare_address(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("https_proxy", "proxy.corp:3128")
-        assert environment_proxy("https://api.kirim.chat/v1") == "http://proxy.corp:3128"
-
-    @pytest.mark.parametrize(
-        "no_proxy", ["example.org,kirim.chat", "example.org, .kirim.chat", "api.kirim.chat", "*"]
-    )
-    def test_no_proxy_names_the_host(self, monkeypatch: pytest.MonkeyPatch, no_proxy: str) -> None:
-        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
-        monkeypatch.setenv("NO_PROXY", no_proxy)
-        assert environment_proxy("https://api.kirim.chat/v1") is None
-
-    @pytest.mark.parametrize(
-        "url", ["http://127.0.0.1:8080/v1", "http://localhost:8080/v1", "http://[::1]:80/v1"]
-    )
-    def test_a_loopback_host_is_reached_directly(
-        self, monkeypatch: pytest.MonkeyPatch, url: str
-    ) -> None:
-        monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:3128")
-        assert environment_proxy(url) is None
-
-    def test_a_bad_value_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("HTTPS_PROXY", f"socks5://kirim:{PROXY_PASSWORD}@proxy.corp:1080")
-        with pytest.raises(InvalidParameterError) as info:
-            environment_proxy("https://api.kirim.chat/v1")
-        assert info.value.field == "HTTPS_PROXY"
-        assert PROXY_PASSWORD not in str(info.value)
 
 
 class TestObservability:
