@@ -277,15 +277,14 @@ class KirimClient:
             clock=self._clock,
             on_retry=self._hooks.on_retry,
         )
-        # One pacer for the client's calls: concurrent calls in a service are paused
-        # and paced together, as a bulk job's are. A call that has waited its
-        # max_rate_limit_wait raises alone.
+        # One pacer under every call of the client: single calls in a service and every
+        # bulk job are paused and paced together. A call that has waited its
+        # max_rate_limit_wait raises alone; a job's budget is the job's.
         self._pacer: Pacer = RateGate(
             sleep=self._retrier.sleep,
             clock=self._clock,
             wall_clock=self._wall_clock,
             backoff=self._retrier.exponential_waits,
-            cuts=False,
         )
         self.labels = Labels(self)
 
@@ -320,6 +319,21 @@ class KirimClient:
         return self._clock
 
     @property
+    def sleep(self) -> Callable[[float], Awaitable[None]]:
+        """What the client awaits to wait (the ``sleep`` it was given)."""
+        return self._retrier.sleep
+
+    @property
+    def pacer(self) -> Pacer:
+        """The pacer every call of this client waits its turn at, bulk jobs' included."""
+        return self._pacer
+
+    @property
+    def pace(self) -> float | None:
+        """The requests a second the client paces its calls at now; None when unpaced."""
+        return self._pacer.rate
+
+    @property
     def is_closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
         return self._transport.closed
@@ -338,20 +352,6 @@ class KirimClient:
     async def aclose(self) -> None:
         """Close the connection pool (a caller's session stays open). Safe to repeat."""
         await self._transport.aclose()
-
-    def new_pacer(self, *, max_rate: float | None = None) -> RateGate:
-        """A fresh pacer on this client's clocks and policy, that learns a pace alone.
-
-        A bulk job paces its requests with one of its own, cut by its 429s (at most
-        *max_rate* requests a second, when given).
-        """
-        return RateGate(
-            sleep=self._retrier.sleep,
-            clock=self._clock,
-            wall_clock=self._wall_clock,
-            backoff=self._retrier.exponential_waits,
-            max_rate=max_rate,
-        )
 
     def call_options(
         self,

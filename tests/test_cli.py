@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from kirim_async import ResponseEvent
 from kirim_async.cli._progress import Tally
 from kirim_async.cli._seedfile import prescan, read_report, read_rows
 from kirim_async.testing import FakeKirimServer, Fault
@@ -215,6 +216,7 @@ def test_live_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "row/s" in screen
     assert "created=" in screen
     assert "rate-limited" in screen  # the sandbox's 100/s shows the gate at work
+    assert "pacing at " in screen  # and the pace the client settled on
     assert "progress: " not in screen  # the bar, not the log lines
 
 
@@ -1064,3 +1066,18 @@ class TestTheFirstHour:
         dry = Tally(total=5)
         dry.counts.update({"would-create": 4, "invalid": 1})
         assert "would-create=4 invalid=1 skipped=0" in dry.line()
+
+    def test_progress_shows_the_pace_while_limited_and_clears_it_after(self) -> None:
+        pace: list[float | None] = [None]
+        tally = Tally(total=9, pace=lambda: pace[0])
+        assert "[" not in tally.line()  # not limited: no marker
+        pace[0] = 296.6
+        assert tally.line().endswith("  [pacing at 297/s]")
+        limited = ResponseEvent(
+            method="POST", url="u", attempt=1, status=429, request_id=None, elapsed=0.0
+        )
+        tally.on_response(limited)
+        assert tally.line().endswith("  [rate-limited: waiting]")  # a 429 just now
+        tally.last_429 -= 2.0
+        pace[0] = None  # the client paces no more
+        assert "[" not in tally.line()

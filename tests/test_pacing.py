@@ -33,7 +33,7 @@ def rate_gate(
 
 def job_gate(max_wait: float, pacer: RateGate) -> JobGate[RateGate]:
     """A job's gate around *pacer*, on the pacer's clock."""
-    return JobGate(pacer, max_wait=max_wait, clock=pacer.clock)
+    return JobGate(pacer, max_wait=max_wait, clock=pacer.clock, sleep=pacer.sleep)
 
 
 def sent(gate: JobGate[RateGate], clock: FakeClock, epoch: int | None = None) -> Ticket:
@@ -411,3 +411,63 @@ class TestRateGate:
                 sent(gate, clock), later
             )  # a 429 after the budget is spent fails at once
         assert info.value is later
+
+
+class TestOnePacerForTheClient:
+    """The pacer under every call: quiet services are not slowed by guesswork."""
+
+    async def test_an_idle_guessed_pace_is_forgotten(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = rate_gate(sleeps, clock, lambda: 0.0)
+        for _ in range(20):
+            ticket = await gate.turn()
+            clock.advance(0.01)
+        gate.learn(ticket, 429, {})
+        gate.rate_limited(ticket, RateLimitError(status=429, message="slow", retry_after=0.1))
+        assert gate.rate is not None
+        await gate.turn()  # held back by the closing, then by the pace
+        clock.advance(9.0)
+        await gate.turn()
+        assert gate.rate is not None  # not idle long enough
+        clock.advance(10.5)
+        await gate.turn()
+        rates_after = [gate.rate]  # read anew (mypy would keep the narrowing above)
+        assert rates_after == [None]  # it held nothing back for 10 s: dropped
+        assert gate.try_turn() is not None  # the fast path again
+
+    async def test_a_pace_the_hints_state_is_kept_however_idle(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = rate_gate(sleeps, clock, lambda: 0.0)
+        hints = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}
+        gate.learn(await gate.turn(), 201, hints)
+        clock.advance(60)
+        await gate.turn()
+        assert gate.rate == pytest.approx(50, rel=0.01)
+
+    async def test_a_few_sends_meeting_a_429_set_no_pace(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        gate = rate_gate(sleeps, clock, lambda: 0.0)
+        ticket = await gate.turn()
+        gate.learn(ticket, 429, {})
+        pause = gate.rate_limited(
+            ticket, RateLimitError(status=429, message="slow", retry_after=2.0)
+        )
+        assert pause == pytest.approx(2.0)
+        assert gate.rate is None
+        await gate.turn()
+        assert sleeps.waits == pytest.approx([2.0])  # the closing, and nothing more
+
+    async def test_a_job_s_max_rate_spaces_its_own_turns_only(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        pacer = rate_gate(sleeps, clock, lambda: 0.0)
+        job = JobGate(pacer, max_wait=60, clock=clock, sleep=sleeps, max_rate=10)
+        assert job.rate == 10
+        assert job.is_limiting
+        for _ in range(3):
+            await job.turn()
+        assert sleeps.waits == pytest.approx([0.1, 0.1])
+        assert pacer.try_turn() is not None  # the client's other calls are not capped

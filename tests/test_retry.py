@@ -13,14 +13,18 @@ from kirim_async import (
     APIConnectionError,
     APITimeoutError,
     DuplicateLabelError,
+    Hooks,
     InvalidParameterError,
     InvalidRequestError,
     KirimClient,
     RateLimitError,
+    RequestEvent,
+    ResponseEvent,
     ServerError,
+    bulk_create_labels,
 )
 from kirim_async._retry import retry_after_wait
-from kirim_async.testing import FakeKirimServer, Fault
+from kirim_async.testing import FakeClock, FakeKirimServer, Fault
 
 from .conftest import (
     Answer,
@@ -463,6 +467,50 @@ class TestTheClientsSharedGate:
         assert sleeps.waits
         assert all(wait == pytest.approx(3.0) for wait in sleeps.waits)
         assert len(scripted.requests) == 4
+
+    async def test_a_bulk_job_and_single_calls_wait_at_one_pacer(
+        self, scripted: ScriptedServer, clock: FakeClock
+    ) -> None:
+        # Was: a bulk job had a gate of its own, so a 429 it met did not hold back the
+        # service's single calls on the same client (nor theirs the job).
+        scripted.script(Answer(429, RL, {"Retry-After": "5"}))
+        sent_at: dict[str, float] = {}
+        solo: list[asyncio.Future[object]] = []
+
+        async def sleep(seconds: float) -> None:
+            await asyncio.sleep(0)  # the single call starts while the job waits
+            clock.advance(seconds)
+
+        def on_request(event: RequestEvent) -> None:
+            sent_at.setdefault(f"send {len(sent_at)}", clock())
+
+        def on_response(event: ResponseEvent) -> None:
+            if event.status == 429 and not solo:
+                solo.append(asyncio.ensure_future(client.labels.create("solo")))
+
+        hooks = Hooks(on_request=on_request, on_response=on_response)
+        async with client_for(scripted, sleep=sleep, clock=clock, hooks=hooks) as client:
+            assert client.pace is None
+            limited_at = clock()
+            result = await bulk_create_labels(client, ["job"])
+            await solo[0]
+        assert result.ok
+        # Every send after the job's 429, the single call's included, waited for its end.
+        later = sorted(sent_at.values())[1:]
+        assert len(later) == 2
+        assert all(at >= limited_at + 5 for at in later)
+
+    async def test_a_few_single_calls_meeting_a_429_are_not_paced_after(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        # One 429 in a quiet service closes the gate for its Retry-After, and sets no
+        # pace: a handful of sends measures no rate.
+        scripted.script(Answer(429, RL, {"Retry-After": "2"}))
+        async with client_for(scripted, sleeps) as client:
+            for name in ("a", "b", "c"):
+                await client.labels.create(name)
+            assert client.pace is None
+        assert sleeps.waits == pytest.approx([2.0])
 
     async def test_a_call_gives_up_after_max_rate_limit_wait(
         self, scripted: ScriptedServer, sleeps: SleepRecorder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
 
 import attrs
@@ -33,17 +33,23 @@ class JobGate(Generic[P]):
     figures the job reports.
 
     Args:
-        pacer: The pacer that paces the job's sends.
+        pacer: The pacer that paces the job's sends: its client's, which every call of
+            the client shares.
         max_wait: Seconds the job may be held back by 429s: the closings summed over
             the whole job, or one unbroken run of 429s (no other answer between),
             whichever reaches it first. Past that, :meth:`rate_limited` raises the 429
             and every later turn raises it too.
         clock: Monotonic seconds.
+        sleep: Awaited to wait, for ``max_rate``.
+        max_rate: The job's own cap, requests a second, evenly spaced (retries
+            included), whatever its pacer would allow; None for none.
     """
 
     pacer: P
     max_wait: float
     clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+    max_rate: float | None = None
     sends: int = 0
     """Requests let through."""
     answered: int = 0
@@ -58,6 +64,12 @@ class JobGate(Generic[P]):
     _open_at: float = 0.0
     _run_since: float | None = None
     """When the current run of 429s began (None when the last answer was not a 429)."""
+    _next_slot: float = 0.0
+    """Under a ``max_rate``: the earliest time the next turn may start."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_rate is not None:
+            self.is_limiting = True  # paced from the first send
 
     @property
     def is_halted(self) -> bool:
@@ -78,7 +90,7 @@ class JobGate(Generic[P]):
 
     def try_turn(self) -> Ticket | None:
         """A turn now, if the job goes on and its pacer has one free."""
-        if self._halt is not None:
+        if self._halt is not None or self.max_rate is not None:
             return None
         ticket = self.pacer.try_turn()
         if ticket is None:
@@ -91,6 +103,8 @@ class JobGate(Generic[P]):
         """Wait for the pacer's turn; raise the stop's error once the job is stopping."""
         if self._halt is not None:
             raise self._halted()
+        if self.max_rate is not None:
+            await self._space()
         ticket = self.pacer.try_turn()
         if ticket is None:
             self.is_limiting = True
@@ -99,6 +113,25 @@ class JobGate(Generic[P]):
                 raise self._halted()
         self.sends += 1
         return ticket
+
+    async def _space(self) -> None:
+        """Wait for this turn's slot under the job's ``max_rate``: evenly, no burst."""
+        assert self.max_rate is not None  # noqa: S101 - only called under a max_rate
+        now = self.clock()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + 1.0 / self.max_rate  # taken before the wait: in order
+        if slot > now:
+            await self.sleep(slot - now)
+            if self._halt is not None:
+                raise self._halted()
+
+    @property
+    def rate(self) -> float | None:
+        """The pace of the job's sends: its pacer's, under the job's ``max_rate``."""
+        rate = self.pacer.rate
+        if self.max_rate is None:
+            return rate
+        return self.max_rate if rate is None else min(rate, self.max_rate)
 
     def learn(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
         """Count the answer, and pass it to the pacer."""

@@ -38,7 +38,7 @@ from ..errors import (
     RateLimitError,
 )
 from ..models import CreateLabel, Label
-from ..pacing import RateGate
+from ..pacing import Pacer
 from ._control import JobGate, JobStoppedError
 from ._outcomes import BulkResult, ExistsReason, LabelOutcome, OutcomeStatus, SkipReason
 from ._plan import Planner
@@ -218,7 +218,7 @@ class _Job:
     """
 
     client: KirimClient
-    gate: JobGate[RateGate]
+    gate: JobGate[Pacer]
     concurrency: int
     on_duplicate: OnDuplicate
     options: CallOptions
@@ -508,9 +508,11 @@ def _new_job(
     return _Job(
         client=client,
         gate=JobGate(
-            client.new_pacer(max_rate=options.max_rate),
+            client.pacer,
             max_wait=options.max_rate_limit_wait,
             clock=client.clock,
+            sleep=client.sleep,
+            max_rate=options.max_rate,
         ),
         concurrency=options.concurrency,
         on_duplicate=options.on_duplicate,

@@ -545,6 +545,7 @@ async def _send(
             connection_limit=max(DEFAULT_CONNECTION_LIMIT, concurrency),
             hooks=Hooks(on_response=seeding.tally.on_response),
         ) as client:
+            seeding.tally.pace = _shown_pace(client, args.max_rate)
             stream = iter_bulk_create_labels(
                 client,
                 seeding.items(rows),
@@ -569,6 +570,18 @@ def _dry_run(args: argparse.Namespace, seeding: Seeding, rows: Iterator[Row]) ->
         if isinstance(planned, CreateLabel):
             planned = LabelOutcome(index=index, request=planned, status=OutcomeStatus.CREATED)
         seeding.record(planned, dry_run=True)
+
+
+def _shown_pace(client: KirimClient, max_rate: float | None) -> Callable[[], float | None]:
+    """The pace the job sends at: the client's, under ``--max-rate`` when given."""
+
+    def pace() -> float | None:
+        rate = client.pace
+        if max_rate is None or (rate is not None and rate < max_rate):
+            return rate
+        return max_rate
+
+    return pace
 
 
 def _exit_status(tally: Tally, *, interrupted_by: int) -> int:

@@ -7,6 +7,7 @@ import contextlib
 import heapq
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import IO, Any
 
 import attrs
@@ -37,6 +38,8 @@ class Tally:
     """Rows the job did not send because it stopped."""
     stopped_by: str | None = None
     """The error that stopped the job, if one did."""
+    pace: Callable[[], float | None] | None = None
+    """The client's pace now (requests a second), once the client exists."""
     # The problems of the lowest rows as (-row, line), a heap whose top is the highest
     # row kept: rows finish out of order, and the summary shows the first rows.
     _shown: list[tuple[int, str]] = attrs.field(factory=list)
@@ -64,6 +67,16 @@ class Tally:
     def is_rate_limited(self) -> bool:
         return time.monotonic() - self.last_429 < 1.0
 
+    def marker(self) -> str | None:
+        """What the client's rate limiting does now: waiting out a 429, or the pace.
+
+        None when it does neither: the marker clears once the client paces no more.
+        """
+        if self.is_rate_limited:
+            return "rate-limited: waiting"
+        pace = None if self.pace is None else self.pace()
+        return None if pace is None else f"pacing at {pace:.0f}/s"
+
     def on_response(self, event: ResponseEvent) -> None:
         self.requests += 1
         if event.status == 429:
@@ -90,7 +103,8 @@ class Tally:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         total = f"/{self.total}" if self.total is not None else ""
         counts = " ".join(f"{key}={n}" for key, n in self.shown_counts().items())
-        sign = "  [rate-limited: waiting]" if self.is_rate_limited else ""
+        marker = self.marker()
+        sign = "" if marker is None else f"  [{marker}]"
         return f"{self.done}{total} rows, {self.done / elapsed:.1f} rows/s, {counts}{sign}"
 
 
@@ -124,8 +138,9 @@ class Progress:
             tally = self._tally
             self._bar.update(1)
             counts: dict[str, object] = dict(tally.shown_counts())
-            if tally.is_rate_limited:
-                counts["⏸"] = "rate-limited"
+            marker = tally.marker()
+            if marker is not None:  # "⏸ rate-limited: waiting", "⏸ pacing at 97/s"
+                counts["⏸"] = marker
             self._bar.set_postfix(counts, refresh=False)
 
     async def aclose(self) -> None:

@@ -1,8 +1,8 @@
-"""RateGate, the pacer every request of a client (or of a bulk job) waits its turn at.
+"""RateGate, the pacer every request of a client waits its turn at: single calls and jobs.
 
 Every request waits its turn at the gate before it is sent. A 429 closes the gate until
 its ``Retry-After`` deadline (never earlier: jitter only adds), so a rate limit pauses
-the whole job once instead of waking N sleeping workers together. Between 429s the gate
+every call of the client once instead of waking N sleeping callers together. Between 429s the gate
 paces sends ahead of time, at a rate it learns:
 
 - **Hints.** When answers carry hint headers, the gate mirrors the server's quota: its
@@ -31,6 +31,10 @@ paces sends ahead of time, at a rate it learns:
   about its rate, so these sit under it; 429s that come whatever the pace (other
   callers spending the same quota) then cost the waits they ask for, but cannot drive
   the pace towards zero, and once they stop the pace is back within seconds.
+- **A guessed pace is forgotten when idle.** A pace learned from 429s (not one the
+  hints state) that has held no request back for 10 s is dropped: a service's calls
+  come in bursts, and one 429 must not slow its next hour. What was measured of the
+  server is kept for the next cut.
 
 A ``max_rate`` caps all of this: the gate then paces from the first send, evenly, at
 that rate at most, so that a job leaves the rest of the organisation's quota alone.
@@ -68,6 +72,8 @@ _MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate ove
 _REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 _MIN_RATE = 0.5
 _ADMITTED_FLOOR = 0.9
+_MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
+_IDLE_FORGET = 10.0  # seconds a guessed pace may hold nothing back before it is dropped
 _MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
 _CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
 _EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
@@ -107,9 +113,6 @@ class RateGate:
             run of 429s without ``Retry-After`` closes the gate for each in turn.
         max_rate: Requests a second at most, evenly spaced, whatever the pacer learns;
             None for no cap of the job's own.
-        cuts: Whether a 429 without hints cuts the pace (a bulk job's gate). A client's
-            gate for its single calls shares closings and hints but is not paced by
-            guesswork: one 429 in a quiet service must not slow its next hour.
     """
 
     sleep: Callable[[float], Awaitable[None]]
@@ -117,7 +120,6 @@ class RateGate:
     wall_clock: Callable[[], float]
     backoff: Callable[[], Iterator[float]]
     max_rate: float | None = None
-    cuts: bool = True
 
     sends: int = attrs.field(default=0, init=False)
     """Requests let through."""
@@ -139,6 +141,10 @@ class RateGate:
     _cut_at: float | None = attrs.field(init=False, default=None)
     # Send-rate measurement, for the first cut.
     _first_send_at: float | None = attrs.field(init=False, default=None)
+    _sends_base: int = attrs.field(init=False, default=0)
+    """Sends before the pace was last forgotten: a first cut measures those after."""
+    _held_at: float = attrs.field(init=False, default=0.0)
+    """When the pace or a closing last held a turn back (its end)."""
     _answered: int = attrs.field(init=False, default=0)
     _waits: Iterator[float] | None = attrs.field(init=False, default=None)
     # Congestion events: each cut advances the epoch; a send carries the epoch it went
@@ -206,11 +212,36 @@ class RateGate:
         async with self._lock:
             while True:
                 now = self.clock()
+                if now - self._held_at >= _IDLE_FORGET:
+                    self._forget_guessed_pace(now)
                 delay = max(self._open_at - now, self._token_delay(now))
                 if delay <= 0:
                     self._tokens = max(0.0, self._tokens - 1.0)
                     return self._count_send()
+                self._held_at = now + delay
                 await self.sleep(delay)
+
+    def _forget_guessed_pace(self, now: float) -> None:
+        """Drop a pace guessed from 429s once it has held nothing back for a while.
+
+        A service's calls come in bursts: one 429 must not slow its next hour. A pace
+        the hints state, or a ``max_rate``, stays; what was measured of the server
+        (its best admitted rate, its first phase) is kept for the next cut.
+        """
+        if self._rate is None or self._from_headers or self.max_rate is not None:
+            return
+        if now < self._open_at:
+            return
+        logger.debug(
+            "pace of %.1f requests/s dropped: it held no request back for %gs",
+            self._current_rate(now) or 0.0,
+            _IDLE_FORGET,
+        )
+        self._rate = None
+        self._cut_at = None
+        self._first_send_at = None  # the next first cut measures the send rate anew
+        self._sends_base = self.sends
+        self._phase_seq = self.sends
 
     def _count_send(self) -> Ticket:
         self.sends += 1
@@ -388,8 +419,17 @@ class RateGate:
             self.epoch += 1  # one event: the 429s of requests already sent are part of it
             self._cut_at = now
             self._limited_since_cut = self._answered_since_cut = 0
-        elif new_event and self.cuts:
+        elif new_event and (self._rate is not None or seq - self._sends_base >= _MIN_SENDS):
             self._cut(now, wait, (seq, sent_at))
+        elif new_event:
+            # Unpaced, a few sends say nothing of a rate (a quiet service's calls): the
+            # 429 closes the gate, and the pace is left to a burst that can be measured.
+            logger.debug(
+                "pace not set: too few sends to measure a rate (%d); the gate closes for %.3fs",
+                seq - self._sends_base,
+                wait,
+            )
+        self._held_at = max(self._held_at, self._open_at, now)
         return max(0.0, self._open_at - now)
 
     def _cut(self, now: float, wait: float, sent: tuple[int, float]) -> None:
@@ -402,7 +442,8 @@ class RateGate:
         admitted, phase = sent[0] - 1 - self._phase_seq, sent[1] - self._phase_start
         if current is None:
             elapsed = now - (self._first_send_at or now)
-            current = self.sends / elapsed if elapsed > 0 else float(self.sends or 1)
+            sends = self.sends - self._sends_base
+            current = sends / elapsed if elapsed > 0 else float(sends or 1)
             self._second = now  # the admitted rate is counted from here
             phase = sent[1] - (self._first_send_at or sent[1])
             self._first_phase = (admitted, phase)

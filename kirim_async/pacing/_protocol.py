@@ -29,6 +29,10 @@ class Pacer(Protocol):
     that reason. :meth:`try_turn` lets one whose turn is often free skip it.
     """
 
+    @property
+    def rate(self) -> float | None:
+        """The requests a second turns are paced at now, or None when not pacing."""
+
     def try_turn(self) -> Ticket | None:
         """A turn now, without waiting, or None when :meth:`turn` must be awaited."""
 
