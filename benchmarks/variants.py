@@ -28,7 +28,13 @@ except ImportError:  # the benchmark still runs, with the stdlib's JSON for ever
     dumps = lambda obj: json.dumps(obj).encode()  # noqa: E731
     loads = json.loads
 
-from kirim_async import KirimClient, bulk_create_labels, iter_bulk_create_labels
+from kirim_async import (
+    Hooks,
+    KirimClient,
+    ResponseEvent,
+    bulk_create_labels,
+    iter_bulk_create_labels,
+)
 
 
 class RateLimitedError(Exception):
@@ -77,6 +83,43 @@ async def kirim_paced(args: argparse.Namespace) -> dict[str, Any]:
         "rate_limited": result.rate_limited,
         "requests": result.requests_sent,
         "done": len(result.created) + len(result.existing),
+    }
+
+
+BIN = 0.25  # seconds: kirim_timeline's resolution
+
+
+async def kirim_timeline(args: argparse.Namespace) -> dict[str, Any]:
+    """kirim_paced, with when each answer came: admitted answers per bin, the last 429.
+
+    For the recovery cell of benchmarks/ratelimit.py: how fast throughput comes back
+    once 429s that the pace did not cause stop.
+    """
+    started = time.perf_counter()
+    bins: list[int] = []
+    last_429: list[float] = []
+
+    def on_response(event: ResponseEvent) -> None:
+        at = time.perf_counter() - started
+        if event.status == 429:
+            last_429[:] = [at]
+            return
+        slot = int(at / BIN)
+        if slot >= len(bins):
+            bins.extend([0] * (slot + 1 - len(bins)))
+        bins[slot] += 1
+
+    hooks = Hooks(on_response=on_response)
+    async with KirimClient(args.token, base_url=args.url, max_retries=8, hooks=hooks) as client:
+        result = await bulk_create_labels(
+            client, names(args.prefix, args.n), concurrency=args.concurrency
+        )
+    return {
+        "rate_limited": result.rate_limited,
+        "done": len(result.created) + len(result.existing),
+        "bin": BIN,
+        "bins": bins,
+        "last_429": last_429[0] if last_429 else None,
     }
 
 
@@ -211,6 +254,7 @@ VARIANTS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str,
     "kirim_iter_memory": kirim_iter_memory,
     "kirim_paced": kirim_paced,
     "kirim_service": kirim_service,
+    "kirim_timeline": kirim_timeline,
 }
 
 

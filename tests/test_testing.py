@@ -457,6 +457,22 @@ class TestRateLimitStyles:
             assert resp.headers["Retry-After"] == "0.100"
             assert server.labels == []
 
+    async def test_faults_for_ends_the_random_faults_on_the_server_s_clock(
+        self, http: aiohttp.ClientSession, clock: FakeClock
+    ) -> None:
+        # Other callers' 429s for the first 20 s of a job, then none: what a client's
+        # recovery is measured against.
+        faults = {Fault.RATE_LIMITED: 1.0}
+        async with FakeKirimServer(
+            token="tok_test", faults=faults, faults_for=20, clock=clock
+        ) as server:
+            statuses = [(await post(http, server, {"name": "a"}))[0]]
+            clock.advance(19.9)
+            statuses.append((await post(http, server, {"name": "b"}))[0])
+            clock.advance(0.1)
+            statuses.append((await post(http, server, {"name": "c"}))[0])
+        assert statuses == [429, 429, 201]
+
     @pytest.mark.parametrize(("spend", "after_fault"), [(True, 429), (False, 201)])
     async def test_faults_spend_quota_or_not(
         self, http: aiohttp.ClientSession, clock: FakeClock, spend: bool, after_fault: int
@@ -472,6 +488,7 @@ class TestRateLimitStyles:
         cases: list[tuple[dict[str, Any], str]] = [
             ({"rate": 1, "limiter": "leaky"}, "limiter"),
             ({"rate": 1, "window": 0}, "window"),
+            ({"faults_for": 0}, "faults_for"),
             ({"hints": "x-rate"}, "hints"),
             ({"faults_spend_quota": "no"}, "faults_spend_quota"),
         ]
@@ -796,3 +813,16 @@ def test_standalone_module_rejects_bad_fault() -> None:
     )
     assert result.returncode == 2
     assert "KIND=PROBABILITY" in result.stderr
+
+
+def test_standalone_module_checks_faults_for() -> None:
+    # The flag reaches the server's option, and its rule: a bad value exits 2, named.
+    result = subprocess.run(
+        [sys.executable, "-m", "kirim_async.testing", "--faults-for", "0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "faults_for" in result.stderr

@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(f.value for f in Fault),
     )
     parser.add_argument(
+        "--faults-for",
+        type=float,
+        metavar="SECONDS",
+        help="draw the --fault faults only for this long from the first request",
+    )
+    parser.add_argument(
         "--answer-delay",
         type=float,
         default=30.0,
@@ -157,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra_fields=args.extra_fields,
             latency=args.latency,
             faults=dict(args.fault),
+            faults_for=args.faults_for,
             answer_delay=args.answer_delay,
             seed=args.seed,
         )

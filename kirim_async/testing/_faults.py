@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import random
+import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeAlias
 
 import attrs
@@ -96,7 +97,11 @@ class FaultPlan:
 
     probabilities: dict[Fault, float] = attrs.field(factory=dict)
     seed: int | None = None
+    lasts: float | None = None
+    """Seconds from the first draw during which faults are drawn (None: always)."""
+    clock: Callable[[], float] = time.monotonic
     _script: deque[Fault | None] = attrs.field(init=False, factory=deque)
+    _first_draw: float | None = attrs.field(init=False, default=None)
     _rng: random.Random = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -112,6 +117,12 @@ class FaultPlan:
             return self._script.popleft()
         if not self.probabilities:
             return None
+        if self.lasts is not None:
+            now = self.clock()
+            if self._first_draw is None:
+                self._first_draw = now
+            elif now - self._first_draw >= self.lasts:
+                return None
         draw = self._rng.random()
         for fault, probability in self.probabilities.items():
             if draw < probability:

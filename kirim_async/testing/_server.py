@@ -166,6 +166,9 @@ class FakeKirimServer:
             ``data``, ``warnings`` beside it, ``doc_url`` in ``error``.
         latency: Seconds added to every request before it is answered.
         faults: Probability of each :class:`Fault` per request (summing to <= 1).
+        faults_for: Seconds, from the first request, during which ``faults`` are drawn;
+            after that none are (say, 429s of other callers for the first 20 s of a job,
+            then none). None: for the server's whole life. Scripted faults ignore it.
         fault_latency: Seconds added by ``Fault.LATENCY``.
         answer_delay: Seconds ``Fault.STORE_THEN_DELAY`` waits before answering.
         seed: Seed for the fault draw, for repeatable runs.
@@ -174,7 +177,8 @@ class FakeKirimServer:
     Raises:
         InvalidParameterError: An option breaks its rule (it is also a ``ValueError``),
             when the server is built or when the attribute is set later. ``rate``,
-            ``burst``, ``faults``, ``seed`` and ``clock`` cannot be changed afterwards.
+            ``burst``, ``faults``, ``faults_for``, ``seed`` and ``clock`` cannot be
+            changed afterwards.
     """
 
     token: str = attrs.field(default=None, converter=_token_or_random, validator=bearer_token)
@@ -214,6 +218,9 @@ class FakeKirimServer:
     faults: dict[Fault, float] = attrs.field(
         factory=dict, converter=fault_probabilities, on_setattr=_fixed
     )
+    faults_for: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(positive), on_setattr=_fixed
+    )
     fault_latency: float = attrs.field(default=0.05, validator=non_negative)
     answer_delay: float = attrs.field(default=30.0, validator=non_negative)
     seed: int | None = attrs.field(default=None, on_setattr=_fixed)
@@ -228,7 +235,9 @@ class FakeKirimServer:
 
     def __attrs_post_init__(self) -> None:
         self._limiter = self._new_limiter()
-        self._plan = FaultPlan(probabilities=self.faults, seed=self.seed)
+        self._plan = FaultPlan(
+            probabilities=self.faults, seed=self.seed, lasts=self.faults_for, clock=self.clock
+        )
 
     def _new_limiter(self) -> Limiter | None:
         rate = self.rate
