@@ -31,6 +31,11 @@ paces sends ahead of time, at a rate it learns:
   about its rate, so these sit under it; 429s that come whatever the pace (other
   callers spending the same quota) then cost the waits they ask for, but cannot drive
   the pace towards zero, and once they stop the pace is back within seconds.
+- **Cheap 429s, fast probing after quiet.** After a cut whose 429 asked for a short
+  pause (under half a second), a pace that has met no 429 for a second doubles each
+  second until one comes: when 429s of other callers stop (or the limit rises), the pace
+  is back within seconds instead of creeping up for minutes, and overshooting costs a
+  fraction of a second. After a costly 429 (whole seconds) it only creeps up.
 - **A guessed pace is forgotten when idle.** A pace learned from 429s (not one the
   hints state) that has held no request back for 10 s is dropped: a service's calls
   come in bursts, and one 429 must not slow its next hour. What was measured of the
@@ -72,6 +77,7 @@ _MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate ove
 _REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 _MIN_RATE = 0.5
 _ADMITTED_FLOOR = 0.9
+_QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 _MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
 _IDLE_FORGET = 10.0  # seconds a guessed pace may hold nothing back before it is dropped
 _MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
@@ -166,6 +172,10 @@ class RateGate:
     _phase_seq: int = attrs.field(init=False, default=0)
     _first_phase: tuple[int, float] = attrs.field(init=False, default=(0, 0.0))
     _probe: float = attrs.field(init=False, default=_PROBE_PER_SECOND)
+    _limited_at: float = attrs.field(init=False, default=0.0)
+    """When the last 429 was taken."""
+    _cheap: bool = attrs.field(init=False, default=False)
+    """Whether the last cut's 429 cost a short pause: probing fast after quiet is cheap."""
     _answered_since_cut: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
@@ -259,6 +269,12 @@ class RateGate:
         if not self._from_headers and self._cut_at is not None:
             since = now - self._cut_at
             rate = self._cut_rate * (1.0 + self._probe * since)
+            quiet = now - self._limited_at - _QUIET
+            if self._cheap and quiet > 0:
+                # No 429 for a while, and one costs little: double each second, to find
+                # out quickly whether the limit moved (429s of other callers that
+                # stopped, say) rather than creep up for minutes.
+                rate = max(rate, self._cut_rate * 2.0 ** min(quiet, 64.0))
             # Back to what the server has admitted before, fast: doubling each second.
             ceiling = _MEASURED_MARGIN * self._admitted_peak
             if rate < ceiling:
@@ -430,6 +446,7 @@ class RateGate:
                 wait,
             )
         self._held_at = max(self._held_at, self._open_at, now)
+        self._limited_at = now
         return max(0.0, self._open_at - now)
 
     def _cut(self, now: float, wait: float, sent: tuple[int, float]) -> None:
@@ -460,6 +477,7 @@ class RateGate:
                 rate = min(current, _MEASURED_MARGIN * estimate)
                 self._probe = _MEASURED_PROBE_PER_SECOND
         self._cut_rate = max(_MIN_RATE, rate, self._admitted_floor())
+        self._cheap = wait < _REFILL_PAUSE
         logger.debug(
             "pace cut to %.1f requests/s: %s (this phase: %d admitted in %.3fs)",
             self._cut_rate,
