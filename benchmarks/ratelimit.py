@@ -16,17 +16,14 @@ running at 3x its ideal is stopped and shown as such. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import HERE, TOKEN, Server, environment, pinned
+from run import environment, run_variant
 
 RATE, BURST, LATENCY, CONCURRENCY = 300, 30, 0.005, 32  # windows: 300 per 1 s window
 
@@ -77,23 +74,7 @@ def cells(everything: bool) -> list[Cell]:
 
 
 def run(variant: str, server_args: list[str], n: int, timeout: float) -> dict[str, Any]:
-    server = Server(server_args)
-    try:
-        command = [sys.executable, str(HERE / "variants.py"), variant, "--url", server.url]
-        command += ["--token", TOKEN, "--n", str(n), "--concurrency", str(CONCURRENCY)]
-        started = time.perf_counter()
-        try:
-            out = subprocess.run(
-                pinned(1, command), capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
-            return {"wall": time.perf_counter() - started, "stopped": True}
-        if out.returncode:
-            raise RuntimeError(f"{variant} failed:\n{out.stderr[-2000:]}")
-        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-        return result
-    finally:
-        server.stop()
+    return run_variant(variant, server_args, n, CONCURRENCY, timeout=timeout)
 
 
 NOISE_FOR, RECOVERY = 20.0, 5.0  # seconds of other callers' 429s; the allowed recovery
@@ -109,15 +90,15 @@ def _rate(result: dict[str, Any], start: float, end: float | None = None) -> flo
     return sum(bins[first:last]) / ((last - first) * width)
 
 
-def recovery(*, quick: bool) -> str:
+def recovery(*, quick: bool, tiny: bool = False) -> str:
     """The cell of 429s not caused by the pace: 1 % of answers for a while, then none.
 
     The same job without them gives the throughput to come back to (its rate over the
     middle of its run); the noisy job's rate is read from RECOVERY seconds after its
     last 429 to its end.
     """
-    noise_for = 5.0 if quick else NOISE_FOR
-    free = run("kirim_timeline", ["--latency", str(LATENCY)], 6_000, timeout=600)
+    noise_for = 0.5 if tiny else 5.0 if quick else NOISE_FOR
+    free = run("kirim_timeline", ["--latency", str(LATENCY)], 600 if tiny else 6_000, 600)
     full = _rate(free, 0.2 * free["wall"], 0.8 * free["wall"])
     # Long enough to run past the noise and the recovery with as much again to measure.
     n = int(full * (0.5 * noise_for + 2 * RECOVERY + 5))
@@ -130,8 +111,8 @@ def recovery(*, quick: bool) -> str:
     after = _rate(noisy, last + RECOVERY)
     verdict = "met" if after >= 0.9 * full else "missed"
     return (
-        f"\n1 % of answers a 429 (Retry-After 0.1) whatever the pace for {noise_for:.0f} s, "
-        f"then none, no limit, {n:,} creates: {during:,.0f}/s while they came "
+        f"\nrecovery: 1 % of answers a 429 (Retry-After 0.1) whatever the pace for "
+        f"{noise_for:g} s, then none, no limit, {n:,} creates: {during:,.0f}/s while they came "
         f"({during / full:.0%} of the {full:,.0f}/s without them); from {RECOVERY:.0f} s "
         f"after the last one, {after:,.0f}/s = {after / full:.0%} "
         f"(target: >= 90 %) {verdict}"
@@ -169,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{met} of {len(grid)} cells meet the target.")
 
     # 429s that come whatever the pace, then stop: how fast throughput comes back.
-    print(recovery(quick=args.quick or args.n is not None))
+    print(recovery(quick=args.quick, tiny=args.n is not None))
 
     # A service: many concurrent single calls on one client.
     calls = min(500, n)

@@ -79,31 +79,43 @@ class Server:
             self.proc.stdout.close()
 
 
-def run_client(variant: str, scenario: Scenario, n: int, prefix: str) -> dict[str, Any]:
-    server = Server(scenario.server_args)
+def run_variant(
+    variant: str,
+    server_args: Sequence[str],
+    n: int,
+    concurrency: int,
+    *,
+    prefix: str = "bench",
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run *variant* against a fresh fake server started with *server_args*.
+
+    Returns:
+        What the variant printed, or ``{"wall": ..., "stopped": True}`` when it ran
+        past *timeout* seconds.
+    """
+    server = Server(list(server_args))
     try:
-        command = [
-            sys.executable,
-            str(HERE / "variants.py"),
-            variant,
-            "--url",
-            server.url,
-            "--token",
-            TOKEN,
-            "--n",
-            str(n),
-            "--concurrency",
-            str(scenario.concurrency),
-            "--prefix",
-            prefix,
-        ]
-        out = subprocess.run(pinned(1, command), capture_output=True, text=True, check=False)
+        command = [sys.executable, str(HERE / "variants.py"), variant, "--url", server.url]
+        command += ["--token", TOKEN, "--n", str(n), "--concurrency", str(concurrency)]
+        command += ["--prefix", prefix]
+        started = time.perf_counter()
+        try:
+            out = subprocess.run(
+                pinned(1, command), capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return {"wall": time.perf_counter() - started, "stopped": True}
         if out.returncode:
             raise RuntimeError(f"{variant} failed:\n{out.stderr[-2000:]}")
         result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
     finally:
         server.stop()
+
+
+def run_client(variant: str, scenario: Scenario, n: int, prefix: str) -> dict[str, Any]:
+    return run_variant(variant, scenario.server_args, n, scenario.concurrency, prefix=prefix)
 
 
 def scenarios(quick: bool) -> list[Scenario]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import TypeVar
 
 import attrs
 
 from ._validators import text
 from .errors import InvalidParameterError
 
-__all__ = ["CreateLabel", "Label", "LabelColor"]
+__all__ = ["LABEL_FIELDS", "CreateLabel", "Label", "LabelColor", "effective_team"]
+
+T = TypeVar("T")
 
 NAME_MAX_LENGTH = 50
 TEAM_ID_MAX_LENGTH = 64
@@ -99,7 +102,16 @@ class CreateLabel:
 
     def team_in(self, default_team_id: str | None) -> str | None:
         """The team this label goes to: its own, else *default_team_id* (the client's)."""
-        return default_team_id if self.team_id is None else self.team_id
+        return effective_team(self.team_id, default_team_id)
+
+
+def effective_team(team_id: T, default_team_id: str | None) -> T | str | None:
+    """A label's team: its own *team_id* when given (not None), else the default one.
+
+    The one home of the rule, for a :class:`CreateLabel` and for a raw row alike (whose
+    ``team_id`` may not even be a string yet).
+    """
+    return default_team_id if team_id is None else team_id
 
 
 LABEL_FIELDS: tuple[str, ...] = tuple(field.name for field in attrs.fields(CreateLabel))

@@ -23,7 +23,7 @@ from .._json import stdlib_loads
 from .._validators import encodable
 from ..bulk import LabelOutcome, OutcomeStatus
 from ..errors import APIStatusError, InvalidParameterError
-from ..models import LABEL_FIELDS, CreateLabel
+from ..models import LABEL_FIELDS, CreateLabel, effective_team
 
 __all__ = [
     "DONE_STATUSES",
@@ -384,7 +384,7 @@ def _team_of(outcome: LabelOutcome, default_team_id: str | None) -> object:
     team = getattr(request, "team_id", None)
     if team is None and isinstance(request, Mapping):
         team = request.get("team_id")
-    return default_team_id if team is None else team
+    return effective_team(team, default_team_id)
 
 
 def _name_of(outcome: LabelOutcome) -> object:
@@ -499,9 +499,7 @@ class PriorReport:
         if done is None or not isinstance(row.item, Mapping):
             return False
         name, team = done
-        row_team = row.item.get("team_id")
-        if row_team is None:
-            row_team = default_team_id
+        row_team = effective_team(row.item.get("team_id"), default_team_id)
         return name == row.item.get("name") and (
             team is None or row_team is None or team == row_team
         )
