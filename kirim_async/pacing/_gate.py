@@ -31,8 +31,8 @@ paces sends ahead of time, at a rate it learns:
   about its rate, so these sit under it; 429s that come whatever the pace (other
   callers spending the same quota) then cost the waits they ask for, but cannot drive
   the pace towards zero, and once they stop the pace is back within seconds.
-- **Cheap 429s, fast probing after quiet.** After a cut whose 429 asked for a short
-  pause (under half a second), a pace that has met no 429 for a second doubles each
+- **Cheap 429s, fast probing after quiet.** After a cut whose 429's ``Retry-After``
+  asked for a short pause (under half a second; without the header, never), a pace that has met no 429 for a second doubles each
   second until one comes: when 429s of other callers stop (or the limit rises), the pace
   is back within seconds instead of creeping up for minutes, and overshooting costs a
   fraction of a second. After a costly 429 (whole seconds) it only creeps up.
@@ -436,7 +436,7 @@ class RateGate:
             self._cut_at = now
             self._limited_since_cut = self._answered_since_cut = 0
         elif new_event and (self._rate is not None or seq - self._sends_base >= _MIN_SENDS):
-            self._cut(now, wait, (seq, sent_at))
+            self._cut(now, wait, (seq, sent_at), asked=error.retry_after is not None)
         elif new_event:
             # Unpaced, a few sends say nothing of a rate (a quiet service's calls): the
             # 429 closes the gate, and the pace is left to a burst that can be measured.
@@ -449,7 +449,7 @@ class RateGate:
         self._limited_at = now
         return max(0.0, self._open_at - now)
 
-    def _cut(self, now: float, wait: float, sent: tuple[int, float]) -> None:
+    def _cut(self, now: float, wait: float, sent: tuple[int, float], *, asked: bool) -> None:
         current = self._current_rate(now)
         # Blind, cut deep when each 429 costs a long pause (an integer Retry-After): it
         # is fewer 429s to the right pace. When they are cheap, gently.
@@ -477,7 +477,9 @@ class RateGate:
                 rate = min(current, _MEASURED_MARGIN * estimate)
                 self._probe = _MEASURED_PROBE_PER_SECOND
         self._cut_rate = max(_MIN_RATE, rate, self._admitted_floor())
-        self._cheap = wait < _REFILL_PAUSE
+        # Cheap only when the server named a short wait: without Retry-After, each probe
+        # past the limit costs one more of the client's growing backoffs.
+        self._cheap = asked and wait < _REFILL_PAUSE
         logger.debug(
             "pace cut to %.1f requests/s: %s (this phase: %d admitted in %.3fs)",
             self._cut_rate,
