@@ -32,8 +32,8 @@ paces sends ahead of time, at a rate it learns:
   callers spending the same quota) then cost the waits they ask for, but cannot drive
   the pace towards zero, and once they stop the pace is back within seconds.
 - **Cheap 429s, fast probing after quiet.** After a cut whose 429's ``Retry-After``
-  asked for a short pause (under half a second; without the header, never), a pace that has met no 429 for a second doubles each
-  second until one comes: when 429s of other callers stop (or the limit rises), the pace
+  asked for a short pause (under half a second; without the header, never), a pace
+  that has met no 429 for a second doubles each second until one comes: when 429s of other callers stop (or the limit rises), the pace
   is back within seconds instead of creeping up for minutes, and overshooting costs a
   fraction of a second. After a costly 429 (whole seconds) it only creeps up.
 - **A guessed pace is forgotten when idle.** A pace learned from 429s (not one the
