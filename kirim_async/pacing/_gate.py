@@ -33,9 +33,10 @@ paces sends ahead of time, at a rate it learns:
   the pace towards zero, and once they stop the pace is back within seconds.
 - **Cheap 429s, fast probing after quiet.** After a cut whose 429's ``Retry-After``
   asked for a short pause (under half a second; without the header, never), a pace
-  that has met no 429 for a second doubles each second until one comes: when 429s of other callers stop (or the limit rises), the pace
-  is back within seconds instead of creeping up for minutes, and overshooting costs a
-  fraction of a second. After a costly 429 (whole seconds) it only creeps up.
+  that has met no 429 for a second doubles each second until one comes: when 429s of
+  other callers stop (or the limit rises), the pace is back within seconds instead of
+  creeping up for minutes, and overshooting costs a fraction of a second. After a
+  costly 429 (whole seconds) it only creeps up.
 - **A guessed pace is forgotten when idle.** A pace learned from 429s (not one the
   hints state) that has held no request back for 10 s is dropped: a service's calls
   come in bursts, and one 429 must not slow its next hour. What was measured of the
