@@ -55,7 +55,7 @@ class RetryPolicy:
         max_retry_after: A ``Retry-After`` longer than this is not slept on: the
             ``RateLimitError`` is raised at once with its ``retry_after``.
         max_rate_limit_wait: Seconds one call may spend waiting out 429s at the
-            client's shared gate before it raises the ``RateLimitError``; waiting does
+            client's pacer before it raises the ``RateLimitError``; waiting does
             not spend ``max_retries``.
     """
 

@@ -37,7 +37,7 @@ class ResponseEvent:
 class RetryEvent:
     """An attempt failed and the call will try again after ``wait`` seconds.
 
-    In a bulk job a 429 is waited out at the job's shared gate: ``wait`` is then the
+    A 429 is waited out at the client's pacer (a job's too): ``wait`` is then the
     gate's pause, and the retry may wait longer for its paced turn.
     """
 
