@@ -101,7 +101,7 @@ def recovery(*, quick: bool, tiny: bool = False) -> str:
     free = run("kirim_timeline", ["--latency", str(LATENCY)], 600 if tiny else 6_000, 600)
     full = _rate(free, 0.2 * free["wall"], 0.8 * free["wall"])
     # Long enough to run past the noise and the recovery with as much again to measure.
-    n = int(full * (0.5 * noise_for + 2 * RECOVERY + 5))
+    n = 600 if tiny else int(full * (0.5 * noise_for + 2 * RECOVERY + 5))
     faults = ["--fault", "429=0.01", "--faults-for", str(noise_for)]
     noisy = run("kirim_timeline", ["--latency", str(LATENCY), *faults], n, timeout=600)
     last = noisy.get("last_429")
