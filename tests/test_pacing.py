@@ -93,9 +93,9 @@ class TestRateGate:
     ) -> None:
         gate = self.make(clock, sleeps)
         gate.learn(sent(gate, clock), 201, {})
-        assert not gate.pacer.is_limiting  # bulk workers skip their yield until this turns
+        assert not gate.is_limiting  # bulk workers skip their yield until this turns
         gate.learn(sent(gate, clock), status, headers)
-        assert gate.pacer.is_limiting
+        assert gate.is_limiting
 
     async def test_headers_set_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
         gate = self.make(clock, sleeps)
@@ -381,7 +381,7 @@ class TestRateGate:
     ) -> None:
         gate = job_gate(60, rate_gate(sleeps, clock, lambda: 0.0, max_rate=20))
         assert gate.pacer.rate == 20
-        assert gate.pacer.is_limiting  # paced from the first send
+        assert gate.is_limiting  # paced from the first send
         hints = {
             "X-RateLimit-Limit": "50",
             "X-RateLimit-Remaining": "40",

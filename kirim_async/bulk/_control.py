@@ -58,8 +58,6 @@ class JobGate(Generic[P]):
     """429 answers met."""
     throttled_seconds: float = 0.0
     """Seconds the job has been held back by 429s."""
-    is_limiting: bool = False
-    """Whether the server has shown its limit: a 429, or a turn that had to wait."""
     _halt: BaseException | None = None
     _open_at: float = 0.0
     _run_since: float | None = None
@@ -67,9 +65,14 @@ class JobGate(Generic[P]):
     _next_slot: float = 0.0
     """Under a ``max_rate``: the earliest time the next turn may start."""
 
-    def __attrs_post_init__(self) -> None:
-        if self.max_rate is not None:
-            self.is_limiting = True  # paced from the first send
+    @property
+    def is_limiting(self) -> bool:
+        """Whether sends are limited: a 429 met, or a pace (the pacer's, the job's cap)."""
+        return (
+            self.rate_limited_count > 0
+            or self.max_rate is not None
+            or (self.pacer.rate is not None)
+        )
 
     @property
     def is_halted(self) -> bool:
@@ -93,9 +96,7 @@ class JobGate(Generic[P]):
         if self._halt is not None or self.max_rate is not None:
             return None
         ticket = self.pacer.try_turn()
-        if ticket is None:
-            self.is_limiting = True
-        else:
+        if ticket is not None:
             self.sends += 1
         return ticket
 
@@ -107,7 +108,6 @@ class JobGate(Generic[P]):
             await self._space()
         ticket = self.pacer.try_turn()
         if ticket is None:
-            self.is_limiting = True
             ticket = await self.pacer.turn()
             if self._halt is not None:  # stopped while this turn waited
                 raise self._halted()
@@ -138,7 +138,6 @@ class JobGate(Generic[P]):
         self.answered += 1
         if status == 429:
             self.rate_limited_count += 1
-            self.is_limiting = True
         else:  # any other answer ends a run of 429s
             self._run_since = None
         self.pacer.learn(ticket, status, headers)
@@ -147,7 +146,6 @@ class JobGate(Generic[P]):
         """Pass a 429 to the pacer, and raise it when the job's budget cannot cover it."""
         if self._halt is not None:
             raise error if isinstance(self._halt, RateLimitError) else self._halted()
-        self.is_limiting = True
         now = self.clock()
         if self._run_since is None:
             self._run_since = now

@@ -184,23 +184,10 @@ class RateGate:
             self._rate = self.max_rate
 
     @property
-    def answered(self) -> int:
-        """Answers the server has given so far, of any status."""
-        return self._answered
-
-    @property
-    def is_limiting(self) -> bool:
-        """Whether the server has shown its limit: a 429 met, or a pace from its hints."""
-        return self.rate_limited_count > 0 or self._rate is not None
-
-    @property
-    def closed_for(self) -> float:
-        """Seconds until a 429's pause ends (0 when the gate is open)."""
-        return max(0.0, self._open_at - self.clock()) if self._open_at else 0.0
-
-    @property
     def rate(self) -> float | None:
         """The current paced send rate (requests a second), or None when not pacing."""
+        if self._rate is None:  # no clock read: bulk workers ask before every send
+            return None
         return self._current_rate(self.clock())
 
     def try_turn(self) -> Ticket | None:
