@@ -67,6 +67,10 @@ class RetryPolicy:
         default=DEFAULT_MAX_RATE_LIMIT_WAIT, validator=non_negative
     )
 
+    def refuses_wait(self, retry_after: float | None) -> bool:
+        """Whether a ``Retry-After`` of *retry_after* seconds is above ``max_retry_after``."""
+        return retry_after is not None and retry_after > self.max_retry_after
+
 
 def _check_token(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not value:

@@ -175,7 +175,7 @@ class _Call(Generic[A, T]):
     def _waits_out(self, met: RateLimitError) -> bool:
         """Whether the attempt waits out *met* at its pacer; raise if past the budget."""
         retry_after = met.retry_after
-        if retry_after is not None and retry_after > self.retrier.policy.max_retry_after:
+        if self.retrier.policy.refuses_wait(retry_after):
             logger.debug(
                 "%s: rate limited (request_id=%s): Retry-After %gs is above "
                 "max_retry_after (%gs); the call fails",
@@ -235,7 +235,7 @@ class _Call(Generic[A, T]):
         if self.failed_attempts > self.max_retries:
             return True
         retry_after = error.retry_after if isinstance(error, APIStatusError) else None
-        return retry_after is not None and retry_after > self.retrier.policy.max_retry_after
+        return self.retrier.policy.refuses_wait(retry_after)
 
     def waits(self) -> Generator[float, Any, None]:
         """As backoff's wait generator: it is sent each error and yields backoff's own wait.

@@ -364,7 +364,9 @@ class _Job:
                 if earlier
                 else ExistsReason.PRE_EXISTING,
             )
-        if isinstance(error, RateLimitError) and self._waits_too_long(error):
+        if isinstance(error, RateLimitError) and self.client.retry_policy.refuses_wait(
+            error.retry_after
+        ):
             # Every item would be asked the same: they all fail with it, as they do when
             # the job's wait budget is spent (a job never sleeps until the year 9999).
             self.gate.halt(error)
@@ -372,11 +374,6 @@ class _Job:
             self.stop_error = error
             self.gate.halt(JobStoppedError())
         return self._failed(index, request, error)
-
-    def _waits_too_long(self, error: RateLimitError) -> bool:
-        """Whether *error* asks for a wait above the client's ``max_retry_after``."""
-        retry_after = error.retry_after
-        return retry_after is not None and retry_after > self.client.retry_policy.max_retry_after
 
     def _stops_the_job(self, error: KirimError) -> bool:
         """Whether *error* means the items not yet sent must fail too."""
