@@ -68,11 +68,7 @@ class JobGate(Generic[P]):
     @property
     def is_limiting(self) -> bool:
         """Whether sends are limited: a 429 met, or a pace (the pacer's, the job's cap)."""
-        return (
-            self.rate_limited_count > 0
-            or self.max_rate is not None
-            or (self.pacer.rate is not None)
-        )
+        return self.rate_limited_count > 0 or self.rate is not None
 
     @property
     def is_halted(self) -> bool:
