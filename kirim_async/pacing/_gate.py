@@ -56,56 +56,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 import attrs
 
 from ..errors import RateLimitError
+from ._measure import (
+    COSTLY_DECREASE,
+    DECREASE,
+    MEASURED_MARGIN,
+    MIN_RATE,
+    MIN_SENDS,
+    REFILL_PAUSE,
+    BadHint,
+    Hint,
+    estimate_rate,
+    read_hint,
+)
 from ._protocol import Ticket
 
 __all__ = ["RateGate"]
 
 logger = logging.getLogger("kirim_async")
 
-_DECREASE = 0.7
 _PROBE_PER_SECOND = 0.1
-_COSTLY_DECREASE = 0.1  # a blind cut when a 429 costs a long pause: measure in the next phase
-_MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
 _MEASURED_PROBE_PER_SECOND = 0.002  # ... then probe slowly: each 429 may cost a second
-_MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
-_REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
-_MIN_RATE = 0.5
 _ADMITTED_FLOOR = 0.9
 _QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
-_MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
 _IDLE_FORGET = 10.0  # seconds a guessed pace may hold nothing back before it is dropped
 _MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
 _CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
-_EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
-_MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
 _HEADER_RATE_SAMPLES = 5
-_IETF_FIELD = re.compile(r"[;\s]([qrtw])=(\d+)")
-
-
-def _header_float(headers: Mapping[str, str], name: str) -> float | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
-
-
-def _ietf_params(value: str | None) -> dict[str, int]:
-    """The integer parameters of an IETF draft ``RateLimit``/``-Policy`` field's first item."""
-    if not value:
-        return {}
-    first = value.split(",", 1)[0]
-    return {key: int(number) for key, number in _IETF_FIELD.findall(";" + first)}
 
 
 @attrs.define
@@ -264,7 +245,7 @@ class RateGate:
                 # stopped, say) rather than creep up for minutes.
                 rate = max(rate, self._cut_rate * 2.0 ** min(quiet, 64.0))
             # Back to what the server has admitted before, fast: doubling each second.
-            ceiling = _MEASURED_MARGIN * self._admitted_peak
+            ceiling = MEASURED_MARGIN * self._admitted_peak
             if rate < ceiling:
                 rate = min(ceiling, self._cut_rate * 2.0 ** min(since, 64.0))
         return rate if self.max_rate is None else min(rate, self.max_rate)
@@ -298,10 +279,11 @@ class RateGate:
             self._waits = None
             if self._rate is not None:  # the admitted rate matters once pacing
                 self._count_admitted()
-        if "X-RateLimit-Limit" in headers:
-            self._read_x_ratelimit(headers)
-        elif "RateLimit-Policy" in headers:
-            self._read_ietf(headers)
+        hint = read_hint(headers, self.wall_clock())
+        if isinstance(hint, Hint):
+            self._read_hint(hint)
+        elif hint is not None:
+            self._distrust(hint)
 
     def _count_admitted(self) -> None:
         now = self.clock()
@@ -318,60 +300,19 @@ class RateGate:
         """90 % of the best rate the server admitted in the last two whole seconds."""
         return _ADMITTED_FLOOR * max(self._admitted_best, self._admitted_last)
 
-    def _distrust(self, what: str, value: object) -> None:
+    def _distrust(self, hint: BadHint) -> None:
         self._bad_hints += 1
         if self._bad_hints == 1:  # once: a server that sends it sends it on every answer
-            logger.debug("rate-limit hint ignored: %s %r cannot be true", what, value)
+            logger.debug("rate-limit hint ignored: %s %r cannot be true", hint.header, hint.value)
 
-    def _read_x_ratelimit(self, headers: Mapping[str, str]) -> None:
-        limit = _header_float(headers, "X-RateLimit-Limit")
-        remaining = _header_float(headers, "X-RateLimit-Remaining")
-        if limit is None or remaining is None or limit < 1 or remaining > limit:
-            self._distrust("X-RateLimit-Limit/Remaining", (limit, remaining))
-            return
-        reset = _header_float(headers, "X-RateLimit-Reset-After")  # Discord: a delta
-        epoch = False
-        if reset is None:
-            reset = _header_float(headers, "X-RateLimit-Reset")
-            if reset is not None and reset > _EPOCH_THRESHOLD:  # a Unix time (GitHub)
-                reset -= self.wall_clock()
-                epoch = True
-        if reset is None or not 0 <= reset <= _MAX_HINT_RESET:
-            self._distrust("X-RateLimit-Reset", headers.get("X-RateLimit-Reset"))
-            return
-        if epoch:
-            # A Unix-time reset marks the end of a fixed window (GitHub's meaning): the
-            # quota left may be spent at once, and the window's end is when more comes.
-            # Whole seconds say nothing of a rate, so the pace is not set from them: a
-            # 429 at the window's end names the wait, and the pacer learns as without.
-            return
-        if reset > 0:
-            self._mirror(limit, remaining, reset)
-
-    def _read_ietf(self, headers: Mapping[str, str]) -> None:
-        policy = _ietf_params(headers.get("RateLimit-Policy"))
-        current = _ietf_params(headers.get("RateLimit"))
-        quota, window = policy.get("q"), policy.get("w")
-        remaining, reset = current.get("r"), current.get("t")
-        if not quota or not window or window > _MAX_HINT_RESET or remaining is None:
-            self._distrust("RateLimit-Policy", headers.get("RateLimit-Policy"))
-            return
-        if reset is None or reset > _MAX_HINT_RESET or remaining > quota:
-            self._distrust("RateLimit", headers.get("RateLimit"))
-            return
-        # The policy states the rate outright: quota per window.
-        self._set_pace(quota / window, float(quota), float(remaining))
-
-    def _mirror(self, limit: float, remaining: float, reset: float) -> None:
-        used = limit - remaining
-        # Tokens used over the time to refill them; the headers are rounded, so only
-        # answers with several tokens used give a usable estimate.
-        if used < max(2.0, 0.1 * limit):
-            return
-        self._header_rates.append(used / (reset + 0.0005))
-        del self._header_rates[:-_HEADER_RATE_SAMPLES]
-        rate = sorted(self._header_rates)[len(self._header_rates) // 2]
-        self._set_pace(rate, limit, remaining)
+    def _read_hint(self, hint: Hint) -> None:
+        rate = hint.rate
+        if not hint.is_stated:
+            # One answer's counters are a noisy sample: pace at the median of the last few.
+            self._header_rates.append(rate)
+            del self._header_rates[:-_HEADER_RATE_SAMPLES]
+            rate = sorted(self._header_rates)[len(self._header_rates) // 2]
+        self._set_pace(rate, hint.limit, hint.remaining)
 
     def _set_pace(self, rate: float, limit: float, remaining: float) -> None:
         now = self.clock()
@@ -385,7 +326,7 @@ class RateGate:
             self._token_delay(now)  # settle the bucket at the old rate first
         self._from_headers = True
         # No hint may stall the job: never below what the server admitted, nor 0.5/s.
-        self._rate = max(rate * self._hint_scale, self._admitted_floor(), _MIN_RATE)
+        self._rate = max(rate * self._hint_scale, self._admitted_floor(), MIN_RATE)
         self._capacity = capacity
 
     def rate_limited(self, ticket: Ticket, error: RateLimitError) -> float:
@@ -417,13 +358,13 @@ class RateGate:
         self._stamp = max(self._stamp, new_open_at)
         if new_event and self._from_headers:
             # The hints promised more than the server gave: pace a little under them.
-            self._hint_scale = max(0.5, self._hint_scale * _MEASURED_MARGIN)
+            self._hint_scale = max(0.5, self._hint_scale * MEASURED_MARGIN)
             if self._rate is not None:
-                self._rate = max(_MIN_RATE, self._rate * _MEASURED_MARGIN)
+                self._rate = max(MIN_RATE, self._rate * MEASURED_MARGIN)
             self.epoch += 1  # one event: the 429s of requests already sent are part of it
             self._cut_at = now
             self._limited_since_cut = self._answered_since_cut = 0
-        elif new_event and (self._rate is not None or seq - self._sends_base >= _MIN_SENDS):
+        elif new_event and (self._rate is not None or seq - self._sends_base >= MIN_SENDS):
             self._cut(now, wait, (seq, sent_at), asked=error.retry_after is not None)
         elif new_event:
             # Unpaced, a few sends say nothing of a rate (a quiet service's calls): the
@@ -441,7 +382,7 @@ class RateGate:
         current = self._current_rate(now)
         # Blind, cut deep when each 429 costs a long pause (an integer Retry-After): it
         # is fewer 429s to the right pace. When they are cheap, gently.
-        blind = _DECREASE if wait < _REFILL_PAUSE else _COSTLY_DECREASE
+        blind = DECREASE if wait < REFILL_PAUSE else COSTLY_DECREASE
         # What the server admitted in this phase: the sends before the one it refused,
         # over the time to that send.
         admitted, phase = sent[0] - 1 - self._phase_seq, sent[1] - self._phase_start
@@ -457,17 +398,17 @@ class RateGate:
             rate = current * blind
             self._probe = _PROBE_PER_SECOND
         else:
-            estimate = self._estimate(admitted, phase)
+            estimate = estimate_rate(admitted, phase, self._first_phase, self._phase_pause)
             if estimate is None:
                 rate = current * blind
                 self._probe = _PROBE_PER_SECOND
             else:
-                rate = min(current, _MEASURED_MARGIN * estimate)
+                rate = min(current, MEASURED_MARGIN * estimate)
                 self._probe = _MEASURED_PROBE_PER_SECOND
-        self._cut_rate = max(_MIN_RATE, rate, self._admitted_floor())
+        self._cut_rate = max(MIN_RATE, rate, self._admitted_floor())
         # Cheap only when the server named a short wait: without Retry-After, each probe
         # past the limit costs one more of the client's growing backoffs.
-        self._cheap = asked and wait < _REFILL_PAUSE
+        self._cheap = asked and wait < REFILL_PAUSE
         logger.debug(
             "pace cut to %.1f requests/s: %s (this phase: %d admitted in %.3fs)",
             self._cut_rate,
@@ -484,33 +425,6 @@ class RateGate:
         self._rate = self._cut_rate
         # Little burst, the server's being unknown; none under a max_rate.
         self._capacity = 2.0 if self.max_rate is None else 1.0
-
-    def _estimate(self, admitted: int, phase: float) -> float | None:
-        """The server's rate, from what it admitted in this phase and the first one.
-
-        A phase runs from the gate's reopening to the first send the server refused.
-        After a pause long enough to restore the quota, a phase admits the quota's burst
-        B and then the rate R: ``A = B + R * t``. The first phase (from a full quota)
-        gives the other equation, so ``R = (A - A0) / (t - t0)``: TCP BBR's way of
-        measuring a token-bucket policer. Whether the pause did restore the burst is
-        judged by that estimate itself (``pause >= A0 / R``); if not, the quota was
-        near empty and ``A / t`` is the estimate. A phase that admits no more than the
-        first did, after a long pause, is a fixed window's quota coming back whole: the
-        rate is that quota per cycle, ``A / (pause + t)``. Too little to measure gives
-        None.
-        """
-        if phase < _MIN_PHASE or admitted <= 0:
-            return None
-        first_admitted, first_phase = self._first_phase
-        if admitted > first_admitted and phase - first_phase >= _MIN_PHASE:
-            refilled = (admitted - first_admitted) / (phase - first_phase)
-            if self._phase_pause * refilled >= first_admitted:
-                return refilled
-        elif self._phase_pause >= _REFILL_PAUSE:
-            # The whole quota again, as a fixed window gives it: that much per cycle of
-            # pause and phase is the rate it allows.
-            return admitted / (phase + self._phase_pause)
-        return admitted / phase
 
     def _next_backoff(self) -> float:
         # A 429 without Retry-After: the client's exponential waits, one run of them

@@ -1,0 +1,183 @@
+"""What every pacer measures of a server: pure functions, no clock, no state.
+
+The local gate and the Redis pacer read the same hint headers and estimate a limiter's
+rate the same way; this module is the one home of both, and of the constants they
+share (see :mod:`kirim_async.pacing._gate` for why each is what it is).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import attrs
+
+__all__ = [
+    "COSTLY_DECREASE",
+    "DECREASE",
+    "MAX_HINT_RESET",
+    "MEASURED_MARGIN",
+    "MIN_PHASE",
+    "MIN_RATE",
+    "MIN_SENDS",
+    "REFILL_PAUSE",
+    "BadHint",
+    "Hint",
+    "estimate_rate",
+    "read_hint",
+]
+
+DECREASE = 0.7  # a blind cut when 429s are cheap: TCP's gentle AIMD shape
+COSTLY_DECREASE = 0.1  # a blind cut when a 429 costs a long pause: measure in the next phase
+MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
+MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
+REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
+MIN_RATE = 0.5  # requests a second: no pace (nor hint) goes lower
+MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
+MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
+_EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
+_IETF_FIELD = re.compile(r"[;\s]([qrtw])=(\d+)")
+
+
+@attrs.frozen
+class Hint:
+    """What an answer's hint headers say of the server's quota.
+
+    Attributes:
+        rate: Requests a second: the policy's (IETF), or the quota used over the time
+            to restore it (``X-RateLimit-*`` with a delta reset), a noisy sample.
+        limit: The quota's size (its burst).
+        remaining: What is left of it now.
+        is_stated: Whether the server stated the rate outright (IETF policy) rather than
+            it being read from one answer's counters.
+    """
+
+    rate: float
+    limit: float
+    remaining: float
+    is_stated: bool
+
+
+@attrs.frozen
+class BadHint:
+    """A hint header that cannot be true (logged once, then ignored)."""
+
+    header: str
+    value: object
+
+
+def _header_float(headers: Mapping[str, str], name: str) -> float | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _ietf_params(value: str | None) -> dict[str, int]:
+    """The integer parameters of an IETF draft ``RateLimit``/``-Policy`` field's first item."""
+    if not value:
+        return {}
+    first = value.split(",", 1)[0]
+    return {key: int(number) for key, number in _IETF_FIELD.findall(";" + first)}
+
+
+def read_hint(headers: Mapping[str, str], wall_now: float) -> Hint | BadHint | None:
+    """Read an answer's rate-limit hint headers by their meaning.
+
+    ``X-RateLimit-Limit/Remaining`` with Discord's ``X-RateLimit-Reset-After`` or an
+    ``X-RateLimit-Reset`` in seconds is a bucket: the quota used over the time to restore
+    it is a sample of its rate (too few used say nothing: the counters are rounded). A
+    ``Reset`` that is a Unix time (GitHub's meaning) ends a fixed window: whole seconds
+    say nothing of a rate, so it is no hint. The IETF draft's ``RateLimit-Policy:
+    "p";q=Q;w=W`` states the rate (Q per W seconds), with ``RateLimit: "p";r=R;t=T``.
+
+    Args:
+        headers: The answer's headers (looked up without regard to case).
+        wall_now: Unix time now, for a Unix-time reset.
+
+    Returns:
+        The hint; a :class:`BadHint` for one that cannot be true (a reset in the past or
+        more than a day away, epoch milliseconds, NaN, a negative count); None for none.
+    """
+    if "X-RateLimit-Limit" in headers:
+        return _read_x_ratelimit(headers, wall_now)
+    if "RateLimit-Policy" in headers:
+        return _read_ietf(headers)
+    return None
+
+
+def _read_x_ratelimit(headers: Mapping[str, str], wall_now: float) -> Hint | BadHint | None:
+    limit = _header_float(headers, "X-RateLimit-Limit")
+    remaining = _header_float(headers, "X-RateLimit-Remaining")
+    if limit is None or remaining is None or limit < 1 or remaining > limit:
+        return BadHint("X-RateLimit-Limit/Remaining", (limit, remaining))
+    reset = _header_float(headers, "X-RateLimit-Reset-After")  # Discord: a delta
+    epoch = False
+    if reset is None:
+        reset = _header_float(headers, "X-RateLimit-Reset")
+        if reset is not None and reset > _EPOCH_THRESHOLD:  # a Unix time (GitHub)
+            reset -= wall_now
+            epoch = True
+    if reset is None or not 0 <= reset <= MAX_HINT_RESET:
+        return BadHint("X-RateLimit-Reset", headers.get("X-RateLimit-Reset"))
+    used = limit - remaining
+    # A fixed window's end says nothing of a rate; a reset of 0 neither; and the
+    # counters are rounded, so only answers with several tokens used give a sample.
+    if epoch or reset <= 0 or used < max(2.0, 0.1 * limit):
+        return None
+    return Hint(used / (reset + 0.0005), limit, remaining, is_stated=False)
+
+
+def _read_ietf(headers: Mapping[str, str]) -> Hint | BadHint:
+    policy = _ietf_params(headers.get("RateLimit-Policy"))
+    current = _ietf_params(headers.get("RateLimit"))
+    quota, window = policy.get("q"), policy.get("w")
+    remaining, reset = current.get("r"), current.get("t")
+    if not quota or not window or window > MAX_HINT_RESET or remaining is None:
+        return BadHint("RateLimit-Policy", headers.get("RateLimit-Policy"))
+    if reset is None or reset > MAX_HINT_RESET or remaining > quota:
+        return BadHint("RateLimit", headers.get("RateLimit"))
+    return Hint(quota / window, float(quota), float(remaining), is_stated=True)
+
+
+def estimate_rate(
+    admitted: int, phase: float, first: tuple[int, float], pause: float
+) -> float | None:
+    """The server's rate, from what it admitted in this phase and the first one.
+
+    A phase runs from the gate's reopening to the first send the server refused.
+    After a pause long enough to restore the quota, a phase admits the quota's burst
+    B and then the rate R: ``A = B + R * t``. The first phase (from a full quota)
+    gives the other equation, so ``R = (A - A0) / (t - t0)``: TCP BBR's way of
+    measuring a token-bucket policer. Whether the pause did restore the burst is
+    judged by that estimate itself (``pause >= A0 / R``); if not, the quota was
+    near empty and ``A / t`` is the estimate. A phase that admits no more than the
+    first did, after a long pause, is a fixed window's quota coming back whole: the
+    rate is that quota per cycle, ``A / (pause + t)``.
+
+    Args:
+        admitted: Sends the server admitted in this phase.
+        phase: Its length in seconds.
+        first: The first phase's (admitted, length).
+        pause: The closing before this phase, in seconds.
+
+    Returns:
+        Requests a second, or None when the phase is too short to measure.
+    """
+    if phase < MIN_PHASE or admitted <= 0:
+        return None
+    first_admitted, first_phase = first
+    if admitted > first_admitted and phase - first_phase >= MIN_PHASE:
+        refilled = (admitted - first_admitted) / (phase - first_phase)
+        if pause * refilled >= first_admitted:
+            return refilled
+    elif pause >= REFILL_PAUSE:
+        # The whole quota again, as a fixed window gives it: that much per cycle of
+        # pause and phase is the rate it allows.
+        return admitted / (phase + pause)
+    return admitted / phase
