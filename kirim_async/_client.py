@@ -20,6 +20,7 @@ from ._config import (
     CallOptions,
     ClientConfig,
     RetryPolicy,
+    chosen_redis_url,
     masked,
     resolve_config,
 )
@@ -34,9 +35,9 @@ from ._sansio import (
     user_agent,
 )
 from ._transport import AIOHTTP_VERSION, RawResponse, Transport
-from .errors import KirimError, RateLimitError, mask_secret
+from .errors import InvalidParameterError, KirimError, RateLimitError, mask_secret
 from .models import CreateLabel, Label, LabelColor
-from .pacing import Pacer, RateGate, Ticket
+from .pacing import Pacer, RateGate, RedisPacer, Ticket, shared_key
 
 if TYPE_CHECKING:
     import aiohttp
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["Exchange", "KirimClient", "LabelResponse", "Labels"]
 
 _NO_HOOKS = Hooks()
+_PACER_METHODS = ("try_turn", "turn", "learn", "rate_limited")
 
 Req = TypeVar("Req")
 Res = TypeVar("Res")
@@ -207,6 +209,11 @@ class KirimClient:
         connection_limit: Connections in the pool of the session the client opens (>= 1;
             not with ``session``).
         max_response_bytes: Answers with a longer body raise ``MalformedResponseError``.
+        redis_url: Share one pacer with every process that uses this token, through
+            Redis (``redis://``, ``rediss://`` or ``unix://``; needs the ``redis``
+            extra); ``KIRIM_REDIS_URL`` when not given. The client closes it.
+        pacer: A :class:`~kirim_async.pacing.Pacer` of your own for every call (one
+            shared by several clients, say); not with ``redis_url``. Yours to close.
         sleep: Awaited to wait before a retry (tests pass a fake to never wait).
         clock: Monotonic clock for deadlines and elapsed times.
         wall_clock: Unix time, to read ``Retry-After`` dates.
@@ -235,6 +242,8 @@ class KirimClient:
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        redis_url: str | None = None,
+        pacer: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -280,13 +289,37 @@ class KirimClient:
         # One pacer under every call of the client: single calls in a service and every
         # bulk job are paused and paced together. A call that has waited its
         # max_rate_limit_wait raises alone; a job's budget is the job's.
-        self._pacer: Pacer = RateGate(
+        self._redis_pacer: RedisPacer | None = None
+        self._pacer: Pacer = self._choose_pacer(pacer, redis_url)
+        self.labels = Labels(self)
+
+    def _choose_pacer(self, pacer: Pacer | None, redis_url: str | None) -> Pacer:
+        if pacer is not None:
+            if redis_url is not None:
+                raise InvalidParameterError("pacer", "give a pacer or a redis_url, not both", None)
+            if not all(callable(getattr(pacer, name, None)) for name in _PACER_METHODS):
+                raise InvalidParameterError(
+                    "pacer", "must be a Pacer (try_turn, turn, learn, rate_limited)", None
+                )
+            return pacer
+        url, field = chosen_redis_url(redis_url)
+        if url is not None:
+            self._redis_pacer = RedisPacer(
+                url,
+                shared_key(self._config.base_url, self._config.token),
+                sleep=self._retrier.sleep,
+                clock=self._clock,
+                wall_clock=self._wall_clock,
+                backoff=self._retrier.exponential_waits,
+                field=field,
+            )
+            return self._redis_pacer
+        return RateGate(
             sleep=self._retrier.sleep,
             clock=self._clock,
             wall_clock=self._wall_clock,
             backoff=self._retrier.exponential_waits,
         )
-        self.labels = Labels(self)
 
     def __repr__(self) -> str:
         config = self._config
@@ -350,8 +383,10 @@ class KirimClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (a caller's session stays open). Safe to repeat."""
+        """Close the pool (not a caller's session) and a Redis pacer it opened. Safe to repeat."""
         await self._transport.aclose()
+        if self._redis_pacer is not None:
+            await self._redis_pacer.aclose()
 
     def call_options(
         self,

@@ -42,6 +42,7 @@ DEFAULT_CONNECTION_LIMIT = 100
 DEFAULT_MAX_RATE_LIMIT_WAIT = 60.0
 TOKEN_ENV = "KIRIM_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
 BASE_URL_ENV = "KIRIM_BASE_URL"
+REDIS_URL_ENV = "KIRIM_REDIS_URL"
 
 
 @attrs.frozen(kw_only=True)
@@ -272,6 +273,19 @@ def chosen_base_url(
         return base_url, "base_url"
     env = os.environ if environ is None else environ
     return env.get(BASE_URL_ENV) or DEFAULT_BASE_URL, BASE_URL_ENV
+
+
+def chosen_redis_url(
+    redis_url: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[str | None, str]:
+    """The Redis URL of a shared pacer, unchecked, and the name of where it came from.
+
+    The argument, else ``KIRIM_REDIS_URL``; None (a local pacer) when neither is set.
+    """
+    if redis_url is not None:
+        return redis_url, "redis_url"
+    env = os.environ if environ is None else environ
+    return env.get(REDIS_URL_ENV) or None, REDIS_URL_ENV
 
 
 def resolve_config(

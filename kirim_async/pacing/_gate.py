@@ -62,14 +62,14 @@ import attrs
 
 from ..errors import RateLimitError
 from ._measure import (
-    COSTLY_DECREASE,
-    DECREASE,
     MEASURED_MARGIN,
     MIN_RATE,
     MIN_SENDS,
+    PROBE_PER_SECOND,
     REFILL_PAUSE,
     BadHint,
     Hint,
+    cut_to,
     estimate_rate,
     read_hint,
 )
@@ -79,8 +79,6 @@ __all__ = ["RateGate"]
 
 logger = logging.getLogger("kirim_async")
 
-_PROBE_PER_SECOND = 0.1
-_MEASURED_PROBE_PER_SECOND = 0.002  # ... then probe slowly: each 429 may cost a second
 _ADMITTED_FLOOR = 0.9
 _QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 _IDLE_FORGET = 10.0  # seconds a guessed pace may hold nothing back before it is dropped
@@ -153,7 +151,7 @@ class RateGate:
     _phase_pause: float = attrs.field(init=False, default=0.0)
     _phase_seq: int = attrs.field(init=False, default=0)
     _first_phase: tuple[int, float] = attrs.field(init=False, default=(0, 0.0))
-    _probe: float = attrs.field(init=False, default=_PROBE_PER_SECOND)
+    _probe: float = attrs.field(init=False, default=PROBE_PER_SECOND)
     _limited_at: float = attrs.field(init=False, default=0.0)
     """When the last 429 was taken."""
     _cheap: bool = attrs.field(init=False, default=False)
@@ -380,12 +378,10 @@ class RateGate:
 
     def _cut(self, now: float, wait: float, sent: tuple[int, float], *, asked: bool) -> None:
         current = self._current_rate(now)
-        # Blind, cut deep when each 429 costs a long pause (an integer Retry-After): it
-        # is fewer 429s to the right pace. When they are cheap, gently.
-        blind = DECREASE if wait < REFILL_PAUSE else COSTLY_DECREASE
         # What the server admitted in this phase: the sends before the one it refused,
         # over the time to that send.
         admitted, phase = sent[0] - 1 - self._phase_seq, sent[1] - self._phase_start
+        estimate = None
         if current is None:
             elapsed = now - (self._first_send_at or now)
             sends = self.sends - self._sends_base
@@ -395,16 +391,9 @@ class RateGate:
             self._first_phase = (admitted, phase)
             if elapsed >= 1.0:  # long enough that a first burst does not dominate it
                 self._admitted_peak = (self._answered - self.rate_limited_count) / elapsed
-            rate = current * blind
-            self._probe = _PROBE_PER_SECOND
         else:
             estimate = estimate_rate(admitted, phase, self._first_phase, self._phase_pause)
-            if estimate is None:
-                rate = current * blind
-                self._probe = _PROBE_PER_SECOND
-            else:
-                rate = min(current, MEASURED_MARGIN * estimate)
-                self._probe = _MEASURED_PROBE_PER_SECOND
+        rate, self._probe = cut_to(current, estimate, wait)
         self._cut_rate = max(MIN_RATE, rate, self._admitted_floor())
         # Cheap only when the server named a short wait: without Retry-After, each probe
         # past the limit costs one more of the client's growing backoffs.
@@ -412,7 +401,7 @@ class RateGate:
         logger.debug(
             "pace cut to %.1f requests/s: %s (this phase: %d admitted in %.3fs)",
             self._cut_rate,
-            "measured" if self._probe == _MEASURED_PROBE_PER_SECOND else "nothing measured",
+            "nothing measured" if estimate is None else "measured",
             admitted,
             phase,
         )

@@ -21,9 +21,11 @@ __all__ = [
     "MIN_PHASE",
     "MIN_RATE",
     "MIN_SENDS",
+    "PROBE_PER_SECOND",
     "REFILL_PAUSE",
     "BadHint",
     "Hint",
+    "cut_to",
     "estimate_rate",
     "read_hint",
 ]
@@ -31,6 +33,8 @@ __all__ = [
 DECREASE = 0.7  # a blind cut when 429s are cheap: TCP's gentle AIMD shape
 COSTLY_DECREASE = 0.1  # a blind cut when a 429 costs a long pause: measure in the next phase
 MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
+PROBE_PER_SECOND = 0.1  # after a blind cut, grow back by this share of it each second
+MEASURED_PROBE_PER_SECOND = 0.002  # ... after a measured one, slowly: each 429 may cost a second
 MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 MIN_RATE = 0.5  # requests a second: no pace (nor hint) goes lower
@@ -181,3 +185,23 @@ def estimate_rate(
         # pause and phase is the rate it allows.
         return admitted / (phase + pause)
     return admitted / phase
+
+
+def cut_to(current: float, estimate: float | None, wait: float) -> tuple[float, float]:
+    """The pace after a congestion event, and how fast it then probes upwards.
+
+    Args:
+        current: The pace (or the send rate) the event came at.
+        estimate: The limiter's rate measured by :func:`estimate_rate`, if any.
+        wait: The pause the event's 429 costs.
+
+    Returns:
+        (requests a second, probe: the share of it added each second). Measured: a
+        little under the estimate, probing slowly. Blind: a cut to 70 %, or to 10 %
+        when each 429 costs a long pause (an integer ``Retry-After``: fewer 429s to the
+        right pace, and the next phase is long enough to measure it).
+    """
+    if estimate is None:
+        blind = DECREASE if wait < REFILL_PAUSE else COSTLY_DECREASE
+        return current * blind, PROBE_PER_SECOND
+    return min(current, MEASURED_MARGIN * estimate), MEASURED_PROBE_PER_SECOND

@@ -1,0 +1,302 @@
+"""The Redis pacer (kirim_async.pacing.RedisPacer) against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from kirim_async import (
+    Hooks,
+    InvalidParameterError,
+    KirimClient,
+    RateLimitError,
+    RetryPolicy,
+    bulk_create_labels,
+)
+from kirim_async._retry import Retrier
+from kirim_async.pacing import RateGate, RedisPacer, shared_key
+from kirim_async.testing import FakeKirimServer
+
+from .redis_server import RedisServer, free_port
+
+TOKEN = "tok_redis_secret_0123456789"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, stopped at its end."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class SleepLog:
+    """A sleep that records each delay with the monotonic time it was asked at."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float]] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.calls.append((time.monotonic(), delay))
+
+
+def pacer(
+    url: str, key: str = "kirim-async:pacer:test", sleep: SleepLog | None = None
+) -> RedisPacer:
+    """A Redis pacer with the default retry policy's backoff."""
+    retrier = Retrier(policy=RetryPolicy(), sleep=asyncio.sleep, clock=time.monotonic)
+    return RedisPacer(
+        url,
+        key,
+        sleep=asyncio.sleep if sleep is None else sleep,
+        clock=time.monotonic,
+        wall_clock=time.time,
+        backoff=retrier.exponential_waits,
+    )
+
+
+@pytest.fixture
+async def limited_server() -> AsyncIterator[FakeKirimServer]:
+    """A fake server limiting to 300 requests/s (burst 30), fractional Retry-After."""
+    async with FakeKirimServer(token=TOKEN, rate=300, burst=30) as fake:
+        yield fake
+
+
+def _rl(retry_after: float | None) -> RateLimitError:
+    return RateLimitError(status=429, message="slow down", retry_after=retry_after)
+
+
+async def test_a_429_in_one_process_closes_the_gate_for_another(
+    redis_server: RedisServer,
+) -> None:
+    other = textwrap.dedent(
+        f"""
+        import asyncio
+        from kirim_async import RateLimitError
+        from tests.test_redis_pacer import pacer
+
+        async def main():
+            gate = pacer({redis_server.url!r})
+            ticket = await gate.turn()
+            gate.rate_limited(ticket, RateLimitError(status=429, message="x", retry_after=30))
+            await gate.aclose()
+
+        asyncio.run(main())
+        """
+    )
+    # The other process runs to its end before this one turns: no waiting on timing.
+    subprocess.run(  # noqa: ASYNC221 - this test's loop has nothing else to run
+        [sys.executable, "-c", other], check=True, cwd=Path(__file__).parent.parent
+    )
+    sleeps = SleepLog()
+    here = pacer(redis_server.url, sleep=sleeps)
+    await here.turn()
+    await here.aclose()
+    # The other process's 429 named 30 s: this one sleeps until then (Redis's time),
+    # then confirms its turn once.
+    assert len(sleeps.calls) == 1
+    assert 25 < sleeps.calls[0][1] <= 30
+
+
+async def test_turns_are_spaced_at_the_shared_pace_on_redis_time(
+    redis_server: RedisServer,
+) -> None:
+    sleeps = SleepLog()
+    gate = pacer(redis_server.url, sleep=sleeps)
+    hint = {"RateLimit-Policy": '"p";q=4;w=4', "RateLimit": '"p";r=0;t=4'}
+    gate.learn(await gate.turn(), 200, hint)  # the policy states 1 request/s, burst 4
+    await gate.aclose()  # the hint is written
+    assert gate.rate is None  # not seen yet: the next turn reads it
+    for _ in range(8):
+        await gate.turn()
+    await gate.aclose()
+    assert gate.rate == pytest.approx(1.0)
+    # The burst of 4 goes at once; then one turn a second, each slot reserved in
+    # Redis: the sleeps end one second apart.
+    slots = [asked_at + delay for asked_at, delay in sleeps.calls]
+    assert len(slots) == 4
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    assert gaps == pytest.approx([1.0] * 3, abs=0.1)
+
+
+async def test_the_first_cut_is_shared_and_429s_in_flight_cut_no_more(
+    redis_server: RedisServer,
+) -> None:
+    first, second = pacer(redis_server.url), pacer(redis_server.url)
+    tickets = [await (first if i % 2 else second).turn() for i in range(20)]
+    assert first.rate is None
+    # Two 429s for sends of the same congestion event, seen by two processes.
+    first.rate_limited(tickets[-1], _rl(0.0))
+    await first.aclose()
+    second.rate_limited(tickets[-2], _rl(0.0))
+    await second.aclose()
+    await second.turn()
+    cut = second.rate
+    assert cut is not None
+    await first.turn()
+    assert first.rate == pytest.approx(cut, rel=0.01)  # shared, and cut once
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_a_client_with_redis_url_paces_every_call_through_redis(
+    redis_server: RedisServer, limited_server: FakeKirimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="kirim_async")
+    async with KirimClient(
+        TOKEN, base_url=limited_server.url, redis_url=redis_server.url
+    ) as client:
+        assert isinstance(client.pacer, RedisPacer)
+        assert client.pacer.is_shared
+        report = await bulk_create_labels(
+            client, [f"label-{i}" for i in range(300)], concurrency=16
+        )
+        assert len(report.created) == 300
+        await client.labels.create("one-more")
+    store = redis.Redis.from_url(redis_server.url)
+    try:
+        keys = store.keys("*")
+        assert keys == [shared_key(limited_server.url, TOKEN).encode()]
+        dumped = repr(keys) + repr(store.hgetall(keys[0]))
+    finally:
+        store.close()
+    # The token is in no key, no value and no log line.
+    assert TOKEN not in dumped
+    assert TOKEN not in caplog.text
+    assert "shared pace under the hints, cut to" in caplog.text
+    assert "WARNING" not in caplog.text
+
+
+async def test_the_key_expires_when_idle(redis_server: RedisServer) -> None:
+    gate = pacer(redis_server.url)
+    await gate.turn()
+    await gate.aclose()
+    store = redis.Redis.from_url(redis_server.url)
+    try:
+        assert 0 < store.pttl("kirim-async:pacer:test") <= 60_000
+    finally:
+        store.close()
+
+
+async def test_redis_stopped_and_started_mid_job_loses_no_item_and_rejoins(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kirim_async")
+    names = [f"label-{i}" for i in range(900)]
+    answered = 0
+
+    def on_response(_event: object) -> None:
+        nonlocal answered
+        answered += 1
+        if answered == 150:
+            redis_server.stop()
+        elif answered == 200:
+            redis_server.start()
+
+    async with FakeKirimServer(token=TOKEN, rate=300, burst=30) as fake:
+        async with KirimClient(
+            TOKEN,
+            base_url=fake.url,
+            redis_url=redis_server.url,
+            hooks=Hooks(on_response=on_response),
+        ) as client:
+            report = await bulk_create_labels(client, names, concurrency=16)
+            shared_at_end = client.pacer.is_shared  # type: ignore[attr-defined]
+        # Every item has exactly one outcome, and none was sent twice (a second send
+        # of a name would have met a 409 duplicate).
+        assert sorted(outcome.request.name for outcome in report.created) == sorted(names)
+        assert fake.stats.by_status[409] == 0
+        assert len(fake.labels) == 900
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "pacing locally" in warnings[0].getMessage()
+    assert "pacing is shared again" in caplog.text
+    assert shared_at_end
+
+
+async def test_unreachable_redis_falls_back_with_one_warning(
+    limited_server: FakeKirimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kirim_async")
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with KirimClient(TOKEN, base_url=limited_server.url, redis_url=url) as client:
+        report = await bulk_create_labels(client, [f"l-{i}" for i in range(100)])
+        assert len(report.created) == 100
+        assert not client.pacer.is_shared  # type: ignore[attr-defined]
+        assert "hunter2" not in repr(client.pacer)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "pacing locally" in warnings[0]
+    assert "hunter2" not in caplog.text
+
+
+class TestOptions:
+    """How a client is given a shared pacer, and the errors for bad ones."""
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "", "redis://host:port/0"]
+    )
+    def test_a_url_that_is_not_redis_is_refused_naming_the_option(self, url: str) -> None:
+        with pytest.raises(InvalidParameterError) as raised:
+            KirimClient(TOKEN, redis_url=url)
+        assert raised.value.field == "redis_url"
+
+    def test_the_environment_variable_is_read_and_named_in_errors(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("KIRIM_REDIS_URL", "redis://127.0.0.1:1/0")
+        assert isinstance(KirimClient(TOKEN).pacer, RedisPacer)
+        monkeypatch.setenv("KIRIM_REDIS_URL", "memcached://127.0.0.1:1")
+        with pytest.raises(InvalidParameterError) as raised:
+            KirimClient(TOKEN)
+        assert raised.value.field == "KIRIM_REDIS_URL"
+
+    def test_the_password_in_a_url_is_never_shown(self) -> None:
+        with pytest.raises(InvalidParameterError) as raised:
+            KirimClient(TOKEN, redis_url="http://user:hunter2@127.0.0.1:6379")
+        assert "hunter2" not in str(raised.value)
+        assert "hunter2" not in repr(KirimClient(TOKEN, redis_url="redis://:hunter2@h:1/0").pacer)
+
+    def test_without_the_extra_the_error_says_what_to_install(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "redis.asyncio.connection", None)
+        with pytest.raises(InvalidParameterError) as raised:
+            KirimClient(TOKEN, redis_url="redis://127.0.0.1:6379/0")
+        assert "pip install 'kirim-async[redis]'" in str(raised.value)
+
+    def test_a_pacer_of_ones_own_is_used_and_left_open(self) -> None:
+        retrier = Retrier(policy=RetryPolicy(), sleep=asyncio.sleep, clock=time.monotonic)
+        own = RateGate(asyncio.sleep, time.monotonic, time.time, retrier.exponential_waits)
+        assert KirimClient(TOKEN, pacer=own).pacer is own
+
+    def test_a_pacer_and_a_redis_url_together_are_refused(self) -> None:
+        retrier = Retrier(policy=RetryPolicy(), sleep=asyncio.sleep, clock=time.monotonic)
+        own = RateGate(asyncio.sleep, time.monotonic, time.time, retrier.exponential_waits)
+        with pytest.raises(InvalidParameterError) as raised:
+            KirimClient(TOKEN, pacer=own, redis_url="redis://127.0.0.1:6379/0")
+        assert raised.value.field == "pacer"
+
+    def test_something_that_is_not_a_pacer_is_refused(self) -> None:
+        with pytest.raises(InvalidParameterError) as raised:
+            KirimClient(TOKEN, pacer=object())  # type: ignore[arg-type]
+        assert raised.value.field == "pacer"
+
+    def test_the_key_is_a_hash_of_url_and_token(self) -> None:
+        key = shared_key("https://api.kirim.chat/v1", TOKEN)
+        assert TOKEN not in key
+        assert key != shared_key("https://api.kirim.chat/v1", TOKEN + "x")
+        assert key != shared_key("https://other.example/v1", TOKEN)
