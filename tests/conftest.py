@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,6 +22,8 @@ from hypothesis import settings
 from kirim_async import KirimClient
 from kirim_async.testing import FakeClock, FakeKirimServer
 from kirim_async.testing._threaded import serving_in_thread
+
+from .redis_server import RedisServer
 
 pytest_plugins = ["kirim_async.testing.pytest_plugin"]
 
@@ -54,6 +57,17 @@ async def server() -> AsyncIterator[FakeKirimServer]:
     """A FakeKirimServer on this test's event loop, every knob off."""
     async with FakeKirimServer(token="tok_test") as fake:
         yield fake
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (skipped without one; a failure under CI)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from kirim_async import ResponseEvent
 from kirim_async.cli._progress import Tally
 from kirim_async.cli._seedfile import prescan, read_report, read_rows
+from kirim_async.pacing import shared_key
 from kirim_async.testing import FakeKirimServer, Fault
 
 from .conftest import PROXY_VARIABLES, RecordingProxy, closed_port
+from .redis_server import RedisServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TOKEN = "tok_cli_SECRET_0451"
@@ -48,7 +51,7 @@ def run(
     environ: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run kirim-labels with *args*; no KIRIM_ or proxy variable but *token* and *environ*."""
-    ours = ("KIRIM_API_TOKEN", "KIRIM_BASE_URL", *PROXY_VARIABLES)
+    ours = ("KIRIM_API_TOKEN", "KIRIM_BASE_URL", "KIRIM_REDIS_URL", *PROXY_VARIABLES)
     env = {k: v for k, v in os.environ.items() if k.upper() not in ours}
     env.update(environ or {})
     if token is not None:
@@ -566,6 +569,41 @@ class TestProxy:
         assert "kirim-labels: error: HTTPS_PROXY: must be an http:// or https:// proxy" in (
             result.stderr
         )
+
+
+class TestRedis:
+    """``--redis URL``: the pacer shared through Redis, and its usage errors."""
+
+    def test_redis_option_shares_the_pacer_through_it(
+        self, server: FakeKirimServer, redis_server: RedisServer, tmp_path: Path
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\n" + "\n".join(f"r{i}" for i in range(40)))
+        result = seed(server, csv, "--redis", redis_server.url)
+        assert result.returncode == 0, result.stderr
+        assert f"sharing the pacer through Redis at {redis_server.url}" in result.stderr
+        assert len(server.labels) == 40
+        store = redis.Redis.from_url(redis_server.url)
+        try:
+            assert store.keys("*") == [shared_key(server.url, TOKEN).encode()]
+        finally:
+            store.close()
+
+    @pytest.mark.parametrize(
+        ("given", "environ", "says"),
+        [
+            (("--redis", "http://127.0.0.1:6379"), {}, "--redis: must be a redis://"),
+            ((), {"KIRIM_REDIS_URL": "127.0.0.1:6379"}, "KIRIM_REDIS_URL: must be a redis://"),
+        ],
+    )
+    def test_a_url_that_is_not_redis_is_a_usage_error_naming_it(
+        self, tmp_path: Path, given: tuple[str, ...], environ: dict[str, str], says: str
+    ) -> None:
+        csv = write(tmp_path / "in.csv", "name\nbug\n")
+        result = run(
+            "seed", csv, "--base-url", "https://api.kirim.example/v1", *given, environ=environ
+        )
+        assert result.returncode == 2
+        assert f"kirim-labels: error: {says}" in result.stderr
 
 
 class TestUsageAndInputErrors:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,20 +27,9 @@ from kirim_async._retry import Retrier
 from kirim_async.pacing import RateGate, RedisPacer, shared_key
 from kirim_async.testing import FakeKirimServer
 
-from .redis_server import RedisServer, free_port
+from .redis_server import REQUIRE_ENV, RedisServer, free_port, redis_binary
 
 TOKEN = "tok_redis_secret_0123456789"
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, stopped at its end."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class SleepLog:
@@ -300,3 +289,23 @@ class TestOptions:
         assert TOKEN not in key
         assert key != shared_key("https://api.kirim.chat/v1", TOKEN + "x")
         assert key != shared_key("https://other.example/v1", TOKEN)
+
+
+class TestTheServerFixture:
+    """Without redis-server the tests skip, naming the package; under CI they fail."""
+
+    def test_a_missing_binary_skips_naming_the_package(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.delenv(REQUIRE_ENV, raising=False)
+        with pytest.raises(pytest.skip.Exception, match="apt-get install redis-server"):
+            redis_binary()
+
+    def test_a_missing_binary_fails_under_ci(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.setenv(REQUIRE_ENV, "1")
+        with pytest.raises(pytest.fail.Exception, match="redis-server is not installed"):
+            redis_binary()

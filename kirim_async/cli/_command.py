@@ -36,6 +36,7 @@ from .._config import (
     TOKEN_ENV,
     check_proxy_url,
     chosen_base_url,
+    chosen_redis_url,
     environment_proxy,
     masked,
 )
@@ -50,6 +51,7 @@ from ..bulk import (
 )
 from ..errors import KirimError
 from ..models import CreateLabel
+from ..pacing import check_redis_url
 from ._progress import Progress, Tally, plural, quiet_summary, summary
 from ._seedfile import (
     InputFileError,
@@ -147,6 +149,14 @@ def _parser() -> argparse.ArgumentParser:
         help="requests a second at most, evenly spaced (default: as fast as the API allows)",
     )
     seed.add_argument("--base-url", help="API base URL (default: KIRIM_BASE_URL or the API's)")
+    seed.add_argument(
+        "--redis",
+        metavar="URL",
+        help=(
+            "share one pacer through this Redis (redis://, rediss:// or unix://) with "
+            "every process seeding with the same token (default: KIRIM_REDIS_URL)"
+        ),
+    )
     seed.add_argument(
         "--proxy",
         metavar="URL",
@@ -282,6 +292,14 @@ def _proxy(args: argparse.Namespace) -> str | None:
             "(the command line shows in ps and in the shell's history)"
         )
     return proxy
+
+
+def _redis_url(args: argparse.Namespace) -> str | None:
+    """The Redis to share the pacer through: ``--redis``, else ``KIRIM_REDIS_URL``."""
+    url, field = chosen_redis_url(args.redis)
+    if url is None:
+        return None
+    return check_redis_url(url, "--redis" if args.redis is not None else field)
 
 
 def _check_sandbox(args: argparse.Namespace) -> None:
@@ -487,6 +505,8 @@ class Target:
 
     token: str | None
     proxy: str | None = None
+    redis_url: str | None = None
+    """A Redis to share the pacer through (``--redis`` or ``KIRIM_REDIS_URL``), checked."""
     sandbox_teams: frozenset[str] = frozenset()
     rows: int | None = None
     """The rows to send, when the input was counted first: no more workers than that."""
@@ -507,7 +527,13 @@ async def _seed(
                     file=sys.stderr,
                 )
             await _send(
-                args, seeding, rows, token=server.token, base_url=server.url, count=target.rows
+                args,
+                seeding,
+                rows,
+                token=server.token,
+                base_url=server.url,
+                redis_url=target.redis_url,
+                count=target.rows,
             )
     else:
         assert target.token is not None  # noqa: S101 - resolved by seed()
@@ -518,6 +544,7 @@ async def _seed(
             token=target.token,
             base_url=args.base_url,
             proxy=target.proxy,
+            redis_url=target.redis_url,
             count=target.rows,
         )
 
@@ -530,6 +557,7 @@ async def _send(
     token: str,
     base_url: str | None,
     proxy: str | None = None,
+    redis_url: str | None = None,
     count: int | None = None,
 ) -> None:
     # No more workers than rows to send (each costs a task and a connection).
@@ -540,6 +568,7 @@ async def _send(
             token,
             base_url=base_url,
             proxy=proxy,
+            redis_url=redis_url,
             team_id=args.team_id,
             timeout=args.timeout,
             connection_limit=max(DEFAULT_CONNECTION_LIMIT, concurrency),
@@ -660,11 +689,17 @@ def seed(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     target = Target(
         token=_token(args) if sends else None,
         proxy=_proxy(args) if sends else None,
+        redis_url=_redis_url(args) if not args.dry_run else None,
         sandbox_teams=file_teams | ({args.team_id} if args.team_id is not None else frozenset()),
         rows=total,
     )
     if target.proxy is not None and not args.quiet:
         print(f"kirim-labels: sending through the proxy {masked(target.proxy)}", file=sys.stderr)
+    if target.redis_url is not None and not args.quiet:
+        print(
+            f"kirim-labels: sharing the pacer through Redis at {masked(target.redis_url)}",
+            file=sys.stderr,
+        )
     report = _open_report(report_target, prior, quiet=args.quiet)
     tally = Tally(total=total)
     seeding = Seeding(report=report, tally=tally, prior=prior, team_id=args.team_id)

@@ -55,6 +55,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from .._config import masked
 from ..errors import InvalidParameterError, RateLimitError
 from ._gate import RateGate
 from ._measure import (
@@ -231,15 +232,6 @@ def check_redis_url(url: object, field: str = "redis_url") -> str:
     return url
 
 
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:" if parts.username else ":"
-    return parts._replace(netloc=f"{user}***@{host}").geturl()
-
-
 @attrs.frozen
 class _SharedTicket:
     epoch: int
@@ -279,7 +271,7 @@ class RedisPacer:
         InvalidParameterError: *url* is not a Redis URL, or the ``redis`` extra is missing.
     """
 
-    url: str = attrs.field(repr=_masked)
+    url: str = attrs.field(repr=lambda url: repr(masked(url)))
     key: str
     sleep: Callable[[float], Awaitable[None]] = attrs.field(repr=False)
     clock: Callable[[], float] = attrs.field(repr=False)
@@ -529,7 +521,7 @@ class RedisPacer:
         reason = type(error).__name__
         logger.warning(
             "Redis pacer at %s failed (%s): pacing locally%s until it answers again",
-            _masked(self.url),
+            masked(self.url),
             reason,
             "" if cap is None else f" at {cap:.1f} requests/s (this process's share)",
         )
@@ -539,4 +531,4 @@ class RedisPacer:
             return
         self._local = None
         self._rejoin_wait = _REJOIN_FIRST
-        logger.info("Redis pacer at %s answers again: pacing is shared again", _masked(self.url))
+        logger.info("Redis pacer at %s answers again: pacing is shared again", masked(self.url))
