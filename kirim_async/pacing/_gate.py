@@ -67,10 +67,12 @@ from ._measure import (
     MIN_SENDS,
     PROBE_PER_SECOND,
     REFILL_PAUSE,
+    AdmittedRate,
     BadHint,
     Hint,
     cut_to,
     estimate_rate,
+    probed_rate,
     read_hint,
 )
 from ._protocol import Ticket
@@ -79,8 +81,6 @@ __all__ = ["RateGate"]
 
 logger = logging.getLogger("kirim_async")
 
-_ADMITTED_FLOOR = 0.9
-_QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 _IDLE_FORGET = 10.0  # seconds a guessed pace may hold nothing back before it is dropped
 _MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
 _CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
@@ -137,12 +137,7 @@ class RateGate:
     # out in, and a 429 cuts only if its request was sent in the current one.
     epoch: int = attrs.field(init=False, default=0)
     # Answers other than 429 in the current second and the best of the last two.
-    _second: float = attrs.field(init=False, default=0.0)
-    _admitted_now: int = attrs.field(init=False, default=0)
-    _admitted_best: float = attrs.field(init=False, default=0.0)
-    _admitted_last: float = attrs.field(init=False, default=0.0)
-    _admitted_peak: float = attrs.field(init=False, default=0.0)
-    """The best admitted rate of any whole second of the job (or its first seconds)."""
+    _admitted: AdmittedRate = attrs.field(init=False, factory=AdmittedRate)
     _bad_hints: int = attrs.field(init=False, default=0)
     _hint_scale: float = attrs.field(init=False, default=1.0)
     """Less than 1 after 429s that came despite the hints: they are paced under."""
@@ -234,18 +229,14 @@ class RateGate:
         if rate is None:
             return None
         if not self._from_headers and self._cut_at is not None:
-            since = now - self._cut_at
-            rate = self._cut_rate * (1.0 + self._probe * since)
-            quiet = now - self._limited_at - _QUIET
-            if self._cheap and quiet > 0:
-                # No 429 for a while, and one costs little: double each second, to find
-                # out quickly whether the limit moved (429s of other callers that
-                # stopped, say) rather than creep up for minutes.
-                rate = max(rate, self._cut_rate * 2.0 ** min(quiet, 64.0))
-            # Back to what the server has admitted before, fast: doubling each second.
-            ceiling = MEASURED_MARGIN * self._admitted_peak
-            if rate < ceiling:
-                rate = min(ceiling, self._cut_rate * 2.0 ** min(since, 64.0))
+            rate = probed_rate(
+                self._cut_rate,
+                now - self._cut_at,
+                self._probe,
+                quiet=now - self._limited_at,
+                cheap=self._cheap,
+                peak=self._admitted.peak,
+            )
         return rate if self.max_rate is None else min(rate, self.max_rate)
 
     def _token_delay(self, now: float) -> float:
@@ -276,27 +267,12 @@ class RateGate:
         else:  # any other answer ends a run of 429s
             self._waits = None
             if self._rate is not None:  # the admitted rate matters once pacing
-                self._count_admitted()
+                self._admitted.add(self.clock())
         hint = read_hint(headers, self.wall_clock())
         if isinstance(hint, Hint):
             self._read_hint(hint)
         elif hint is not None:
             self._distrust(hint)
-
-    def _count_admitted(self) -> None:
-        now = self.clock()
-        if now - self._second >= 1.0:
-            seconds = now - self._second
-            rate = self._admitted_now / seconds if seconds < 2.0 else 0.0
-            self._admitted_best = max(rate, self._admitted_last)
-            self._admitted_last = rate
-            self._admitted_peak = max(self._admitted_peak, rate)
-            self._second, self._admitted_now = now, 0
-        self._admitted_now += 1
-
-    def _admitted_floor(self) -> float:
-        """90 % of the best rate the server admitted in the last two whole seconds."""
-        return _ADMITTED_FLOOR * max(self._admitted_best, self._admitted_last)
 
     def _distrust(self, hint: BadHint) -> None:
         self._bad_hints += 1
@@ -324,7 +300,7 @@ class RateGate:
             self._token_delay(now)  # settle the bucket at the old rate first
         self._from_headers = True
         # No hint may stall the job: never below what the server admitted, nor 0.5/s.
-        self._rate = max(rate * self._hint_scale, self._admitted_floor(), MIN_RATE)
+        self._rate = max(rate * self._hint_scale, self._admitted.floor(), MIN_RATE)
         self._capacity = capacity
 
     def rate_limited(self, ticket: Ticket, error: RateLimitError) -> float:
@@ -386,15 +362,15 @@ class RateGate:
             elapsed = now - (self._first_send_at or now)
             sends = self.sends - self._sends_base
             current = sends / elapsed if elapsed > 0 else float(sends or 1)
-            self._second = now  # the admitted rate is counted from here
+            self._admitted.second = now  # the admitted rate is counted from here
             phase = sent[1] - (self._first_send_at or sent[1])
             self._first_phase = (admitted, phase)
             if elapsed >= 1.0:  # long enough that a first burst does not dominate it
-                self._admitted_peak = (self._answered - self.rate_limited_count) / elapsed
+                self._admitted.peak = (self._answered - self.rate_limited_count) / elapsed
         else:
             estimate = estimate_rate(admitted, phase, self._first_phase, self._phase_pause)
         rate, self._probe = cut_to(current, estimate, wait)
-        self._cut_rate = max(MIN_RATE, rate, self._admitted_floor())
+        self._cut_rate = max(MIN_RATE, rate, self._admitted.floor())
         # Cheap only when the server named a short wait: without Retry-After, each probe
         # past the limit costs one more of the client's growing backoffs.
         self._cheap = asked and wait < REFILL_PAUSE

@@ -23,10 +23,12 @@ __all__ = [
     "MIN_SENDS",
     "PROBE_PER_SECOND",
     "REFILL_PAUSE",
+    "AdmittedRate",
     "BadHint",
     "Hint",
     "cut_to",
     "estimate_rate",
+    "probed_rate",
     "read_hint",
 ]
 
@@ -39,6 +41,8 @@ MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 MIN_RATE = 0.5  # requests a second: no pace (nor hint) goes lower
 MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
+ADMITTED_FLOOR = 0.9  # a cut stays above this share of what the server just admitted
+QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
 _EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
 _IETF_FIELD = re.compile(r"[;\s]([qrtw])=(\d+)")
@@ -205,3 +209,63 @@ def cut_to(current: float, estimate: float | None, wait: float) -> tuple[float, 
         blind = DECREASE if wait < REFILL_PAUSE else COSTLY_DECREASE
         return current * blind, PROBE_PER_SECOND
     return min(current, MEASURED_MARGIN * estimate), MEASURED_PROBE_PER_SECOND
+
+
+def probed_rate(
+    cut_rate: float,
+    since_cut: float,
+    probe: float,
+    *,
+    quiet: float,
+    cheap: bool,
+    peak: float,
+) -> float:
+    """The pace *since_cut* seconds after a cut to *cut_rate*: how it probes upwards.
+
+    Linearly, by *probe* of the cut rate each second; back to what the server has
+    admitted before (a little under its best second, *peak*) fast, doubling each second;
+    and, after a cut whose 429 cost little (*cheap*), doubling each second once *quiet*
+    seconds have passed without a 429, to find out quickly whether the limit moved.
+    """
+    rate = cut_rate * (1.0 + probe * since_cut)
+    after_quiet = quiet - QUIET
+    if cheap and after_quiet > 0:
+        rate = max(rate, cut_rate * 2.0 ** min(after_quiet, 64.0))
+    ceiling = MEASURED_MARGIN * peak
+    if rate < ceiling:
+        rate = min(ceiling, cut_rate * 2.0 ** min(since_cut, 64.0))
+    return rate
+
+
+@attrs.define
+class AdmittedRate:
+    """The answers other than 429 a second: each whole second's, and the best of them.
+
+    A real limiter admits about its rate, so what it admitted is a floor for a cut and
+    a ceiling to climb back to fast.
+    """
+
+    second: float = 0.0
+    """When the current second began."""
+    count: int = 0
+    last: float = 0.0
+    """The last whole second's rate."""
+    best: float = 0.0
+    """The better of the last two seconds'."""
+    peak: float = 0.0
+    """The best second of all (or a first estimate of it)."""
+
+    def add(self, now: float, answers: int = 1) -> None:
+        """Count *answers* admitted by *now*."""
+        if now - self.second >= 1.0:
+            seconds = now - self.second
+            rate = self.count / seconds if seconds < 2.0 else 0.0
+            self.best = max(rate, self.last)
+            self.last = rate
+            self.peak = max(self.peak, rate)
+            self.second, self.count = now, 0
+        self.count += answers
+
+    def floor(self) -> float:
+        """90 % of the best rate admitted in the last two whole seconds."""
+        return ADMITTED_FLOOR * max(self.best, self.last)
