@@ -86,6 +86,31 @@ async def kirim_paced(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def kirim_shared(args: argparse.Namespace) -> dict[str, Any]:
+    """One of several processes sharing a token (benchmarks/shared.py), Redis or not.
+
+    Starts after ``--delay`` seconds; reports its Unix start and end, so that the
+    coordinator measures the whole job from the first start to the last end.
+    """
+    await asyncio.sleep(args.delay)
+    started = time.time()
+    async with KirimClient(
+        args.token, base_url=args.url, max_retries=8, redis_url=args.redis
+    ) as client:
+        result = await bulk_create_labels(
+            client, names(args.prefix, args.n), concurrency=args.concurrency
+        )
+        shared = getattr(client.pacer, "is_shared", False)
+    return {
+        "rate_limited": result.rate_limited,
+        "requests": result.requests_sent,
+        "done": len(result.created) + len(result.existing),
+        "began": started,
+        "ended": time.time(),
+        "shared_at_end": shared,
+    }
+
+
 BIN = 0.25  # seconds: kirim_timeline's resolution
 
 
@@ -255,6 +280,7 @@ VARIANTS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str,
     "kirim_paced": kirim_paced,
     "kirim_service": kirim_service,
     "kirim_timeline": kirim_timeline,
+    "kirim_shared": kirim_shared,
 }
 
 
@@ -280,6 +306,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--prefix", default="bench")
+    parser.add_argument("--redis", help="kirim_shared: share the pacer through this Redis")
+    parser.add_argument("--delay", type=float, default=0.0, help="kirim_shared: start late")
     args = parser.parse_args()
     _same_allocator_state()
     collections_before = [generation["collections"] for generation in gc.get_stats()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -28,6 +28,7 @@ __all__ = [
     "Hint",
     "cut_to",
     "estimate_rate",
+    "estimate_rate_under",
     "probed_rate",
     "read_hint",
 ]
@@ -44,6 +45,8 @@ MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
 ADMITTED_FLOOR = 0.9  # a cut stays above this share of what the server just admitted
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
+_RAMP_SAMPLES = 200  # points of a climbing phase's pace, for estimate_rate_under
+_BISECTIONS = 40
 _EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
 _IETF_FIELD = re.compile(r"[;\s]([qrtw])=(\d+)")
 
@@ -209,6 +212,44 @@ def cut_to(current: float, estimate: float | None, wait: float) -> tuple[float, 
         blind = DECREASE if wait < REFILL_PAUSE else COSTLY_DECREASE
         return current * blind, PROBE_PER_SECOND
     return min(current, MEASURED_MARGIN * estimate), MEASURED_PROBE_PER_SECOND
+
+
+def estimate_rate_under(
+    pace: Callable[[float], float], start: float, end: float, burst: float
+) -> float | None:
+    """The limiter's rate, from a phase paced by *pace* (climbing) that it ended at *end*.
+
+    A phase that climbs (a slow start after a blind cut) wastes the refill while the pace
+    is under the limiter's rate R, so ``A / t`` and :func:`estimate_rate` read R low.
+    Instead: from a full bucket of *burst* at *start*, the limiter refuses the first send
+    when the sends above R have spent it, ``integral of max(0, pace(t) - R) dt = burst``
+    over the phase. The left side falls as R grows, so R is found by bisection.
+
+    Args:
+        pace: Requests a second at a time (the pacer's clock).
+        start: When the phase began (the gate reopened, the bucket full).
+        end: When the send the server refused went out.
+        burst: The bucket's size: what the first phase admitted.
+
+    Returns:
+        Requests a second, or None when the phase is too short, or when its sends could
+        not have spent the burst at any rate (the pace is not what was sent).
+    """
+    if end - start < MIN_PHASE or burst <= 0:
+        return None
+    step = (end - start) / _RAMP_SAMPLES
+    paces = [pace(start + (i + 0.5) * step) for i in range(_RAMP_SAMPLES)]
+
+    def spent(rate: float) -> float:
+        return step * sum(max(0.0, sent - rate) for sent in paces)
+
+    low, high = 0.0, max(paces)
+    if spent(low) < burst:
+        return None
+    for _ in range(_BISECTIONS):
+        middle = (low + high) / 2
+        low, high = (middle, high) if spent(middle) > burst else (low, middle)
+    return (low + high) / 2
 
 
 def probed_rate(

@@ -49,6 +49,7 @@ import asyncio
 import hashlib
 import importlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -60,12 +61,16 @@ from ..errors import InvalidParameterError, RateLimitError
 from ._gate import RateGate
 from ._measure import (
     MEASURED_MARGIN,
+    MEASURED_PROBE_PER_SECOND,
     MIN_RATE,
     MIN_SENDS,
+    REFILL_PAUSE,
     BadHint,
     Hint,
     cut_to,
     estimate_rate,
+    estimate_rate_under,
+    probed_rate,
     read_hint,
 )
 from ._protocol import Ticket
@@ -86,34 +91,36 @@ _REJOIN_LAST = 30.0
 _MIN_HINT_SCALE = 0.5  # 429s despite the hints pace at least half what they say
 _MIN_SHARE = 0.05  # a process's share of the pace, falling back, is at least this
 
-# KEYS[1]: the hash. ARGV: the slot to confirm ('' for none), the expiry in ms.
-# Returns {'go', epoch, seq, now, rate} or {'wait', slot, now, rate}; numbers as
-# strings (Lua numbers returned to Redis lose their fraction).
-_TURN = """
+# The fields a turn reads back for the pacer's own computation of the pace.
+_PACE_FIELDS = "'cut_rate', 'cut_at', 'probe', 'cheap', 'limited_at', 'hint_rate', "
+_PACE_FIELDS += "'hint_scale', 'epoch'"
+
+# KEYS[1]: the hash. ARGV: the slot to confirm ('' for none); the expiry in ms; the pace
+# the caller computed ('' for none).
+# Returns {'go', now, epoch, seq, pace...} or {'wait', now, slot, '', pace...}: numbers
+# as strings (Lua numbers returned to Redis lose their fraction), a missing field nil.
+_TURN = (
+    """
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local f = redis.call('HMGET', key, 'open_at', 'tat', 'hint_rate', 'cut_rate', 'cut_at',
-                     'probe', 'burst', 'epoch', 'hint_scale')
+local f = redis.call('HMGET', key, 'open_at', 'tat', 'burst', """
+    + _PACE_FIELDS
+    + """)
 local open_at = tonumber(f[1]) or 0
 local tat = tonumber(f[2]) or 0
-local rate = tonumber(f[3])
-if rate then
-  rate = rate * (tonumber(f[9]) or 1)
-elseif f[4] then
-  rate = tonumber(f[4]) * (1 + tonumber(f[6]) * math.max(0, now - tonumber(f[5])))
-end
+local rate = tonumber(ARGV[3])
 local confirm = tonumber(ARGV[1])
 if not (confirm and open_at <= confirm) then
   local slot = math.max(now, open_at)
   if rate then
     local interval = 1 / rate
-    slot = math.max(slot, tat - ((tonumber(f[7]) or 1) - 1) * interval)
+    slot = math.max(slot, tat - ((tonumber(f[3]) or 1) - 1) * interval)
     redis.call('HSET', key, 'tat', tostring(math.max(tat, slot) + interval))
   end
   if slot > now then
     redis.call('PEXPIRE', key, ARGV[2])
-    return {'wait', tostring(slot), tostring(now), tostring(rate or 0)}
+    return {'wait', tostring(now), tostring(slot), '', unpack(f, 4, 11)}
   end
 end
 local seq = redis.call('HINCRBY', key, 'seq', 1)
@@ -121,51 +128,45 @@ if redis.call('HSETNX', key, 'first_at', tostring(now)) == 1 then
   redis.call('HSET', key, 'base', seq - 1)
 end
 redis.call('PEXPIRE', key, ARGV[2])
-return {'go', tostring(f[8] or 0), tostring(seq), tostring(now), tostring(rate or 0)}
+return {'go', tostring(now), f[11] or '0', tostring(seq), unpack(f, 4, 11)}
 """
+)
 
 # A 429. ARGV: the ticket's epoch, seq and send time; the wait; the sends an unpaced
 # first cut needs; the expiry in ms. Returns {'closed'} or, for a new congestion event,
-# {'cut', epoch, now, sent since the first send, seconds since it, current rate or '',
-#  phase admitted, phase seconds, pause, first phase admitted, first phase seconds,
-#  hint rate or '', hint scale}.
+# {'cut', epoch, now, sent since the first send, seconds since it, phase admitted, phase
+# seconds, pause, first phase admitted, first phase seconds}.
 _LIMITED = """
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local wait = tonumber(ARGV[4])
 local f = redis.call('HMGET', key, 'open_at', 'epoch', 'seq', 'base', 'first_at', 'hint_rate',
-                     'cut_rate', 'cut_at', 'probe', 'phase_seq', 'phase_start', 'phase_pause',
-                     'first_admitted', 'first_phase', 'hint_scale')
+                     'cut_rate', 'phase_seq', 'phase_start', 'phase_pause', 'first_admitted',
+                     'first_phase')
 local open_at = math.max(tonumber(f[1]) or 0, now + wait)
-redis.call('HSET', key, 'open_at', tostring(open_at))
+redis.call('HSET', key, 'open_at', tostring(open_at), 'limited_at', tostring(now))
 redis.call('PEXPIRE', key, ARGV[6])
 local epoch = tonumber(f[2]) or 0
 local seq = tonumber(ARGV[2])
 local sent_at = tonumber(ARGV[3])
-local paced = f[6] or f[7]
 if tonumber(ARGV[1]) < epoch then return {'closed'} end
 local base = tonumber(f[4]) or 0
-if not paced and seq - base < tonumber(ARGV[5]) then return {'closed'} end
+if not (f[6] or f[7]) and seq - base < tonumber(ARGV[5]) then return {'closed'} end
 local first_at = tonumber(f[5]) or sent_at
-local current = ''
-if f[7] then
-  current = tostring(tonumber(f[7]) * (1 + tonumber(f[9]) * math.max(0, now - tonumber(f[8]))))
-end
-local phase_seq = tonumber(f[10]) or base
-local phase_start = tonumber(f[11]) or first_at
+local phase_seq = tonumber(f[8]) or base
+local phase_start = tonumber(f[9]) or first_at
 local start = math.max(now, open_at)
 redis.call('HSET', key, 'epoch', epoch + 1, 'phase_seq', tonumber(f[3]) or seq,
            'phase_start', tostring(start), 'phase_pause', tostring(start - now))
 return {'cut', tostring(epoch + 1), tostring(now), tostring(seq - base),
-        tostring(now - first_at), current, tostring(seq - 1 - phase_seq),
-        tostring(sent_at - phase_start), f[12] or '0', f[13] or '0', f[14] or '0',
-        f[6] or '', f[15] or '1'}
+        tostring(now - first_at), tostring(seq - 1 - phase_seq),
+        tostring(sent_at - phase_start), f[10] or '0', f[11] or '0', f[12] or '0'}
 """
 
 # The pace after a cut, written only if no later event came first. ARGV: the event's
-# epoch; 'hint' and the scale of the hints' rate, or 'cut', the rate and the probe; the
-# first phase (admitted, seconds) or ''; the expiry in ms.
+# epoch; 'hint' and the scale of the hints' rate, or 'cut', the rate, the probe and
+# whether 429s are cheap; the first phase (admitted, seconds) or ''; the expiry in ms.
 _SET_PACE = """
 local key = KEYS[1]
 if tonumber(redis.call('HGET', key, 'epoch') or 0) ~= tonumber(ARGV[1]) then return 0 end
@@ -174,13 +175,13 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if ARGV[2] == 'hint' then
   redis.call('HSET', key, 'hint_scale', ARGV[3])
 else
-  redis.call('HSET', key, 'cut_rate', ARGV[3], 'probe', ARGV[4], 'cut_at', tostring(now),
-             'burst', '2')
-  if ARGV[5] ~= '' then
-    redis.call('HSET', key, 'first_admitted', ARGV[5], 'first_phase', ARGV[6])
+  redis.call('HSET', key, 'cut_rate', ARGV[3], 'probe', ARGV[4], 'cheap', ARGV[5],
+             'cut_at', tostring(now), 'burst', '2')
+  if ARGV[6] ~= '' then
+    redis.call('HSET', key, 'first_admitted', ARGV[6], 'first_phase', ARGV[7])
   end
 end
-redis.call('PEXPIRE', key, ARGV[7])
+redis.call('PEXPIRE', key, ARGV[8])
 return 1
 """
 
@@ -230,6 +231,60 @@ def check_redis_url(url: object, field: str = "redis_url") -> str:
             field, f"is not a URL redis-py can use ({type(error).__name__})", None
         ) from None
     return url
+
+
+@attrs.frozen
+class _SharedPace:
+    """The shared pace's parameters, as a turn read them (Redis's clock)."""
+
+    cut_rate: float | None
+    cut_at: float
+    probe: float
+    cheap: bool
+    limited_at: float
+    hint_rate: float | None
+    hint_scale: float
+
+    @classmethod
+    def read(cls, *fields: float | None) -> _SharedPace | None:
+        cut_rate, cut_at, probe, cheap, limited_at, hint_rate, hint_scale = fields
+        if cut_rate is None and hint_rate is None:
+            return None
+        return cls(
+            cut_rate,
+            cut_at or 0.0,
+            probe or 0.0,
+            bool(cheap),
+            limited_at or 0.0,
+            hint_rate,
+            1.0 if hint_scale is None else hint_scale,
+        )
+
+    def at(self, now: float) -> float:
+        """The pace at *now*: the hints' (scaled), or the cut's, probing upwards.
+
+        After a blind cut the pace doubles each second until the next congestion event
+        (TCP's slow start: the rate is unknown, and the event that ends it measures it);
+        after a measured one it creeps up. The local gate climbs back to the best second
+        the server admitted instead; counting every answer of every process in Redis
+        would cost a round trip each, so the shared pacer does without that floor.
+        """
+        if self.hint_rate is not None:
+            return max(MIN_RATE, self.hint_rate * self.hint_scale)
+        assert self.cut_rate is not None  # noqa: S101 - one of the two is set
+        return probed_rate(
+            self.cut_rate,
+            now - self.cut_at,
+            self.probe,
+            quiet=now - self.limited_at,
+            cheap=self.cheap,
+            peak=math.inf if self.is_climbing else 0.0,
+        )
+
+    @property
+    def is_climbing(self) -> bool:
+        """Whether the pace is in a slow start (after a blind cut), doubling each second."""
+        return self.hint_rate is None and self.probe != MEASURED_PROBE_PER_SECOND
 
 
 @attrs.frozen
@@ -286,7 +341,10 @@ class RedisPacer:
     """429 answers met by this process."""
     _redis: Redis | None = attrs.field(default=None, init=False, repr=False)
     _scripts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
-    _rate: float | None = attrs.field(default=None, init=False, repr=False)
+    _pace: _SharedPace | None = attrs.field(default=None, init=False, repr=False)
+    """The shared pace as the last turn read it."""
+    _offset: float = attrs.field(default=0.0, init=False, repr=False)
+    """Redis's clock less ours, as the last turn read it."""
     _local: RateGate | None = attrs.field(default=None, init=False, repr=False)
     _rejoin_at: float = attrs.field(default=0.0, init=False, repr=False)
     _rejoin_wait: float = attrs.field(default=_REJOIN_FIRST, init=False, repr=False)
@@ -313,10 +371,13 @@ class RedisPacer:
 
     @property
     def rate(self) -> float | None:
-        """The shared pace last seen (requests a second), or None when not pacing."""
+        """The shared pace now (requests a second), or None when not pacing."""
         if self._local is not None:
             return self._local.rate
-        return self._rate
+        pace = self._pace
+        if pace is None:
+            return None
+        return pace.at(self.clock() + self._offset)
 
     def try_turn(self) -> Ticket | None:
         """Never: every turn asks Redis (a closing may have come from another process)."""
@@ -330,17 +391,19 @@ class RedisPacer:
         confirm = ""
         try:
             while True:
-                reply = await self._run("turn", confirm, self._expiry_ms())
-                if _text(reply[0]) == "go":
-                    ticket = _SharedTicket(
-                        int(_text(reply[1])), int(_text(reply[2])), float(_text(reply[3]))
-                    )
+                rate = self.rate
+                reply = await self._run(
+                    "turn", confirm, self._expiry_ms(), "" if rate is None else repr(rate)
+                )
+                kind, now = _text(reply[0]), float(_text(reply[1]))
+                self._read_pace(now, reply[4:])
+                if kind == "go":
+                    ticket = _SharedTicket(int(_text(reply[2])), int(_text(reply[3])), now)
                     self._rejoined()
-                    self._count(ticket.seq, float(_text(reply[4])))
+                    self._count(ticket.seq)
                     return ticket
-                confirm = _text(reply[1])
-                self._rate = float(_text(reply[3])) or None
-                await self.sleep(float(confirm) - float(_text(reply[2])))
+                confirm = _text(reply[2])
+                await self.sleep(float(confirm) - now)
         except self._failures as error:
             self._fall_back(error)
         gate = self._local_gate()
@@ -412,12 +475,17 @@ class RedisPacer:
     def _expiry_ms(self) -> int:
         return max(1, round(self.idle_expiry * 1000))
 
-    def _count(self, seq: int, rate: float) -> None:
+    def _count(self, seq: int) -> None:
         self._own_sends += 1
         if self._first_seq is None:
             self._first_seq = seq
         self._last_seq = seq
-        self._rate = rate or None
+
+    def _read_pace(self, now: float, fields: list[bytes | None]) -> None:
+        """Take the shared pace a turn read, and how Redis's clock stands to ours."""
+        self._offset = now - self.clock()
+        values = [None if field is None else float(field) for field in fields]
+        self._pace = _SharedPace.read(*values[:7])  # the epoch, last, is the ticket's
 
     def _share(self) -> float:
         """This process's share of the shared sends it has seen go out."""
@@ -443,39 +511,46 @@ class RedisPacer:
                 self._expiry_ms(),
             )
             if _text(reply[0]) == "cut":
-                await self._cut([_text(part) for part in reply[1:]], wait)
+                await self._cut(ticket, [_text(part) for part in reply[1:]], wait, asked=asked)
         except self._failures as error:
             self._fall_back(error)
 
-    async def _cut(self, snapshot: list[str], wait: float) -> None:
+    async def _cut(
+        self, ticket: _SharedTicket, snapshot: list[str], wait: float, *, asked: bool
+    ) -> None:
         """Compute the pace after a congestion event this process owns, and share it."""
-        epoch, _now, sent, since_first, current_text = snapshot[:5]
-        admitted, phase, pause, first_admitted, first_phase, hint_text, scale = snapshot[5:]
+        epoch, now, sent, since_first = snapshot[:4]
+        admitted, phase, pause, first_admitted, first_phase = snapshot[4:]
         expiry = self._expiry_ms()
-        if hint_text:  # the hints promised more than the server gave: pace under them
-            under = max(_MIN_HINT_SCALE, float(scale) * MEASURED_MARGIN)
-            await self._run("set_pace", epoch, "hint", repr(under), "", "", "", expiry)
-            logger.debug(
-                "shared pace under the hints, cut to %.1f requests/s", float(hint_text) * under
-            )
+        pace = self._pace
+        if pace is not None and pace.hint_rate is not None:
+            # The hints promised more than the server gave: pace under them.
+            under = max(_MIN_HINT_SCALE, pace.hint_scale * MEASURED_MARGIN)
+            await self._run("set_pace", epoch, "hint", repr(under), "", "", "", "", expiry)
+            logger.debug("shared pace under the hints: %.1f requests/s", pace.hint_rate * under)
             return
+        current = None if pace is None else pace.at(float(now))
         first = ""
-        if current_text:
-            estimate = estimate_rate(
-                int(admitted),
-                float(phase),
-                (int(first_admitted), float(first_phase)),
-                float(pause),
-            )
-            rate, probe = cut_to(float(current_text), estimate, wait)
-        else:  # the first cut: of the send rate measured so far
+        estimate = None
+        if current is None:  # the first cut: of the send rate measured so far
             elapsed = float(since_first)
             current = int(sent) / elapsed if elapsed > 0 else float(sent)
-            estimate = None
-            rate, probe = cut_to(current, None, wait)
             first = admitted
+        elif pace is not None and pace.is_climbing:
+            # A slow start wasted refill while under the limit: read R from the ramp.
+            end = ticket.sent_at
+            estimate = estimate_rate_under(pace.at, end - float(phase), end, int(first_admitted))
+        else:
+            estimate = estimate_rate(
+                int(admitted), float(phase), (int(first_admitted), float(first_phase)), float(pause)
+            )
+        rate, probe = cut_to(current, estimate, wait)
         rate = max(MIN_RATE, rate)
-        await self._run("set_pace", epoch, "cut", repr(rate), repr(probe), first, phase, expiry)
+        # Cheap only when the server named a short wait (as the local gate reads it).
+        cheap = "1" if asked and wait < REFILL_PAUSE else "0"
+        await self._run(
+            "set_pace", epoch, "cut", repr(rate), repr(probe), cheap, first, phase, expiry
+        )
         logger.debug(
             "shared pace cut to %.1f requests/s: %s (this phase: %s admitted in %ss)",
             rate,
@@ -513,7 +588,7 @@ class RedisPacer:
                 self._rejoin_wait = min(_REJOIN_LAST, 2 * self._rejoin_wait)
                 self._rejoin_at = now + self._rejoin_wait
             return
-        shared = self._rate
+        shared = self.rate
         cap = None if shared is None else max(MIN_RATE, shared * self._share())
         self._local = RateGate(self.sleep, self.clock, self.wall_clock, self.backoff, cap)
         self._rejoin_wait = _REJOIN_FIRST

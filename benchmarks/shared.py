@@ -1,0 +1,166 @@
+"""Many processes, one token: the pacer shared through Redis against each process's own.
+
+    python benchmarks/shared.py [--quick] [--n N]
+
+Four processes share one token against one standalone fake server: a token bucket of
+300 requests/s (burst 30) answering 429s with an integer ``Retry-After`` and no hint
+headers, 5 ms latency. The creates (6,000 in all) are split evenly; each process runs a
+bulk job at concurrency 8. Cases: every process on the Redis pacer (issue 30's target:
+<= 1.10x the ideal 6,000 / 300 = 20 s, <= 2 % of requests answered 429); every process
+on its own local pacer, for comparison; Redis with one process started 2 s late; Redis
+stopped mid-job and started again a second later. Time is from the first process's
+start to the last one's end. Needs ``redis-server`` on the PATH and the redis extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the tests' redis-server
+from run import HERE, TOKEN, Server, environment
+
+from tests.redis_server import RedisServer
+
+RATE, BURST, LATENCY, PROCESSES, CONCURRENCY = 300, 30, 0.005, 4, 8
+SERVER_ARGS = [
+    "--rate",
+    str(RATE),
+    "--burst",
+    str(BURST),
+    "--retry-after",
+    "integer",
+    "--no-rate-limit-headers",
+    "--latency",
+    str(LATENCY),
+]
+
+
+@dataclass
+class Case:
+    name: str
+    shared: bool
+    late: float = 0.0  # seconds the last process starts late
+    restart_at: float | None = None  # seconds into the job Redis is stopped (1 s down)
+    has_target: bool = False
+
+
+CASES = [
+    Case("Redis pacer", shared=True, has_target=True),
+    Case("each process's local pacer", shared=False),
+    Case("Redis pacer, one process 2 s late", shared=True, late=2.0),
+    Case("Redis pacer, Redis restarted mid-job", shared=True, restart_at=5.0),
+]
+
+
+def run_case(case: Case, n: int, redis: RedisServer, timeout: float) -> dict[str, Any]:
+    """Run *case*'s processes against a fresh fake server; their results summed."""
+    server = Server(SERVER_ARGS)
+    env = {k: v for k, v in os.environ.items() if k != "KIRIM_REDIS_URL"}
+    try:
+        redis.stop()  # a fresh Redis a case: nothing learned is carried over
+        redis.start()
+        procs = []
+        for index in range(PROCESSES):
+            command = [sys.executable, str(HERE / "variants.py"), "kirim_shared"]
+            command += ["--url", server.url, "--token", TOKEN, "--n", str(n // PROCESSES)]
+            command += ["--concurrency", str(CONCURRENCY), "--prefix", f"p{index}"]
+            if case.shared:
+                command += ["--redis", redis.url]
+            if index == PROCESSES - 1 and case.late:
+                command += ["--delay", str(case.late)]
+            procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env))
+        restarter = None
+        if case.restart_at is not None:
+            restarter = threading.Timer(case.restart_at, _restart, (redis,))
+            restarter.start()
+        results = []
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                for other in procs:
+                    other.kill()
+                    other.communicate()
+                return {"stopped": True}
+            if proc.returncode:
+                raise RuntimeError(f"a process of {case.name!r} failed")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        if restarter is not None:
+            restarter.join()
+        return {
+            "wall": max(r["ended"] for r in results) - min(r["began"] for r in results),
+            "requests": sum(r["requests"] for r in results),
+            "rate_limited": sum(r["rate_limited"] for r in results),
+            "done": sum(r["done"] for r in results),
+            "shared_at_end": all(r["shared_at_end"] for r in results),
+        }
+    finally:
+        server.stop()
+
+
+def _restart(redis: RedisServer) -> None:
+    redis.stop()
+    time.sleep(1.0)  # down for a second, as a restart takes
+    redis.start()
+
+
+def report(n: int) -> list[str]:
+    """The table of every case, with the target's verdict."""
+    ideal = n / RATE
+    lines = [
+        f"{PROCESSES} processes x {n // PROCESSES:,} creates (concurrency {CONCURRENCY} each), "
+        f"one token; token bucket {RATE}/s (burst {BURST}), integer Retry-After, no hints, "
+        f"{LATENCY * 1000:.0f} ms latency; ideal {ideal:g} s",
+        "",
+        "| pacer | time / ideal | 429s / requests | target (<= 1.10x, <= 2 %) |",
+        "|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as directory:
+        redis = RedisServer(Path(directory))
+        redis.start()
+        try:
+            for case in CASES:
+                result = run_case(case, n, redis, timeout=3 * ideal + 10)
+                if result.get("stopped"):
+                    lines.append(f"| {case.name} | > 3 (stopped) | | |")
+                    continue
+                ratio = result["wall"] / ideal
+                share = result["rate_limited"] / max(1, result["requests"])
+                verdict = "reported"
+                if case.has_target:
+                    ok = ratio <= 1.10 and share <= 0.02 and result["done"] == n
+                    verdict = "met" if ok else "missed"
+                elif result["done"] != n:
+                    verdict = f"{n - result['done']} not done"
+                lines.append(f"| {case.name} | {ratio:.2f} | {share:.1%} | {verdict} |")
+                print(lines[-1], file=sys.stderr, flush=True)
+        finally:
+            redis.stop()
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,500 creates in all, not 6,000")
+    parser.add_argument("--n", type=int, help="creates in all (a test runs it tiny)")
+    args = parser.parse_args(argv)
+    n = args.n or (1_500 if args.quick else 6_000)
+    print("\n".join([*environment(), "", *report(n)]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
