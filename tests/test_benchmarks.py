@@ -15,6 +15,8 @@ from types import ModuleType
 
 import pytest
 
+from .redis_server import redis_binary
+
 pytestmark = pytest.mark.slow
 
 RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
@@ -127,3 +129,26 @@ def test_the_rate_limit_matrix_prints_every_cell() -> None:
     assert re.search(r"\d+ of \d+ cells meet the target", report)
     assert "\nrecovery: " in report  # the cell of 429s that stop (measured, or why not)
     assert "concurrent labels.create on one client" in report
+
+
+def test_the_shared_pacer_benchmark_prints_every_case() -> None:
+    # benchmarks/shared.py at a tiny size, against a real redis-server it starts itself.
+    redis_binary()
+    script = RUN_PY.parent / "shared.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--n", "80"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = result.stdout
+    assert "| pacer | time / ideal | 429s / requests | target (<= 1.10x, <= 2 %) |" in report
+    for case in (
+        "| Redis pacer |",
+        "| each process's local pacer |",
+        "| Redis pacer, one process 2 s late |",
+        "| Redis pacer, Redis restarted mid-job |",
+    ):
+        assert case in report

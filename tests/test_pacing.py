@@ -15,6 +15,7 @@ from kirim_async import RateLimitError, RetryPolicy
 from kirim_async._retry import Retrier
 from kirim_async.bulk._control import JobGate
 from kirim_async.pacing import RateGate, Ticket
+from kirim_async.pacing._measure import estimate_rate_under, probed_rate
 from kirim_async.testing import FakeClock
 
 from .conftest import SleepRecorder
@@ -514,3 +515,42 @@ class TestOnePacerForTheClient:
             await job.turn()
         assert sleeps.waits == pytest.approx([0.1, 0.1])
         assert pacer.try_turn() is not None  # the client's other calls are not capped
+
+
+class TestMeasure:
+    """The pure measurements every pacer shares (kirim_async.pacing._measure)."""
+
+    @pytest.mark.parametrize(
+        ("pace", "start", "rate", "burst"),
+        [
+            (lambda t: 500.0, 0.0, 300.0, 30.0),  # a steady pace over the limit
+            (lambda t: 76.0 * 2.0**t, 1.0, 300.0, 30.0),  # a slow start, doubling
+            (lambda t: 100.0 * 2.0**t, 0.5, 1000.0, 100.0),
+        ],
+    )
+    def test_the_rate_is_read_from_the_phase_that_spent_the_bucket(
+        self, pace: Callable[[float], float], start: float, rate: float, burst: float
+    ) -> None:
+        # When a bucket of `burst`, full at `start`, is spent by the sends above `rate`.
+        spent, t, step = 0.0, start, 1e-5
+        while spent < burst:
+            spent += max(0.0, pace(t) - rate) * step
+            t += step
+        assert estimate_rate_under(pace, start, t, burst) == pytest.approx(rate, rel=0.01)
+
+    def test_a_phase_that_could_not_spend_the_bucket_measures_nothing(self) -> None:
+        assert estimate_rate_under(lambda t: 10.0, 0.0, 1.0, 30.0) is None
+        assert estimate_rate_under(lambda t: 500.0, 0.0, 0.01, 30.0) is None  # too short
+
+    def test_the_probe_doubles_back_to_the_peak_then_creeps(self) -> None:
+        rate = probed_rate(100.0, 1.0, 0.1, quiet=0.0, cheap=False, peak=1000.0)
+        assert rate == pytest.approx(200.0)  # doubling towards 97 % of the peak
+        rate = probed_rate(100.0, 10.0, 0.1, quiet=0.0, cheap=False, peak=1000.0)
+        assert rate == pytest.approx(970.0)
+        assert probed_rate(100.0, 2.0, 0.1, quiet=0.0, cheap=False, peak=0.0) == 120.0
+
+    def test_a_cheap_429_doubles_the_pace_after_quiet(self) -> None:
+        quiet = probed_rate(100.0, 3.0, 0.002, quiet=3.0, cheap=True, peak=0.0)
+        assert quiet == pytest.approx(400.0)  # two seconds past the quiet second
+        costly = probed_rate(100.0, 3.0, 0.002, quiet=3.0, cheap=False, peak=0.0)
+        assert costly == pytest.approx(100.6)
