@@ -20,18 +20,29 @@ The shared state and what changes it:
   *epoch*; a 429 for a send of the current epoch is a new event: the script advances the
   epoch (so the 429s of sends already in flight, in any process, cut nothing more) and
   hands that process what it needs to measure: the sends, their times, the phase since
-  the last cut. It computes the new pace with the same rules as the local gate
-  (:mod:`kirim_async.pacing._measure`: a blind cut, or the limiter's rate measured from
-  two phases, a little under it) and writes it back, only if no later event came first.
-  Between cuts the pace grows linearly (the probe), computed in the turn script.
-- **Hints.** A process that reads a hint stating a rate (the IETF policy, or the median
-  of ``X-RateLimit-*`` samples) writes it when it moves by more than 5 %: it paces
-  everyone, with the quota as burst; each congestion event despite it paces 3 % under.
+  the last cut. It computes the new pace (:mod:`kirim_async.pacing._measure`) and writes
+  it back, only if no later event came first, as a new *version*: a turn reserved at an
+  older pace is refused and asked again, so that the sends waiting out a closing do not
+  all go at its end. Each process computes the pace from the shared parameters (with
+  the local gate's probe) and hands it to the turn script; it probes upwards from the
+  reopening, not during the closing.
+- **Blind cuts and the slow start.** A cut that measured nothing halves the pace, which
+  then doubles each second until the next event (TCP's slow start); that event reads
+  the limiter's rate from the ramp (``estimate_rate_under``): the rate at which the
+  sends above it spent the bucket. A measured cut paces 3 % under the rate measured and
+  creeps up, as the local gate does.
+- **Hints.** A process that reads a hint of the rate (the IETF policy, or the median of
+  its last ``X-RateLimit-*`` samples) writes it when it moves by more than 5 %: a rate
+  the server states replaces the shared one, a sample moves it a fifth of the way (the
+  processes' medians differ). It paces everyone, with the quota as burst; each
+  congestion event despite it paces 3 % under.
 
 What the local gate does beyond this, it does not do here: its admitted-rate floor and
-its fast probing after quiet need every answer counted, which would cost each request a
-second round trip. Instead the hash **expires** after ``idle_expiry`` seconds without a
-turn, so a pace guessed for one job is not the next one's: it re-learns.
+its climb back to the best second need every answer counted by when it came, which
+would cost each answer a round trip to Redis (counted at each turn, they arrive late and
+bunched, and a floor read from them drew 429s). Instead the hash **expires** after
+``idle_expiry`` seconds without a turn, so a pace guessed for one job is not the next
+one's: it re-learns.
 
 **When Redis fails** (not reachable, a timeout, a restart), no call fails for it: the
 pacer logs one warning and goes on through a local gate capped at this process's share
@@ -64,6 +75,7 @@ from ._measure import (
     MEASURED_PROBE_PER_SECOND,
     MIN_RATE,
     MIN_SENDS,
+    PROBE_PER_SECOND,
     REFILL_PAUSE,
     BadHint,
     Hint,
@@ -86,19 +98,23 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 _INSTALL = "pip install 'kirim-async[redis]'"
 _HINT_MOVE = 0.05  # a hint rate is shared again when it moves by more than this share
 _HINT_SAMPLES = 5
+_HINT_WEIGHT = 0.2  # a process's median of samples moves the shared hint rate this much
 _REJOIN_FIRST = 1.0  # seconds to the first try to rejoin Redis; doubled up to the last
 _REJOIN_LAST = 30.0
 _MIN_HINT_SCALE = 0.5  # 429s despite the hints pace at least half what they say
+_SLOW_START_CUT = 0.5  # a blind cut halves the pace; the slow start that follows measures
 _MIN_SHARE = 0.05  # a process's share of the pace, falling back, is at least this
 
 # The fields a turn reads back for the pacer's own computation of the pace.
 _PACE_FIELDS = "'cut_rate', 'cut_at', 'probe', 'cheap', 'limited_at', 'hint_rate', "
-_PACE_FIELDS += "'hint_scale', 'epoch'"
+_PACE_FIELDS += "'hint_scale', 'version', 'epoch'"
 
 # KEYS[1]: the hash. ARGV: the slot to confirm ('' for none); the expiry in ms; the pace
-# the caller computed ('' for none).
-# Returns {'go', now, epoch, seq, pace...} or {'wait', now, slot, '', pace...}: numbers
-# as strings (Lua numbers returned to Redis lose their fraction), a missing field nil.
+# the caller computed ('' for none) and the version of the pace it computed it from.
+# Returns {'go', now, epoch, seq, pace...}, {'wait', now, slot, '', pace...} or, when
+# the caller's pace is not the current one (a cut came), {'stale', now, '', '', pace...}
+# without a turn: it computes the pace again and asks again. Numbers as strings (Lua
+# numbers returned to Redis lose their fraction), a missing field nil.
 _TURN = (
     """
 local key = KEYS[1]
@@ -111,6 +127,9 @@ local open_at = tonumber(f[1]) or 0
 local tat = tonumber(f[2]) or 0
 local rate = tonumber(ARGV[3])
 local confirm = tonumber(ARGV[1])
+if tonumber(ARGV[4]) ~= (tonumber(f[11]) or 0) then
+  return {'stale', tostring(now), '', '', unpack(f, 4, 12)}
+end
 if not (confirm and open_at <= confirm) then
   local slot = math.max(now, open_at)
   if rate then
@@ -120,7 +139,7 @@ if not (confirm and open_at <= confirm) then
   end
   if slot > now then
     redis.call('PEXPIRE', key, ARGV[2])
-    return {'wait', tostring(now), tostring(slot), '', unpack(f, 4, 11)}
+    return {'wait', tostring(now), tostring(slot), '', unpack(f, 4, 12)}
   end
 end
 local seq = redis.call('HINCRBY', key, 'seq', 1)
@@ -128,13 +147,13 @@ if redis.call('HSETNX', key, 'first_at', tostring(now)) == 1 then
   redis.call('HSET', key, 'base', seq - 1)
 end
 redis.call('PEXPIRE', key, ARGV[2])
-return {'go', tostring(now), f[11] or '0', tostring(seq), unpack(f, 4, 11)}
+return {'go', tostring(now), f[12] or '0', tostring(seq), unpack(f, 4, 12)}
 """
 )
 
 # A 429. ARGV: the ticket's epoch, seq and send time; the wait; the sends an unpaced
 # first cut needs; the expiry in ms. Returns {'closed'} or, for a new congestion event,
-# {'cut', epoch, now, sent since the first send, seconds since it, phase admitted, phase
+# {'cut', epoch, now, sends since the first, seconds since it, phase admitted, phase
 # seconds, pause, first phase admitted, first phase seconds}.
 _LIMITED = """
 local key = KEYS[1]
@@ -172,11 +191,14 @@ local key = KEYS[1]
 if tonumber(redis.call('HGET', key, 'epoch') or 0) ~= tonumber(ARGV[1]) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+-- The pace probes upwards from the reopening: nothing is sent while the gate is closed.
+local from = math.max(now, tonumber(redis.call('HGET', key, 'open_at') or 0))
 if ARGV[2] == 'hint' then
   redis.call('HSET', key, 'hint_scale', ARGV[3])
 else
   redis.call('HSET', key, 'cut_rate', ARGV[3], 'probe', ARGV[4], 'cheap', ARGV[5],
-             'cut_at', tostring(now), 'burst', '2')
+             'cut_at', tostring(from), 'burst', '2')
+  redis.call('HINCRBY', key, 'version', 1)  -- turns reserved at the old pace are stale
   if ARGV[6] ~= '' then
     redis.call('HSET', key, 'first_admitted', ARGV[6], 'first_phase', ARGV[7])
   end
@@ -185,9 +207,13 @@ redis.call('PEXPIRE', key, ARGV[8])
 return 1
 """
 
-# A hint that states a rate. ARGV: the rate, the burst, the expiry in ms.
+# A hint of the rate. ARGV: the rate, the burst, the expiry in ms, and the weight of a
+# sample against the rate shared so far (1 for a rate the server states).
 _HINT = """
-redis.call('HSET', KEYS[1], 'hint_rate', ARGV[1], 'burst', ARGV[2])
+local old = tonumber(redis.call('HGET', KEYS[1], 'hint_rate'))
+local rate = tonumber(ARGV[1])
+if old then rate = old + tonumber(ARGV[4]) * (rate - old) end
+redis.call('HSET', KEYS[1], 'hint_rate', tostring(rate), 'burst', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
@@ -343,6 +369,8 @@ class RedisPacer:
     _scripts: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _pace: _SharedPace | None = attrs.field(default=None, init=False, repr=False)
     """The shared pace as the last turn read it."""
+    _version: int = attrs.field(default=0, init=False, repr=False)
+    """The version of the shared pace ``_pace`` is (each cut makes a new one)."""
     _offset: float = attrs.field(default=0.0, init=False, repr=False)
     """Redis's clock less ours, as the last turn read it."""
     _local: RateGate | None = attrs.field(default=None, init=False, repr=False)
@@ -393,10 +421,17 @@ class RedisPacer:
             while True:
                 rate = self.rate
                 reply = await self._run(
-                    "turn", confirm, self._expiry_ms(), "" if rate is None else repr(rate)
+                    "turn",
+                    confirm,
+                    self._expiry_ms(),
+                    "" if rate is None else repr(rate),
+                    self._version,
                 )
                 kind, now = _text(reply[0]), float(_text(reply[1]))
                 self._read_pace(now, reply[4:])
+                if kind == "stale":  # a cut came: reserve again at the new pace
+                    confirm = ""
+                    continue
                 if kind == "go":
                     ticket = _SharedTicket(int(_text(reply[2])), int(_text(reply[3])), now)
                     self._rejoined()
@@ -485,7 +520,8 @@ class RedisPacer:
         """Take the shared pace a turn read, and how Redis's clock stands to ours."""
         self._offset = now - self.clock()
         values = [None if field is None else float(field) for field in fields]
-        self._pace = _SharedPace.read(*values[:7])  # the epoch, last, is the ticket's
+        self._pace = _SharedPace.read(*values[:7])
+        self._version = int(values[7] or 0)  # the epoch, last, is the ticket's
 
     def _share(self) -> float:
         """This process's share of the shared sends it has seen go out."""
@@ -542,9 +578,15 @@ class RedisPacer:
             estimate = estimate_rate_under(pace.at, end - float(phase), end, int(first_admitted))
         else:
             estimate = estimate_rate(
-                int(admitted), float(phase), (int(first_admitted), float(first_phase)), float(pause)
+                int(admitted),
+                float(phase),
+                (int(first_admitted), float(first_phase)),
+                float(pause),
             )
-        rate, probe = cut_to(current, estimate, wait)
+        if estimate is None:  # halve, then the slow start finds the rate (TCP's way)
+            rate, probe = _SLOW_START_CUT * current, PROBE_PER_SECOND
+        else:
+            rate, probe = cut_to(current, estimate, wait)
         rate = max(MIN_RATE, rate)
         # Cheap only when the server named a short wait (as the local gate reads it).
         cheap = "1" if asked and wait < REFILL_PAUSE else "0"
@@ -569,11 +611,13 @@ class RedisPacer:
         if abs(rate - self._shared_hint) <= _HINT_MOVE * self._shared_hint:
             return
         self._shared_hint = rate
-        self._background(self._write_hint(rate, max(1.0, hint.limit)))
+        logger.debug("shared pace from the hints: %.1f requests/s", rate)
+        weight = 1.0 if hint.is_stated else _HINT_WEIGHT
+        self._background(self._write_hint(rate, max(1.0, hint.limit), weight))
 
-    async def _write_hint(self, rate: float, burst: float) -> None:
+    async def _write_hint(self, rate: float, burst: float, weight: float) -> None:
         try:
-            await self._run("hint", repr(rate), repr(burst), self._expiry_ms())
+            await self._run("hint", repr(rate), repr(burst), self._expiry_ms(), repr(weight))
         except self._failures as error:
             self._fall_back(error)
 
