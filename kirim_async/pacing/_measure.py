@@ -141,9 +141,7 @@ def _read_x_ratelimit(headers: Mapping[str, str], wall_now: float) -> Hint | Bad
     # counters are rounded, so only answers with several tokens used give a sample.
     if epoch or reset <= 0 or used < max(2.0, 0.1 * limit):
         return None
-    # Remaining counts whole requests; the one being restored is part spent: on
-    # average half of one more is used than the counters say is not.
-    return Hint((used - 0.5) / (reset + 0.0005), limit, remaining, is_stated=False)
+    return Hint(used / (reset + 0.0005), limit, remaining, is_stated=False)
 
 
 def _read_ietf(headers: Mapping[str, str]) -> Hint | BadHint:
