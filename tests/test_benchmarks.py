@@ -110,18 +110,22 @@ def test_without_httpx_its_variant_is_left_out_and_the_report_says_so(
     assert "- raw aiohttp / httpx throughput: not run: httpx is not installed" in report
 
 
-def test_the_rate_limit_matrix_prints_every_cell() -> None:
-    # benchmarks/ratelimit.py at a tiny size: the script works; its figures are not read.
-    script = RUN_PY.parent / "ratelimit.py"
+def run_script(name: str, *args: str) -> str:
+    """Run benchmarks/*name* with *args*; what it printed (it must succeed)."""
     result = subprocess.run(
-        [sys.executable, str(script), "--n", "60"],
+        [sys.executable, str(RUN_PY.parent / name), *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    report = result.stdout
+    return result.stdout
+
+
+def test_the_rate_limit_matrix_prints_every_cell() -> None:
+    # benchmarks/ratelimit.py at a tiny size: the script works; its figures are not read.
+    report = run_script("ratelimit.py", "--n", "60")
     assert "| server | time / ideal | 429s / requests | target |" in report
     assert report.count("| token-bucket, Retry-After ") >= 8
     assert "| fixed-window, " in report
@@ -134,21 +138,14 @@ def test_the_rate_limit_matrix_prints_every_cell() -> None:
 def test_the_shared_pacer_benchmark_prints_every_case() -> None:
     # benchmarks/shared.py at a tiny size, against a real redis-server it starts itself.
     redis_binary()
-    script = RUN_PY.parent / "shared.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--n", "80"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = result.stdout
+    report = run_script("shared.py", "--n", "80")
     assert "| pacer | time / ideal | 429s / requests | target (<= 1.10x, <= 2 %) |" in report
     for case in (
-        "| Redis pacer |",
-        "| each process's local pacer |",
-        "| Redis pacer, one process 2 s late |",
-        "| Redis pacer, Redis restarted mid-job |",
+        "| Redis pacer, X-RateLimit hints |",
+        "| each process's local pacer, X-RateLimit hints |",
+        "| Redis pacer, no hints |",
+        "| each process's local pacer, no hints |",
+        "| Redis pacer, hints, one process 2 s late |",
+        "| Redis pacer, hints, Redis restarted mid-job |",
     ):
         assert case in report

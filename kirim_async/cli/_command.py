@@ -526,40 +526,23 @@ async def _seed(
                     f"limited to {SANDBOX_RATE:g} requests/s",
                     file=sys.stderr,
                 )
-            await _send(
-                args,
-                seeding,
-                rows,
-                token=server.token,
-                base_url=server.url,
-                redis_url=target.redis_url,
-                count=target.rows,
-            )
+            await _send(args, seeding, rows, target, token=server.token, base_url=server.url)
     else:
         assert target.token is not None  # noqa: S101 - resolved by seed()
-        await _send(
-            args,
-            seeding,
-            rows,
-            token=target.token,
-            base_url=args.base_url,
-            proxy=target.proxy,
-            redis_url=target.redis_url,
-            count=target.rows,
-        )
+        await _send(args, seeding, rows, target, token=target.token, base_url=args.base_url)
 
 
 async def _send(
     args: argparse.Namespace,
     seeding: Seeding,
     rows: Iterator[Row],
+    target: Target,
     *,
     token: str,
     base_url: str | None,
-    proxy: str | None = None,
-    redis_url: str | None = None,
-    count: int | None = None,
 ) -> None:
+    """Send *rows* with *token* to *base_url*, through *target*'s proxy and Redis."""
+    count = target.rows
     # No more workers than rows to send (each costs a task and a connection).
     concurrency = args.concurrency if count is None else max(1, min(count, args.concurrency))
     progress = Progress(seeding.tally, quiet=args.quiet, stream=sys.stderr)
@@ -567,8 +550,8 @@ async def _send(
         async with KirimClient(
             token,
             base_url=base_url,
-            proxy=proxy,
-            redis_url=redis_url,
+            proxy=target.proxy,
+            redis_url=target.redis_url,
             team_id=args.team_id,
             timeout=args.timeout,
             connection_limit=max(DEFAULT_CONNECTION_LIMIT, concurrency),
