@@ -25,8 +25,8 @@ class Pacer(Protocol):
     What to do when waits grow too long (a call's budget, a job's, ``max_retry_after``)
     is the caller's; a pacer only says how long the next turn is away.
 
-    A pacer may keep state elsewhere (Redis, one day): :meth:`turn` is a coroutine for
-    that reason. :meth:`try_turn` lets one whose turn is often free skip it.
+    A pacer may keep its state elsewhere (:class:`RedisPacer` keeps it in Redis):
+    :meth:`turn` is a coroutine for that reason. :meth:`try_turn` lets one whose turn is often free skip it.
     """
 
     @property

@@ -445,7 +445,7 @@ class RedisPacer:
         return _LocalTicket(gate, await gate.turn())
 
     def learn(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from an answer: a 429 ends no run here; hints are shared when they move."""
+        """Learn from an answer: any but a 429 ends a run of backoffs; hints are shared."""
         if isinstance(ticket, _LocalTicket):
             ticket.gate.learn(ticket.inner, status, headers)
             return
