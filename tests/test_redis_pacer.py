@@ -122,6 +122,28 @@ async def test_turns_are_spaced_at_the_shared_pace_on_redis_time(
     assert gaps == pytest.approx([1.0] * 2, abs=0.1)
 
 
+async def test_a_closing_leaves_no_burst_behind(redis_server: RedisServer) -> None:
+    sleeps = SleepLog()
+    gate = pacer(redis_server.url, sleep=sleeps)
+    hint = {"RateLimit-Policy": '"p";q=4;w=4', "RateLimit": '"p";r=4;t=0'}
+    gate.learn(await gate.turn(), 200, hint)  # 1 request/s, burst 4
+    await gate.aclose()
+    await gate.turn()  # reads the pace
+    gate.rate_limited(await gate.turn(), _rl(2.0))
+    await gate.aclose()  # the closing is written
+    sleeps.calls.clear()
+    for _ in range(4):
+        await gate.turn()
+    await gate.aclose()
+    # The server's bucket may be as empty at the reopening as at the 429: one turn at
+    # the reopening, then one a second, not the burst of 4 at once.
+    slots = [asked_at + delay for asked_at, delay in sleeps.calls]
+    assert len(slots) == 4
+    assert 1.5 < sleeps.calls[0][1] <= 2.0
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    assert gaps == pytest.approx([1.0] * 3, abs=0.1)
+
+
 async def test_the_first_cut_is_shared_and_429s_in_flight_cut_no_more(
     redis_server: RedisServer,
 ) -> None:

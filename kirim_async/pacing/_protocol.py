@@ -26,7 +26,8 @@ class Pacer(Protocol):
     is the caller's; a pacer only says how long the next turn is away.
 
     A pacer may keep its state elsewhere (:class:`RedisPacer` keeps it in Redis):
-    :meth:`turn` is a coroutine for that reason. :meth:`try_turn` lets one whose turn is often free skip it.
+    :meth:`turn` is a coroutine for that reason. :meth:`try_turn` lets one whose turn is
+    often free skip it.
     """
 
     @property

@@ -13,7 +13,9 @@ The shared state and what changes it:
 - **The schedule.** Turns are spaced by GCRA (the "virtual scheduling" form of a token
   bucket): the hash keeps the theoretical arrival time ``tat`` of the next turn; a turn
   is the later of now, the closing, and ``tat`` less the allowed burst; taking it moves
-  ``tat`` on by one interval. A process that must wait reserves its slot and sleeps
+  ``tat`` on by one interval. A closing leaves no burst: it builds up again from the
+  reopening (the local gate empties its bucket at a 429 too), else the burst and a pace
+  a few per cent under the limit drew a 429 a second after each reopening. A process that must wait reserves its slot and sleeps
   until it (no polling); waking, it confirms the slot in one more call, which re-reserves
   only if a closing came since.
 - **The pace.** Unpaced until the first congestion event. Every send carries the shared
@@ -134,7 +136,10 @@ if not (confirm and open_at <= confirm) then
   local slot = math.max(now, open_at)
   if rate then
     local interval = 1 / rate
-    slot = math.max(slot, tat - ((tonumber(f[3]) or 1) - 1) * interval)
+    local allowance = ((tonumber(f[3]) or 1) - 1) * interval
+    -- A closing leaves no burst: it builds up again from the reopening, at the pace.
+    tat = math.max(tat, open_at + allowance)
+    slot = math.max(slot, tat - allowance)
     redis.call('HSET', key, 'tat', tostring(math.max(tat, slot) + interval))
   end
   if slot > now then
