@@ -140,7 +140,7 @@ def report(n: int) -> list[str]:
                     verdict = "met" if ok else "missed"
                 elif result["done"] != n:
                     verdict = f"{n - result['done']} not done"
-                lines.append(f"| {case.name} | {ratio:.2f} | {share:.1%} | {verdict} |")
+                lines.append(f"| {case.name} | {ratio:.3f} | {share:.1%} | {verdict} |")
                 print(lines[-1], file=sys.stderr, flush=True)
         finally:
             redis.stop()

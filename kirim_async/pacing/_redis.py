@@ -15,9 +15,9 @@ The shared state and what changes it:
   is the later of now, the closing, and ``tat`` less the allowed burst; taking it moves
   ``tat`` on by one interval. A closing leaves no burst: it builds up again from the
   reopening (the local gate empties its bucket at a 429 too), else the burst and a pace
-  a few per cent under the limit drew a 429 a second after each reopening. A process that must wait reserves its slot and sleeps
-  until it (no polling); waking, it confirms the slot in one more call, which re-reserves
-  only if a closing came since.
+  a few per cent under the limit drew a 429 a second after each reopening. A process
+  that must wait reserves its slot and sleeps until it (no polling); waking, it
+  confirms the slot in one more call, which re-reserves only if a closing came since.
 - **The pace.** Unpaced until the first congestion event. Every send carries the shared
   *epoch*; a 429 for a send of the current epoch is a new event: the script advances the
   epoch (so the 429s of sends already in flight, in any process, cut nothing more) and
