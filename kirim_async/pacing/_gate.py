@@ -66,14 +66,13 @@ from ._measure import (
     MIN_RATE,
     MIN_SENDS,
     PROBE_PER_SECOND,
-    REFILL_PAUSE,
     AdmittedRate,
-    BadHint,
-    Hint,
+    HintReader,
     cut_to,
     estimate_rate,
+    is_cheap,
     probed_rate,
-    read_hint,
+    send_rate,
 )
 from ._protocol import Ticket
 
@@ -84,7 +83,6 @@ logger = logging.getLogger("kirim_async")
 _IDLE_FORGET = 10.0  # seconds a guessed pace may hold nothing back before it is dropped
 _MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
 _CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
-_HEADER_RATE_SAMPLES = 5
 
 
 @attrs.define
@@ -120,7 +118,7 @@ class RateGate:
     _tokens: float = attrs.field(init=False, default=0.0)
     _stamp: float = attrs.field(init=False, default=0.0)
     _from_headers: bool = attrs.field(init=False, default=False)
-    _header_rates: list[float] = attrs.field(init=False, factory=list)
+    _hints: HintReader = attrs.field(init=False, factory=HintReader)
     # Additive increase (no headers): rate = cut_rate * (1 + probe * seconds since cut);
     # no cut yet while _cut_at is None.
     _cut_rate: float = attrs.field(init=False, default=0.0)
@@ -138,7 +136,6 @@ class RateGate:
     epoch: int = attrs.field(init=False, default=0)
     # Answers other than 429 in the current second and the best of the last two.
     _admitted: AdmittedRate = attrs.field(init=False, factory=AdmittedRate)
-    _bad_hints: int = attrs.field(init=False, default=0)
     _hint_scale: float = attrs.field(init=False, default=1.0)
     """Less than 1 after 429s that came despite the hints: they are paced under."""
     _limited_since_cut: int = attrs.field(init=False, default=0)
@@ -268,25 +265,9 @@ class RateGate:
             self._waits = None
             if self._rate is not None:  # the admitted rate matters once pacing
                 self._admitted.add(self.clock())
-        hint = read_hint(headers, self.wall_clock())
-        if isinstance(hint, Hint):
-            self._read_hint(hint)
-        elif hint is not None:
-            self._distrust(hint)
-
-    def _distrust(self, hint: BadHint) -> None:
-        self._bad_hints += 1
-        if self._bad_hints == 1:  # once: a server that sends it sends it on every answer
-            logger.debug("rate-limit hint ignored: %s %r cannot be true", hint.header, hint.value)
-
-    def _read_hint(self, hint: Hint) -> None:
-        rate = hint.rate
-        if not hint.is_stated:
-            # One answer's counters are a noisy sample: pace at the median of the last few.
-            self._header_rates.append(rate)
-            del self._header_rates[:-_HEADER_RATE_SAMPLES]
-            rate = sorted(self._header_rates)[len(self._header_rates) // 2]
-        self._set_pace(rate, hint.limit, hint.remaining)
+        hint = self._hints.read(headers, self.wall_clock())
+        if hint is not None:
+            self._set_pace(hint.rate, hint.limit, hint.remaining)
 
     def _set_pace(self, rate: float, limit: float, remaining: float) -> None:
         now = self.clock()
@@ -361,7 +342,7 @@ class RateGate:
         if current is None:
             elapsed = now - (self._first_send_at or now)
             sends = self.sends - self._sends_base
-            current = sends / elapsed if elapsed > 0 else float(sends or 1)
+            current = send_rate(sends, elapsed)
             self._admitted.second = now  # the admitted rate is counted from here
             phase = sent[1] - (self._first_send_at or sent[1])
             self._first_phase = (admitted, phase)
@@ -371,9 +352,7 @@ class RateGate:
             estimate = estimate_rate(admitted, phase, self._first_phase, self._phase_pause)
         rate, self._probe = cut_to(current, estimate, wait)
         self._cut_rate = max(MIN_RATE, rate, self._admitted.floor())
-        # Cheap only when the server named a short wait: without Retry-After, each probe
-        # past the limit costs one more of the client's growing backoffs.
-        self._cheap = asked and wait < REFILL_PAUSE
+        self._cheap = is_cheap(wait, asked=asked)
         logger.debug(
             "pace cut to %.1f requests/s: %s (this phase: %d admitted in %.3fs)",
             self._cut_rate,

@@ -1,12 +1,15 @@
-"""What every pacer measures of a server: pure functions, no clock, no state.
+"""What every pacer measures of a server: no clock of its own, no I/O.
 
 The local gate and the Redis pacer read the same hint headers and estimate a limiter's
 rate the same way; this module is the one home of both, and of the constants they
-share (see :mod:`kirim_async.pacing._gate` for why each is what it is).
+share (see :mod:`kirim_async.pacing._gate` for why each is what it is). Pure functions,
+and two small counters each pacer keeps one of (:class:`HintReader`,
+:class:`AdmittedRate`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -26,12 +29,17 @@ __all__ = [
     "AdmittedRate",
     "BadHint",
     "Hint",
+    "HintReader",
     "cut_to",
     "estimate_rate",
     "estimate_rate_under",
+    "is_cheap",
     "probed_rate",
     "read_hint",
+    "send_rate",
 ]
+
+logger = logging.getLogger("kirim_async")
 
 DECREASE = 0.7  # a blind cut when 429s are cheap: TCP's gentle AIMD shape
 COSTLY_DECREASE = 0.1  # a blind cut when a 429 costs a long pause: measure in the next phase
@@ -45,6 +53,7 @@ MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
 ADMITTED_FLOOR = 0.9  # a cut stays above this share of what the server just admitted
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
+_HINT_SAMPLES = 5  # answers' rate samples a hint's rate is the median of
 _RAMP_SAMPLES = 200  # points of a climbing phase's pace, for estimate_rate_under
 _BISECTIONS = 40
 _EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
@@ -154,6 +163,50 @@ def _read_ietf(headers: Mapping[str, str]) -> Hint | BadHint:
     if reset is None or reset > MAX_HINT_RESET or remaining > quota:
         return BadHint("RateLimit", headers.get("RateLimit"))
     return Hint(quota / window, float(quota), float(remaining), is_stated=True)
+
+
+@attrs.define
+class HintReader:
+    """Reads each answer's hint headers into a rate to pace at; logs a bad hint once.
+
+    One answer's ``X-RateLimit-*`` counters are a noisy sample of the rate: the rate
+    read is the median of the last few. A rate the server states (the IETF policy) is
+    taken as it is.
+    """
+
+    _rates: list[float] = attrs.field(factory=list, init=False)
+    _bad: int = attrs.field(default=0, init=False)
+
+    def read(self, headers: Mapping[str, str], wall_now: float) -> Hint | None:
+        """The answer's hint (its rate the median of the samples so far), or None."""
+        hint = read_hint(headers, wall_now)
+        if isinstance(hint, BadHint):
+            self._bad += 1
+            if self._bad == 1:  # once: a server that sends it sends it on every answer
+                logger.debug(
+                    "rate-limit hint ignored: %s %r cannot be true", hint.header, hint.value
+                )
+            return None
+        if hint is None or hint.is_stated:
+            return hint
+        self._rates.append(hint.rate)
+        del self._rates[:-_HINT_SAMPLES]
+        median = sorted(self._rates)[len(self._rates) // 2]
+        return Hint(median, hint.limit, hint.remaining, is_stated=False)
+
+
+def send_rate(sends: int, elapsed: float) -> float:
+    """Requests a second of *sends* over *elapsed* seconds (all of them when none passed)."""
+    return sends / elapsed if elapsed > 0 else float(sends or 1)
+
+
+def is_cheap(wait: float, *, asked: bool) -> bool:
+    """Whether a 429 costs little: the server named (*asked*) a pause under half a second.
+
+    Without ``Retry-After``, each probe past the limit costs one more of the client's
+    growing backoffs: never cheap.
+    """
+    return asked and wait < REFILL_PAUSE
 
 
 def estimate_rate(
@@ -296,8 +349,8 @@ class AdmittedRate:
     peak: float = 0.0
     """The best second of all (or a first estimate of it)."""
 
-    def add(self, now: float, answers: int = 1) -> None:
-        """Count *answers* admitted by *now*."""
+    def add(self, now: float) -> None:
+        """Count an answer admitted at *now*."""
         if now - self.second >= 1.0:
             seconds = now - self.second
             rate = self.count / seconds if seconds < 2.0 else 0.0
@@ -305,7 +358,7 @@ class AdmittedRate:
             self.last = rate
             self.peak = max(self.peak, rate)
             self.second, self.count = now, 0
-        self.count += answers
+        self.count += 1
 
     def floor(self) -> float:
         """90 % of the best rate admitted in the last two whole seconds."""

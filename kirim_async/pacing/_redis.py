@@ -78,14 +78,14 @@ from ._measure import (
     MIN_RATE,
     MIN_SENDS,
     PROBE_PER_SECOND,
-    REFILL_PAUSE,
-    BadHint,
     Hint,
+    HintReader,
     cut_to,
     estimate_rate,
     estimate_rate_under,
+    is_cheap,
     probed_rate,
-    read_hint,
+    send_rate,
 )
 from ._protocol import Ticket
 
@@ -99,7 +99,6 @@ logger = logging.getLogger("kirim_async")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _INSTALL = "pip install 'kirim-async[redis]'"
 _HINT_MOVE = 0.05  # a hint rate is shared again when it moves by more than this share
-_HINT_SAMPLES = 5
 _HINT_WEIGHT = 0.2  # a process's median of samples moves the shared hint rate this much
 _REJOIN_FIRST = 1.0  # seconds to the first try to rejoin Redis; doubled up to the last
 _REJOIN_LAST = 30.0
@@ -385,9 +384,8 @@ class RedisPacer:
     _first_seq: int | None = attrs.field(default=None, init=False, repr=False)
     _last_seq: int = attrs.field(default=0, init=False, repr=False)
     _waits: Iterator[float] | None = attrs.field(default=None, init=False, repr=False)
-    _hint_samples: list[float] = attrs.field(factory=list, init=False, repr=False)
+    _hints: HintReader = attrs.field(factory=HintReader, init=False, repr=False)
     _shared_hint: float = attrs.field(default=0.0, init=False, repr=False)
-    _bad_hints: int = attrs.field(default=0, init=False, repr=False)
     _tasks: set[asyncio.Task[None]] = attrs.field(factory=set, init=False, repr=False)
     _failures: tuple[type[BaseException], ...] = attrs.field(
         default=(OSError, asyncio.TimeoutError), init=False, repr=False
@@ -445,8 +443,7 @@ class RedisPacer:
                 confirm = _text(reply[2])
                 await self.sleep(float(confirm) - now)
         except self._failures as error:
-            self._fall_back(error)
-        gate = self._local_gate()
+            gate = self._fall_back(error)
         return _LocalTicket(gate, await gate.turn())
 
     def learn(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
@@ -458,15 +455,9 @@ class RedisPacer:
             self.rate_limited_count += 1
         else:
             self._waits = None
-        hint = read_hint(headers, self.wall_clock())
-        if isinstance(hint, Hint):
+        hint = self._hints.read(headers, self.wall_clock())
+        if hint is not None:
             self._share_hint(hint)
-        elif isinstance(hint, BadHint):
-            self._bad_hints += 1
-            if self._bad_hints == 1:
-                logger.debug(
-                    "rate-limit hint ignored: %s %r cannot be true", hint.header, hint.value
-                )
 
     def rate_limited(self, ticket: Ticket, error: RateLimitError) -> float:
         """Close the shared gate for a 429 (in the background); return the wait it names."""
@@ -574,8 +565,7 @@ class RedisPacer:
         first = ""
         estimate = None
         if current is None:  # the first cut: of the send rate measured so far
-            elapsed = float(since_first)
-            current = int(sent) / elapsed if elapsed > 0 else float(sent)
+            current = send_rate(int(sent), float(since_first))
             first = admitted
         elif pace is not None and pace.is_climbing:
             # A slow start wasted refill while under the limit: read R from the ramp.
@@ -593,8 +583,7 @@ class RedisPacer:
         else:
             rate, probe = cut_to(current, estimate, wait)
         rate = max(MIN_RATE, rate)
-        # Cheap only when the server named a short wait (as the local gate reads it).
-        cheap = "1" if asked and wait < REFILL_PAUSE else "0"
+        cheap = "1" if is_cheap(wait, asked=asked) else "0"
         await self._run(
             "set_pace", epoch, "cut", repr(rate), repr(probe), cheap, first, phase, expiry
         )
@@ -607,12 +596,7 @@ class RedisPacer:
         )
 
     def _share_hint(self, hint: Hint) -> None:
-        rate = hint.rate
-        if not hint.is_stated:  # one answer's counters are a noisy sample: the median
-            self._hint_samples.append(rate)
-            del self._hint_samples[:-_HINT_SAMPLES]
-            rate = sorted(self._hint_samples)[len(self._hint_samples) // 2]
-        rate = max(rate, MIN_RATE)
+        rate = max(hint.rate, MIN_RATE)
         if abs(rate - self._shared_hint) <= _HINT_MOVE * self._shared_hint:
             return
         self._shared_hint = rate
@@ -626,17 +610,14 @@ class RedisPacer:
         except self._failures as error:
             self._fall_back(error)
 
-    def _local_gate(self) -> RateGate:
-        assert self._local is not None  # noqa: S101 - set by _fall_back before
-        return self._local
-
-    def _fall_back(self, error: BaseException) -> None:
+    def _fall_back(self, error: BaseException) -> RateGate:
+        """Go on through a local gate (the one already in use, if any); return it."""
         now = self.clock()
         if self._local is not None:
             if now >= self._rejoin_at:  # a try to rejoin failed (not a call already out)
                 self._rejoin_wait = min(_REJOIN_LAST, 2 * self._rejoin_wait)
                 self._rejoin_at = now + self._rejoin_wait
-            return
+            return self._local
         shared = self.rate
         cap = None if shared is None else max(MIN_RATE, shared * self._share())
         self._local = RateGate(self.sleep, self.clock, self.wall_clock, self.backoff, cap)
@@ -649,6 +630,7 @@ class RedisPacer:
             reason,
             "" if cap is None else f" at {cap:.1f} requests/s (this process's share)",
         )
+        return self._local
 
     def _rejoined(self) -> None:
         if self._local is None:
