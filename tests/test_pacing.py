@@ -291,16 +291,23 @@ class TestRateGate:
         gate.rate_limited(sent(gate, clock), self.rl(0.1))
         assert gate.pacer.rate == pytest.approx(196, rel=0.05)
 
-    async def test_a_costly_429_s_pace_creeps_up_however_quiet(
+    async def costly_429_at_100_a_second(
         self, clock: FakeClock, sleeps: SleepRecorder
-    ) -> None:
-        # Each probe past the limit costs a whole second when Retry-After is whole
-        # seconds: the pace then grows linearly, never doubling.
+    ) -> JobGate[RateGate]:
+        """A gate that sent 100 requests a second for a second, then met a 429 of 1 s."""
         gate = self.make(clock, sleeps)
         for _ in range(100):
             await gate.turn()
             clock.advance(0.01)
         gate.rate_limited(sent(gate, clock), self.rl(1.0))
+        return gate
+
+    async def test_a_costly_429_s_pace_creeps_up_however_quiet(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # Each probe past the limit costs a whole second when Retry-After is whole
+        # seconds: the pace then grows linearly, never doubling.
+        gate = await self.costly_429_at_100_a_second(clock, sleeps)
         assert gate.pacer.rate == pytest.approx(10, rel=0.05)
         clock.advance(10)
         assert gate.pacer.rate == pytest.approx(20, rel=0.05)
@@ -334,11 +341,7 @@ class TestRateGate:
         self, clock: FakeClock, sleeps: SleepRecorder
     ) -> None:
         # Each 429 of an integer Retry-After costs the job a second: fewer of them.
-        gate = self.make(clock, sleeps)
-        for _ in range(100):
-            await gate.turn()
-            clock.advance(0.01)
-        gate.rate_limited(sent(gate, clock), self.rl(1.0))
+        gate = await self.costly_429_at_100_a_second(clock, sleeps)
         assert gate.pacer.rate == pytest.approx(10, rel=0.05)  # the next phase measures
 
     @pytest.mark.parametrize(
