@@ -15,7 +15,14 @@ from kirim_async import RateLimitError, RetryPolicy
 from kirim_async._retry import Retrier
 from kirim_async.bulk._control import JobGate
 from kirim_async.pacing import RateGate, Ticket
-from kirim_async.pacing._measure import estimate_rate_under, probed_rate
+from kirim_async.pacing._measure import (
+    Hint,
+    HintReader,
+    estimate_rate_under,
+    probed_rate,
+    read_hint,
+    read_quota,
+)
 from kirim_async.testing import FakeClock
 
 from .conftest import SleepRecorder
@@ -557,3 +564,38 @@ class TestMeasure:
         assert quiet == pytest.approx(400.0)  # two seconds past the quiet second
         costly = probed_rate(100.0, 3.0, 0.002, quiet=3.0, cheap=False, peak=0.0)
         assert costly == pytest.approx(100.6)
+
+    def test_rounded_counters_read_a_sample_high_unless_asked_not_to(self) -> None:
+        # 20 used by the counters, 19.5 on the whole (Remaining is rounded down).
+        headers = {"X-RateLimit-Limit": "30", "X-RateLimit-Remaining": "10"}
+        headers["X-RateLimit-Reset"] = "0.065"
+        high, unbiased = read_hint(headers, 0.0), read_hint(headers, 0.0, unbiased=True)
+        assert isinstance(high, Hint)
+        assert isinstance(unbiased, Hint)
+        assert high.rate == pytest.approx(20 / 0.0655)
+        assert unbiased.rate == pytest.approx(19.5 / 0.0655)
+
+    def test_a_reader_with_a_share_takes_only_answers_with_that_share_used(self) -> None:
+        reader = HintReader(min_used=0.5)
+        few = {"X-RateLimit-Limit": "30", "X-RateLimit-Remaining": "25"}
+        assert reader.read(few | {"X-RateLimit-Reset": "0.017"}, 0.0) is None
+        many = {"X-RateLimit-Limit": "30", "X-RateLimit-Remaining": "10"}
+        hint = reader.read(many | {"X-RateLimit-Reset": "0.065"}, 0.0)
+        assert hint is not None
+        assert hint.rate == pytest.approx(19.5 / 0.0655)  # and without the bias
+
+    @pytest.mark.parametrize(
+        ("headers", "left"),
+        [
+            ({"X-RateLimit-Limit": "30", "X-RateLimit-Remaining": "29"}, 29.0),
+            ({"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "4999"}, 4999.0),
+            ({"RateLimit-Policy": '"p";q=100;w=60', "RateLimit": '"p";r=50;t=30'}, 50.0),
+            ({"X-RateLimit-Limit": "30", "X-RateLimit-Remaining": "31"}, None),
+            ({"X-RateLimit-Limit": "nan", "X-RateLimit-Remaining": "1"}, None),
+            ({}, None),
+        ],
+    )
+    def test_the_quota_left_is_read_whatever_the_hints_say_of_a_rate(
+        self, headers: dict[str, str], left: float | None
+    ) -> None:
+        assert read_quota(CIMultiDict(headers)) == left

@@ -36,6 +36,7 @@ __all__ = [
     "is_cheap",
     "probed_rate",
     "read_hint",
+    "read_quota",
     "send_rate",
 ]
 
@@ -106,7 +107,9 @@ def _ietf_params(value: str | None) -> dict[str, int]:
     return {key: int(number) for key, number in _IETF_FIELD.findall(";" + first)}
 
 
-def read_hint(headers: Mapping[str, str], wall_now: float) -> Hint | BadHint | None:
+def read_hint(
+    headers: Mapping[str, str], wall_now: float, *, unbiased: bool = False
+) -> Hint | BadHint | None:
     """Read an answer's rate-limit hint headers by their meaning.
 
     ``X-RateLimit-Limit/Remaining`` with Discord's ``X-RateLimit-Reset-After`` or an
@@ -119,19 +122,42 @@ def read_hint(headers: Mapping[str, str], wall_now: float) -> Hint | BadHint | N
     Args:
         headers: The answer's headers (looked up without regard to case).
         wall_now: Unix time now, for a Unix-time reset.
+        unbiased: Read ``X-RateLimit-*`` samples without the rounding's bias. Rounded
+            counters read the rate high, by up to one over the count used; that keeps a
+            pacer that takes every sample from settling under the rate (a full bucket's
+            samples then read high, and it speeds up), so only one that takes samples of
+            answers with many used alone (``HintReader.min_used``) wants it.
 
     Returns:
         The hint; a :class:`BadHint` for one that cannot be true (a reset in the past or
         more than a day away, epoch milliseconds, NaN, a negative count); None for none.
     """
     if "X-RateLimit-Limit" in headers:
-        return _read_x_ratelimit(headers, wall_now)
+        return _read_x_ratelimit(headers, wall_now, unbiased=unbiased)
     if "RateLimit-Policy" in headers:
         return _read_ietf(headers)
     return None
 
 
-def _read_x_ratelimit(headers: Mapping[str, str], wall_now: float) -> Hint | BadHint | None:
+def read_quota(headers: Mapping[str, str]) -> float | None:
+    """What is left of the quota by an answer's hint headers, whatever they say of a rate.
+
+    ``X-RateLimit-Remaining`` (with a valid ``X-RateLimit-Limit``), or the IETF draft's
+    ``RateLimit: ...;r=R``; None when neither is there or they cannot be true.
+    """
+    if "X-RateLimit-Limit" in headers:
+        limit = _header_float(headers, "X-RateLimit-Limit")
+        remaining = _header_float(headers, "X-RateLimit-Remaining")
+        if limit is None or remaining is None or limit < 1 or remaining > limit:
+            return None
+        return remaining
+    remaining = _ietf_params(headers.get("RateLimit")).get("r")
+    return None if remaining is None else float(remaining)
+
+
+def _read_x_ratelimit(
+    headers: Mapping[str, str], wall_now: float, *, unbiased: bool
+) -> Hint | BadHint | None:
     limit = _header_float(headers, "X-RateLimit-Limit")
     remaining = _header_float(headers, "X-RateLimit-Remaining")
     if limit is None or remaining is None or limit < 1 or remaining > limit:
@@ -150,7 +176,9 @@ def _read_x_ratelimit(headers: Mapping[str, str], wall_now: float) -> Hint | Bad
     # counters are rounded, so only answers with several tokens used give a sample.
     if epoch or reset <= 0 or used < max(2.0, 0.1 * limit):
         return None
-    return Hint(used / (reset + 0.0005), limit, remaining, is_stated=False)
+    # What the bucket holds is in [remaining, remaining + 1): used is high by half a
+    # request on the whole, which reads the rate high. Unbiased, only on request.
+    return Hint((used - 0.5 * unbiased) / (reset + 0.0005), limit, remaining, is_stated=False)
 
 
 def _read_ietf(headers: Mapping[str, str]) -> Hint | BadHint:
@@ -174,12 +202,16 @@ class HintReader:
     taken as it is.
     """
 
+    min_used: float = 0.0
+    """The share of the quota an answer must show used for its sample to count: with few
+    used, the rounded counters read the rate high (by up to one over the count). A
+    reader with a share reads its samples without that bias (see :func:`read_hint`)."""
     _rates: list[float] = attrs.field(factory=list, init=False)
     _bad: int = attrs.field(default=0, init=False)
 
     def read(self, headers: Mapping[str, str], wall_now: float) -> Hint | None:
         """The answer's hint (its rate the median of the samples so far), or None."""
-        hint = read_hint(headers, wall_now)
+        hint = read_hint(headers, wall_now, unbiased=self.min_used > 0)
         if isinstance(hint, BadHint):
             self._bad += 1
             if self._bad == 1:  # once: a server that sends it sends it on every answer
@@ -189,6 +221,8 @@ class HintReader:
             return None
         if hint is None or hint.is_stated:
             return hint
+        if hint.limit - hint.remaining < self.min_used * hint.limit:
+            return None
         self._rates.append(hint.rate)
         del self._rates[:-_HINT_SAMPLES]
         median = sorted(self._rates)[len(self._rates) // 2]
