@@ -18,6 +18,13 @@ The shared state and what changes it:
   a few per cent under the limit drew a 429 a second after each reopening. A process
   that must wait reserves its slot and sleeps until it (no polling); waking, it
   confirms the slot in one more call, which re-reserves only if a closing came since.
+- **The first contact.** A fresh state (a first job, an idle expiry, a restart) knows
+  no pace: every process's first send goes alone, and its other turns wait for an
+  answer (a quarter second at most). The first answer ends the wait for all; if it
+  carries hints, the quota it shows left (less the other sends so far) goes at once,
+  and what remains waits for the first rate its sends' answers bring (again a quarter
+  second at most). Without this, four processes at concurrency 8 sent 32 requests into
+  a bucket of 30, and the one 429 closed everyone for a whole second (5 % of the job).
 - **The pace.** Unpaced until the first congestion event. Every send carries the shared
   *epoch*; a 429 for a send of the current epoch is a new event: the script advances the
   epoch (so the 429s of sends already in flight, in any process, cut nothing more) and
@@ -36,8 +43,15 @@ The shared state and what changes it:
 - **Hints.** A process that reads a hint of the rate (the IETF policy, or the median of
   its last ``X-RateLimit-*`` samples) writes it when it moves by more than 5 %: a rate
   the server states replaces the shared one, a sample moves it a fifth of the way (the
-  processes' medians differ). It paces everyone, with the quota as burst; each
-  congestion event despite it paces 3 % under.
+  processes' medians differ). It paces everyone, with the quota as burst; the first
+  one starts the schedule from an empty quota (the sends before it spent it). Samples
+  are taken only from answers with half the quota used, and read without the rounded
+  counters' upward bias: a process's reading high would pace them all over the limit.
+  So a sampled rate is the limiter's own, and is shared 2 % under it, which the
+  samples' noise then does not cross. (The local gate keeps every sample, and their
+  bias: under its pace the bucket fills, its samples read high and it speeds up again;
+  unbiased, it settled under the rate. Here, with no samples from a filling bucket, the
+  pace stays.) Each congestion event despite the hints paces 3 % further under.
 
 What the local gate does beyond this, it does not do here: its admitted-rate floor and
 its climb back to the best second need every answer counted by when it came, which
@@ -48,9 +62,11 @@ one's: it re-learns.
 
 **When Redis fails** (not reachable, a timeout, a restart), no call fails for it: the
 pacer logs one warning and goes on through a local gate capped at this process's share
-of the last shared pace (its share of the sends it saw), and tries Redis again after
-1 s, then 2 s, up to 30 s. When Redis answers again it rejoins (one info line) and the
-local gate is dropped. A restarted Redis has lost the state: the processes re-learn.
+of the last shared pace (its share of the sends it saw), and tries Redis again each
+second for 10 s, then after 2 s, 4 s, up to 30 s (processes that rejoin far apart pace
+both locally and shared at once). When Redis answers again it rejoins (one info line)
+and the local gate is dropped. A restarted Redis has lost the state: the processes
+re-learn.
 
 The key is ``kirim-async:pacer:`` and a SHA-256 of the base URL and token: the same
 token on the same API shares a pacer; the token is never in it.
@@ -85,6 +101,7 @@ from ._measure import (
     estimate_rate_under,
     is_cheap,
     probed_rate,
+    read_quota,
     send_rate,
 )
 from ._protocol import Ticket
@@ -99,23 +116,42 @@ logger = logging.getLogger("kirim_async")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _INSTALL = "pip install 'kirim-async[redis]'"
 _HINT_MOVE = 0.05  # a hint rate is shared again when it moves by more than this share
+# Only samples of answers with half the quota used are shared: one process's reading
+# high paces them all, and the first hint is a pace at once (no median to temper it).
+_SHARED_USED = 0.5
+# A rate read from X-RateLimit-* samples (without bias) is the limiter's own: paced at
+# it, the samples' noise draws a 429 now and then. It is shared a little under. (A rate
+# the server states is exact: shared as it is.)
+_HINT_MARGIN = 0.98
 _HINT_WEIGHT = 0.2  # a process's median of samples moves the shared hint rate this much
-_REJOIN_FIRST = 1.0  # seconds to the first try to rejoin Redis; doubled up to the last
+# Seconds between tries to rejoin Redis: each second for the first ten (a restart takes
+# a second or two, and processes that rejoin far apart overlap a shared pace with their
+# local ones), then doubling up to the last.
+_REJOIN_FIRST = 1.0
+_REJOIN_STEADY = 10.0
 _REJOIN_LAST = 30.0
 _MIN_HINT_SCALE = 0.5  # 429s despite the hints pace at least half what they say
 _SLOW_START_CUT = 0.5  # a blind cut halves the pace; the slow start that follows measures
 _MIN_SHARE = 0.05  # a process's share of the pace, falling back, is at least this
+# Seconds the other turns of a fresh shared state wait for the first send's answer (its
+# hints pace them): about one round trip to a distant API. Bounded: an answer without
+# hints, or none, costs each process this once at most.
+_FIRST_HOLD = 0.25
 
 # The fields a turn reads back for the pacer's own computation of the pace.
 _PACE_FIELDS = "'cut_rate', 'cut_at', 'probe', 'cheap', 'limited_at', 'hint_rate', "
 _PACE_FIELDS += "'hint_scale', 'version', 'epoch'"
 
 # KEYS[1]: the hash. ARGV: the slot to confirm ('' for none); the expiry in ms; the pace
-# the caller computed ('' for none) and the version of the pace it computed it from.
-# Returns {'go', now, epoch, seq, pace...}, {'wait', now, slot, '', pace...} or, when
-# the caller's pace is not the current one (a cut came), {'stale', now, '', '', pace...}
-# without a turn: it computes the pace again and asks again. Numbers as strings (Lua
-# numbers returned to Redis lose their fraction), a missing field nil.
+# the caller computed ('' for none) and the version of the pace it computed it from; the
+# first contact's hold in seconds; '1' if the caller's first send is out, unanswered.
+# Returns {kind, now, x, y, answered, pace...}: {'go', now, epoch, seq, ...}, {'wait',
+# now, slot, '', ...}, {'hold', now, until, '', ...} (no pace yet, and no first send
+# answered, or the quota the first answer showed spent: ask again when this process
+# shares an answer, or at *until*) or, when the caller's pace is not the current one (a
+# cut came, or the first hint), {'stale', now, '', '', ...} without a turn: it computes
+# the pace again and asks again. *answered* is '' until a first send is answered. Numbers
+# as strings (Lua numbers returned to Redis lose their fraction), a missing field nil.
 _TURN = (
     """
 local key = KEYS[1]
@@ -123,13 +159,30 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local f = redis.call('HMGET', key, 'open_at', 'tat', 'burst', """
     + _PACE_FIELDS
-    + """)
+    + """, 'answered', 'credit')
 local open_at = tonumber(f[1]) or 0
 local tat = tonumber(f[2]) or 0
 local rate = tonumber(ARGV[3])
 local confirm = tonumber(ARGV[1])
+local answered = f[13] or ''
 if tonumber(ARGV[4]) ~= (tonumber(f[11]) or 0) then
-  return {'stale', tostring(now), '', '', unpack(f, 4, 12)}
+  return {'stale', tostring(now), '', '', answered, unpack(f, 4, 12)}
+end
+if not rate and not confirm then
+  local credit, hold = tonumber(f[14]), nil
+  if answered == '' then
+    -- The first contact: each process's first send alone, until one is answered ...
+    if ARGV[6] == '1' then hold = now + tonumber(ARGV[5]) end
+  elseif credit and credit > 0 then
+    redis.call('HINCRBY', key, 'credit', -1)
+  elseif credit then
+    -- ... then the quota its answer showed left, until a hint paces the rest.
+    hold = tonumber(answered) + tonumber(ARGV[5])
+  end
+  if hold and now < hold then
+    redis.call('PEXPIRE', key, ARGV[2])
+    return {'hold', tostring(now), tostring(hold), '', answered, unpack(f, 4, 12)}
+  end
 end
 if not (confirm and open_at <= confirm) then
   local slot = math.max(now, open_at)
@@ -143,7 +196,7 @@ if not (confirm and open_at <= confirm) then
   end
   if slot > now then
     redis.call('PEXPIRE', key, ARGV[2])
-    return {'wait', tostring(now), tostring(slot), '', unpack(f, 4, 12)}
+    return {'wait', tostring(now), tostring(slot), '', answered, unpack(f, 4, 12)}
   end
 end
 local seq = redis.call('HINCRBY', key, 'seq', 1)
@@ -151,7 +204,7 @@ if redis.call('HSETNX', key, 'first_at', tostring(now)) == 1 then
   redis.call('HSET', key, 'base', seq - 1)
 end
 redis.call('PEXPIRE', key, ARGV[2])
-return {'go', tostring(now), f[12] or '0', tostring(seq), unpack(f, 4, 12)}
+return {'go', tostring(now), f[12] or '0', tostring(seq), answered, unpack(f, 4, 12)}
 """
 )
 
@@ -211,14 +264,37 @@ redis.call('PEXPIRE', key, ARGV[8])
 return 1
 """
 
-# A hint of the rate. ARGV: the rate, the burst, the expiry in ms, and the weight of a
-# sample against the rate shared so far (1 for a rate the server states).
+# A hint, or a first send's answer. ARGV: the rate ('' for none), the burst, the expiry
+# in ms, the weight of a sample against the rate shared so far (1 for a rate the server
+# states), '1' for a first send's answer (the first of them ends the first contact's hold
+# and grants the quota it showed left, less the other sends so far, before a rate is
+# known), and that quota ('' for none). The first rate is a new pace: turns are asked
+# again, and its schedule starts from an empty quota (the sends before it spent it).
 _HINT = """
-local old = tonumber(redis.call('HGET', KEYS[1], 'hint_rate'))
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('PEXPIRE', key, ARGV[3])
+local left = tonumber(ARGV[6])
+if ARGV[5] == '1' and redis.call('HSETNX', key, 'answered', tostring(now)) == 1 and left then
+  -- Less every other send so far: the other processes' first sends may come after.
+  local f = redis.call('HMGET', key, 'seq', 'base')
+  local others = (tonumber(f[1]) or 0) - (tonumber(f[2]) or 0) - 1
+  redis.call('HSET', key, 'credit', math.max(0, math.floor(left) - others))
+end
 local rate = tonumber(ARGV[1])
-if old then rate = old + tonumber(ARGV[4]) * (rate - old) end
-redis.call('HSET', KEYS[1], 'hint_rate', tostring(rate), 'burst', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if not rate then return 1 end
+local f = redis.call('HMGET', key, 'hint_rate', 'tat')
+local old = tonumber(f[1])
+local burst = tonumber(ARGV[2])
+if old then
+  rate = old + tonumber(ARGV[4]) * (rate - old)
+else
+  -- The sends before it may have spent the quota: the burst builds up from now.
+  redis.call('HSET', key, 'tat', tostring(math.max(tonumber(f[2]) or 0, now + burst / rate)))
+  redis.call('HINCRBY', key, 'version', 1)
+end
+redis.call('HSET', key, 'hint_rate', tostring(rate), 'burst', ARGV[2])
 return 1
 """
 
@@ -380,11 +456,20 @@ class RedisPacer:
     _local: RateGate | None = attrs.field(default=None, init=False, repr=False)
     _rejoin_at: float = attrs.field(default=0.0, init=False, repr=False)
     _rejoin_wait: float = attrs.field(default=_REJOIN_FIRST, init=False, repr=False)
+    _failed_at: float = attrs.field(default=0.0, init=False, repr=False)
     _own_sends: int = attrs.field(default=0, init=False, repr=False)
     _first_seq: int | None = attrs.field(default=None, init=False, repr=False)
     _last_seq: int = attrs.field(default=0, init=False, repr=False)
+    _probe: _SharedTicket | None = attrs.field(default=None, init=False, repr=False)
+    """This process's first send to a fresh shared state, until answered."""
+    _probe_until: float = attrs.field(default=0.0, init=False, repr=False)
+    """When this process stops holding its other turns for ``_probe``'s answer."""
+    _news: asyncio.Event = attrs.field(factory=asyncio.Event, init=False, repr=False)
+    """Set (and replaced) when this process has shared an answer: held turns ask again."""
     _waits: Iterator[float] | None = attrs.field(default=None, init=False, repr=False)
-    _hints: HintReader = attrs.field(factory=HintReader, init=False, repr=False)
+    _hints: HintReader = attrs.field(
+        factory=lambda: HintReader(min_used=_SHARED_USED), init=False, repr=False
+    )
     _shared_hint: float = attrs.field(default=0.0, init=False, repr=False)
     _tasks: set[asyncio.Task[None]] = attrs.field(factory=set, init=False, repr=False)
     _failures: tuple[type[BaseException], ...] = attrs.field(
@@ -429,17 +514,31 @@ class RedisPacer:
                     self._expiry_ms(),
                     "" if rate is None else repr(rate),
                     self._version,
+                    repr(_FIRST_HOLD),
+                    "1" if self._probing() else "0",
                 )
                 kind, now = _text(reply[0]), float(_text(reply[1]))
-                self._read_pace(now, reply[4:])
+                self._read_pace(now, reply[5:])
                 if kind == "stale":  # a cut came: reserve again at the new pace
                     confirm = ""
                     continue
                 if kind == "go":
                     ticket = _SharedTicket(int(_text(reply[2])), int(_text(reply[3])), now)
                     self._rejoined()
-                    self._count(ticket.seq)
+                    self._count(ticket)
+                    if not reply[4] and self._pace is None and self._probe is None:
+                        # A fresh state (a first job, an expiry, a restart): its answer is
+                        # the first contact's, and the hints are shared anew.
+                        self._probe = ticket
+                        self._probe_until = self.clock() + _FIRST_HOLD
+                        self._shared_hint = 0.0
                     return ticket
+                if kind == "hold":
+                    until = float(_text(reply[2])) - now + self.clock()
+                    if self._probe is not None:
+                        until = min(until, self._probe_until)
+                    await self._hold(until - self.clock())
+                    continue
                 confirm = _text(reply[2])
                 await self.sleep(float(confirm) - now)
         except self._failures as error:
@@ -456,7 +555,11 @@ class RedisPacer:
         else:
             self._waits = None
         hint = self._hints.read(headers, self.wall_clock())
-        if hint is not None:
+        probe = self._probe
+        if probe is not None and ticket is probe:  # a first send of a fresh shared state
+            self._probe = None
+            self._background(self._write_hint(hint, read_quota(headers), first=True))
+        elif hint is not None:
             self._share_hint(hint)
 
     def rate_limited(self, ticket: Ticket, error: RateLimitError) -> float:
@@ -506,11 +609,26 @@ class RedisPacer:
     def _expiry_ms(self) -> int:
         return max(1, round(self.idle_expiry * 1000))
 
-    def _count(self, seq: int) -> None:
+    def _count(self, ticket: _SharedTicket) -> None:
         self._own_sends += 1
         if self._first_seq is None:
-            self._first_seq = seq
-        self._last_seq = seq
+            self._first_seq = ticket.seq
+        self._last_seq = ticket.seq
+
+    def _probing(self) -> bool:
+        """Whether this process's first send of a fresh state is out, and not for long."""
+        return self._probe is not None and self.clock() < self._probe_until
+
+    async def _hold(self, seconds: float) -> None:
+        """Wait *seconds*, or less if this process shares an answer first."""
+        news = asyncio.ensure_future(self._news.wait())
+        slept = asyncio.ensure_future(self.sleep(seconds))
+        try:
+            await asyncio.wait((news, slept), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (news, slept):
+                task.cancel()
+            await asyncio.gather(news, slept, return_exceptions=True)
 
     def _read_pace(self, now: float, fields: list[bytes | None]) -> None:
         """Take the shared pace a turn read, and how Redis's clock stands to ours."""
@@ -600,22 +718,41 @@ class RedisPacer:
         if abs(rate - self._shared_hint) <= _HINT_MOVE * self._shared_hint:
             return
         self._shared_hint = rate
-        logger.debug("shared pace from the hints: %.1f requests/s", rate)
-        weight = 1.0 if hint.is_stated else _HINT_WEIGHT
-        self._background(self._write_hint(rate, max(1.0, hint.limit), weight))
+        self._background(self._write_hint(hint, None, first=False))
 
-    async def _write_hint(self, rate: float, burst: float, weight: float) -> None:
+    async def _write_hint(self, hint: Hint | None, left: float | None, *, first: bool) -> None:
+        """Share a hint of the rate, or the first send's answer (ending the hold)."""
+        rate = ""
+        if hint is not None:
+            rate = repr(max(hint.rate * (1.0 if hint.is_stated else _HINT_MARGIN), MIN_RATE))
+        burst = 1.0 if hint is None else max(1.0, hint.limit)
+        weight = 1.0 if hint is None or hint.is_stated else _HINT_WEIGHT
+        if hint is not None:
+            self._shared_hint = max(hint.rate, MIN_RATE)
+            logger.debug("shared pace from the hints: %s requests/s", rate)
         try:
-            await self._run("hint", repr(rate), repr(burst), self._expiry_ms(), repr(weight))
+            await self._run(
+                "hint",
+                rate,
+                repr(burst),
+                self._expiry_ms(),
+                repr(weight),
+                "1" if first else "0",
+                "" if left is None else repr(left),
+            )
         except self._failures as error:
             self._fall_back(error)
+        finally:
+            news, self._news = self._news, asyncio.Event()
+            news.set()
 
     def _fall_back(self, error: BaseException) -> RateGate:
         """Go on through a local gate (the one already in use, if any); return it."""
         now = self.clock()
         if self._local is not None:
             if now >= self._rejoin_at:  # a try to rejoin failed (not a call already out)
-                self._rejoin_wait = min(_REJOIN_LAST, 2 * self._rejoin_wait)
+                if now - self._failed_at >= _REJOIN_STEADY:
+                    self._rejoin_wait = min(_REJOIN_LAST, 2 * self._rejoin_wait)
                 self._rejoin_at = now + self._rejoin_wait
             return self._local
         shared = self.rate
@@ -623,6 +760,7 @@ class RedisPacer:
         self._local = RateGate(self.sleep, self.clock, self.wall_clock, self.backoff, cap)
         self._rejoin_wait = _REJOIN_FIRST
         self._rejoin_at = now + self._rejoin_wait
+        self._failed_at = now
         reason = type(error).__name__
         logger.warning(
             "Redis pacer at %s failed (%s): pacing locally%s until it answers again",
