@@ -19,12 +19,14 @@ The shared state and what changes it:
   that must wait reserves its slot and sleeps until it (no polling); waking, it
   confirms the slot in one more call, which re-reserves only if a closing came since.
 - **The first contact.** A fresh state (a first job, an idle expiry, a restart) knows
-  no pace: every process's first send goes alone, and its other turns wait for an
-  answer (a quarter second at most). The first answer ends the wait for all; if it
-  carries hints, the quota it shows left (less the other sends so far) goes at once,
-  and what remains waits for the first rate its sends' answers bring (again a quarter
-  second at most). Without this, four processes at concurrency 8 sent 32 requests into
-  a bucket of 30, and the one 429 closed everyone for a whole second (5 % of the job).
+  no pace: every process's first send goes alone, and its other turns wait until its
+  answer is shared (half a second at most). The first answer shared, if it carries
+  hints, grants the quota it shows left (less the other sends so far) at once, and
+  what remains waits for the first rate its sends' answers bring (again half a second
+  at most: a quota spent slowly refills, its answers show too few used for a sample,
+  and then the rest goes unpaced, as it did before). Without this, four processes at
+  concurrency 8 sent 32 requests into a bucket of 30, and the one 429 closed everyone
+  for a whole second (5 % of the job).
 - **The pace.** Unpaced until the first congestion event. Every send carries the shared
   *epoch*; a 429 for a send of the current epoch is a new event: the script advances the
   epoch (so the 429s of sends already in flight, in any process, cut nothing more) and
@@ -136,7 +138,7 @@ _MIN_SHARE = 0.05  # a process's share of the pace, falling back, is at least th
 # Seconds the other turns of a fresh shared state wait for the first send's answer (its
 # hints pace them): about one round trip to a distant API. Bounded: an answer without
 # hints, or none, costs each process this once at most.
-_FIRST_HOLD = 0.25
+_FIRST_HOLD = 0.5
 
 # The fields a turn reads back for the pacer's own computation of the pace.
 _PACE_FIELDS = "'cut_rate', 'cut_at', 'probe', 'cheap', 'limited_at', 'hint_rate', "
@@ -557,7 +559,6 @@ class RedisPacer:
         hint = self._hints.read(headers, self.wall_clock())
         probe = self._probe
         if probe is not None and ticket is probe:  # a first send of a fresh shared state
-            self._probe = None
             self._background(self._write_hint(hint, read_quota(headers), first=True))
         elif hint is not None:
             self._share_hint(hint)
@@ -743,6 +744,8 @@ class RedisPacer:
         except self._failures as error:
             self._fall_back(error)
         finally:
+            if first:  # only now: until the answer is shared, the other turns wait
+                self._probe = None
             news, self._news = self._news, asyncio.Event()
             news.set()
 
