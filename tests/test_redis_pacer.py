@@ -154,29 +154,40 @@ def _x_ratelimit(remaining: int, reset: str) -> dict[str, str]:
 async def test_the_first_contact_sends_one_request_then_the_quota_its_answer_showed(
     redis_server: RedisServer,
 ) -> None:
-    sleeps = GatedSleep()
-    first, second = pacer(redis_server.url, sleep=sleeps), pacer(redis_server.url, sleep=sleeps)
-    probe = await first.turn()
-    other = await second.turn()  # each process's first send goes
-    held = asyncio.ensure_future(first.turn())
-    await sleeps.asked(1)  # the rest wait for an answer, half a second at most
-    assert 0 < sleeps.calls[0] <= 0.5
-    first.learn(probe, 200, _x_ratelimit(29, "0.003"))
-    await held  # the answer ends the wait before the sleep does
-    # It showed 29 left, less the other process's send and this one: 27 go at once.
-    for i in range(27):
-        await (first if i % 2 else second).turn()
-    assert len(sleeps.calls) == 1
-    # Then, with the quota spent and no rate known yet, a turn waits for a hint.
-    waiting = asyncio.ensure_future(second.turn())
-    await sleeps.asked(2)
-    second.learn(other, 200, _x_ratelimit(10, "0.067"))  # 19.5 used in 0.0675 s
-    await sleeps.asked(3)  # the hint ends the wait: now a turn at the pace
-    sleeps.released.set()
-    await waiting
-    # A sample's rate, read without the rounding's bias, 2 % under: 283 requests/s.
-    assert second.rate == pytest.approx(0.98 * 19.5 / 0.0675)
-    assert 0 < sleeps.calls[2] <= 1.5 / 283  # the schedule starts from an empty quota
+    # Every wait here ends on an answer, none on the clock: 10 s means one never came.
+    async with asyncio.timeout(10):
+        sleeps = GatedSleep()
+        first, second = pacer(redis_server.url, sleep=sleeps), pacer(redis_server.url, sleep=sleeps)
+        probe = await first.turn()
+        other = await second.turn()  # each process's first send goes
+        held = asyncio.ensure_future(first.turn())
+        await sleeps.asked(1)  # the rest wait for an answer, half a second at most
+        assert 0 < sleeps.calls[0] <= 0.5
+        first.learn(probe, 200, _x_ratelimit(29, "0.003"))
+        await held  # the answer ends the wait before the sleep does
+        # It showed 29 left, less the other process's send and this one: 27 go at once.
+        tickets = [await (first if i % 2 else second).turn() for i in range(27)]
+        assert len(sleeps.calls) == 1
+        # Then, with the quota spent and no rate known yet, a turn waits ...
+        waiting = asyncio.ensure_future(second.turn())
+        await sleeps.asked(2)
+        # ... until an answer shows quota left again (20: the quota refilled, too few used
+        # to read a rate from), granted at once: this turn and 19 more go.
+        second.learn(tickets[-1], 201, _x_ratelimit(20, "0.033"))
+        await waiting
+        for _ in range(19):
+            await second.turn()
+        assert len(sleeps.calls) == 2
+        # Spent again: a turn waits until a hint brings a rate.
+        waiting = asyncio.ensure_future(second.turn())
+        await sleeps.asked(3)
+        second.learn(other, 200, _x_ratelimit(10, "0.067"))  # 19.5 used in 0.0675 s
+        await sleeps.asked(4)  # the hint ends the wait: now a turn at the pace
+        sleeps.released.set()
+        await waiting
+        # A sample's rate, read without the rounding's bias, 2 % under: 283 requests/s.
+        assert second.rate == pytest.approx(0.98 * 19.5 / 0.0675)
+        assert 0 < sleeps.calls[3] <= 1.5 / 283  # the schedule starts from an empty quota
     await first.aclose()
     await second.aclose()
 

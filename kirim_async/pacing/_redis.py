@@ -23,8 +23,9 @@ The shared state and what changes it:
   answer is shared (half a second at most). The first answer shared, if it carries
   hints, grants the quota it shows left (less the other sends so far) at once, and
   what remains waits for the first rate its sends' answers bring (again half a second
-  at most: a quota spent slowly refills, its answers show too few used for a sample,
-  and then the rest goes unpaced, as it did before). Without this, four processes at
+  at most, then unpaced). While turns wait so, each answer's quota left is granted
+  anew (less the sends after it): a quota spent slowly refills, and its answers show
+  too few used for a sample of the rate. Without this, four processes at
   concurrency 8 sent 32 requests into a bucket of 30, and the one 429 closed everyone
   for a whole second (5 % of the job).
 - **The pace.** Unpaced until the first congestion event. Every send carries the shared
@@ -270,19 +271,28 @@ return 1
 # in ms, the weight of a sample against the rate shared so far (1 for a rate the server
 # states), '1' for a first send's answer (the first of them ends the first contact's hold
 # and grants the quota it showed left, less the other sends so far, before a rate is
-# known), and that quota ('' for none). The first rate is a new pace: turns are asked
-# again, and its schedule starts from an empty quota (the sends before it spent it).
+# known), the quota the answer showed left ('' for none: until a rate is known, it is
+# granted anew, less the sends after the answered one), and the answered send's seq.
+# The first rate is a new pace: turns are asked again, and its schedule starts from an
+# empty quota (the sends before it spent it).
 _HINT = """
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('PEXPIRE', key, ARGV[3])
 local left = tonumber(ARGV[6])
-if ARGV[5] == '1' and redis.call('HSETNX', key, 'answered', tostring(now)) == 1 and left then
-  -- Less every other send so far: the other processes' first sends may come after.
-  local f = redis.call('HMGET', key, 'seq', 'base')
-  local others = (tonumber(f[1]) or 0) - (tonumber(f[2]) or 0) - 1
-  redis.call('HSET', key, 'credit', math.max(0, math.floor(left) - others))
+local q = redis.call('HMGET', key, 'seq', 'base', 'answered', 'hint_rate')
+local seq = tonumber(q[1]) or 0
+if ARGV[5] == '1' and not q[3] then
+  redis.call('HSET', key, 'answered', tostring(now))
+  if left then
+    -- Less every other send so far: the other processes' first sends may come after.
+    local others = seq - (tonumber(q[2]) or 0) - 1
+    redis.call('HSET', key, 'credit', math.max(0, math.floor(left) - others))
+  end
+elseif left and q[3] and not q[4] then
+  -- Until a rate is known, a later answer's quota, less the sends after it.
+  redis.call('HSET', key, 'credit', math.max(0, math.floor(left) - (seq - tonumber(ARGV[7]))))
 end
 local rate = tonumber(ARGV[1])
 if not rate then return 1 end
@@ -466,6 +476,8 @@ class RedisPacer:
     """This process's first send to a fresh shared state, until answered."""
     _probe_until: float = attrs.field(default=0.0, init=False, repr=False)
     """When this process stops holding its other turns for ``_probe``'s answer."""
+    _holding: int = attrs.field(default=0, init=False, repr=False)
+    """Turns of this process waiting in a hold (for a first answer, or for a rate)."""
     _news: asyncio.Event = attrs.field(factory=asyncio.Event, init=False, repr=False)
     """Set (and replaced) when this process has shared an answer: held turns ask again."""
     _waits: Iterator[float] | None = attrs.field(default=None, init=False, repr=False)
@@ -559,9 +571,14 @@ class RedisPacer:
         hint = self._hints.read(headers, self.wall_clock())
         probe = self._probe
         if probe is not None and ticket is probe:  # a first send of a fresh shared state
-            self._background(self._write_hint(hint, read_quota(headers), first=True))
+            self._background(self._write_hint(probe, hint, read_quota(headers), first=True))
+        elif self._holding and self._pace is None and (left := read_quota(headers) or 0) >= 1:
+            # Turns wait for a rate, and the quota is spent: what this answer shows left
+            # may let them go (a quota spent slowly refills, and shows too few used for
+            # a sample of the rate).
+            self._background(self._write_hint(ticket, hint, left, first=False))
         elif hint is not None:
-            self._share_hint(hint)
+            self._share_hint(ticket, hint)
 
     def rate_limited(self, ticket: Ticket, error: RateLimitError) -> float:
         """Close the shared gate for a 429 (in the background); return the wait it names."""
@@ -624,9 +641,11 @@ class RedisPacer:
         """Wait *seconds*, or less if this process shares an answer first."""
         news = asyncio.ensure_future(self._news.wait())
         slept = asyncio.ensure_future(self.sleep(seconds))
+        self._holding += 1
         try:
             await asyncio.wait((news, slept), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._holding -= 1
             for task in (news, slept):
                 task.cancel()
             await asyncio.gather(news, slept, return_exceptions=True)
@@ -714,23 +733,25 @@ class RedisPacer:
             phase,
         )
 
-    def _share_hint(self, hint: Hint) -> None:
+    def _share_hint(self, ticket: _SharedTicket, hint: Hint) -> None:
         rate = max(hint.rate, MIN_RATE)
         if abs(rate - self._shared_hint) <= _HINT_MOVE * self._shared_hint:
             return
         self._shared_hint = rate
-        self._background(self._write_hint(hint, None, first=False))
+        self._background(self._write_hint(ticket, hint, None, first=False))
 
-    async def _write_hint(self, hint: Hint | None, left: float | None, *, first: bool) -> None:
+    async def _write_hint(
+        self, ticket: _SharedTicket, hint: Hint | None, left: float | None, *, first: bool
+    ) -> None:
         """Share a hint of the rate, or the first send's answer (ending the hold)."""
         rate = ""
         if hint is not None:
-            rate = repr(max(hint.rate * (1.0 if hint.is_stated else _HINT_MARGIN), MIN_RATE))
+            self._shared_hint = max(hint.rate, MIN_RATE)
+            shared = max(hint.rate * (1.0 if hint.is_stated else _HINT_MARGIN), MIN_RATE)
+            logger.debug("shared pace from the hints: %.1f requests/s", shared)
+            rate = repr(shared)
         burst = 1.0 if hint is None else max(1.0, hint.limit)
         weight = 1.0 if hint is None or hint.is_stated else _HINT_WEIGHT
-        if hint is not None:
-            self._shared_hint = max(hint.rate, MIN_RATE)
-            logger.debug("shared pace from the hints: %s requests/s", rate)
         try:
             await self._run(
                 "hint",
@@ -740,6 +761,7 @@ class RedisPacer:
                 repr(weight),
                 "1" if first else "0",
                 "" if left is None else repr(left),
+                ticket.seq,
             )
         except self._failures as error:
             self._fall_back(error)
