@@ -1,6 +1,6 @@
 """Benchmarks: kirim-async against raw aiohttp (and httpx) in the same run.
 
-    python benchmarks/run.py [--quick] [--repeat N] [--only SCENARIO]
+    python benchmarks/run.py [--quick] [--repeat N] [--only SCENARIO] [--shared]
 
 The fake server and each client run in their own processes (pinned to different cores
 when ``taskset`` exists), variants are interleaved (A B A B ...), and the table shows
@@ -351,6 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
     parser.add_argument("--repeat", type=int, help="runs per variant (default 3, quick 1)")
     parser.add_argument("--only", choices=[s.key for s in scenarios(False)], action="append")
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="also 4 processes sharing one token, Redis pacer or not (shared.py; redis-server)",
+    )
     args = parser.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
     chosen: Callable[[Scenario], bool] = lambda s: not args.only or s.key in args.only  # noqa: E731
@@ -364,6 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for scenario in filter(chosen, scenarios(args.quick)):
         print(f"{scenario.title} ...", file=sys.stderr)
         lines += table(scenario, measure(scenario, repeat))
+    if args.shared:
+        import shared  # here: it needs the redis extra and redis-server
+
+        print("Many processes, one token ...", file=sys.stderr)
+        lines += ["", "### Many processes, one token (shared.py)", ""]
+        lines += shared.report(1_500 if args.quick else 6_000, repeat)
     print("\n".join(lines))
     return 0
 
