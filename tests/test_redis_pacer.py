@@ -195,6 +195,28 @@ async def test_the_first_contact_sends_one_request_then_the_quota_its_answer_sho
     await second.aclose()
 
 
+async def test_a_turn_waits_one_hold_out_at_most_whatever_its_clock(
+    redis_server: RedisServer,
+) -> None:
+    clock = FakeClock()  # a test's clock: its sleeps end at once, Redis's time goes on
+    retrier = Retrier(policy=RetryPolicy(), sleep=clock.sleep, clock=clock)
+    gate = RedisPacer(
+        redis_server.url,
+        "kirim-async:pacer:test",
+        sleep=clock.sleep,
+        clock=clock,
+        wall_clock=time.time,
+        backoff=retrier.exponential_waits,
+    )
+    probe = await gate.turn()
+    gate.learn(probe, 201, _x_ratelimit(0, "0"))  # nothing left, and no rate
+    await gate.aclose()
+    await gate.turn()  # waits for a rate: half a second, by Redis's clock
+    await gate.aclose()
+    # One wait of half a second, not one after another until Redis's time has passed.
+    assert 0 < clock.slept <= 0.5
+
+
 async def test_a_closing_leaves_no_burst_behind(redis_server: RedisServer) -> None:
     sleeps = SleepLog()
     gate = pacer(redis_server.url, sleep=sleeps)

@@ -147,7 +147,9 @@ _PACE_FIELDS += "'hint_scale', 'version', 'epoch'"
 
 # KEYS[1]: the hash. ARGV: the slot to confirm ('' for none); the expiry in ms; the pace
 # the caller computed ('' for none) and the version of the pace it computed it from; the
-# first contact's hold in seconds; '1' if the caller's first send is out, unanswered.
+# first contact's hold in seconds; '1' if the caller's first send is out, unanswered;
+# '1' if the caller has waited a hold out already (a turn waits one out at most: its
+# clock and Redis's may disagree, as a test's fake clock does, and it must not spin).
 # Returns {kind, now, x, y, answered, pace...}: {'go', now, epoch, seq, ...}, {'wait',
 # now, slot, '', ...}, {'hold', now, until, '', ...} (no pace yet, and no first send
 # answered, or the quota the first answer showed spent: ask again when this process
@@ -171,7 +173,7 @@ local answered = f[13] or ''
 if tonumber(ARGV[4]) ~= (tonumber(f[11]) or 0) then
   return {'stale', tostring(now), '', '', answered, unpack(f, 4, 12)}
 end
-if not rate and not confirm then
+if not rate and not confirm and ARGV[7] ~= '1' then
   local credit, hold = tonumber(f[14]), nil
   if answered == '' then
     -- The first contact: each process's first send alone, until one is answered ...
@@ -519,6 +521,7 @@ class RedisPacer:
         if local is not None and self.clock() < self._rejoin_at:
             return _LocalTicket(local, await local.turn())
         confirm = ""
+        held_out = False
         try:
             while True:
                 rate = self.rate
@@ -530,6 +533,7 @@ class RedisPacer:
                     self._version,
                     repr(_FIRST_HOLD),
                     "1" if self._probing() else "0",
+                    "1" if held_out else "0",
                 )
                 kind, now = _text(reply[0]), float(_text(reply[1]))
                 self._read_pace(now, reply[5:])
@@ -551,7 +555,7 @@ class RedisPacer:
                     until = float(_text(reply[2])) - now + self.clock()
                     if self._probe is not None:
                         until = min(until, self._probe_until)
-                    await self._hold(until - self.clock())
+                    held_out = not await self._hold(until - self.clock())
                     continue
                 confirm = _text(reply[2])
                 await self.sleep(float(confirm) - now)
@@ -637,8 +641,8 @@ class RedisPacer:
         """Whether this process's first send of a fresh state is out, and not for long."""
         return self._probe is not None and self.clock() < self._probe_until
 
-    async def _hold(self, seconds: float) -> None:
-        """Wait *seconds*, or less if this process shares an answer first."""
+    async def _hold(self, seconds: float) -> bool:
+        """Wait *seconds*, or less if this process shares an answer first (then True)."""
         news = asyncio.ensure_future(self._news.wait())
         slept = asyncio.ensure_future(self.sleep(seconds))
         self._holding += 1
@@ -649,6 +653,7 @@ class RedisPacer:
             for task in (news, slept):
                 task.cancel()
             await asyncio.gather(news, slept, return_exceptions=True)
+        return news.done() and not news.cancelled()
 
     def _read_pace(self, now: float, fields: list[bytes | None]) -> None:
         """Take the shared pace a turn read, and how Redis's clock stands to ours."""
