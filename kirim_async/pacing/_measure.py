@@ -146,22 +146,28 @@ def read_quota(headers: Mapping[str, str]) -> float | None:
     ``RateLimit: ...;r=R``; None when neither is there or they cannot be true.
     """
     if "X-RateLimit-Limit" in headers:
-        limit = _header_float(headers, "X-RateLimit-Limit")
-        remaining = _header_float(headers, "X-RateLimit-Remaining")
-        if limit is None or remaining is None or limit < 1 or remaining > limit:
-            return None
-        return remaining
+        counters = _x_counters(headers)
+        return None if isinstance(counters, BadHint) else counters[1]
     remaining = _ietf_params(headers.get("RateLimit")).get("r")
     return None if remaining is None else float(remaining)
+
+
+def _x_counters(headers: Mapping[str, str]) -> tuple[float, float] | BadHint:
+    """``X-RateLimit-Limit`` and ``-Remaining``, or the :class:`BadHint` they are."""
+    limit = _header_float(headers, "X-RateLimit-Limit")
+    remaining = _header_float(headers, "X-RateLimit-Remaining")
+    if limit is None or remaining is None or limit < 1 or remaining > limit:
+        return BadHint("X-RateLimit-Limit/Remaining", (limit, remaining))
+    return limit, remaining
 
 
 def _read_x_ratelimit(
     headers: Mapping[str, str], wall_now: float, *, unbiased: bool
 ) -> Hint | BadHint | None:
-    limit = _header_float(headers, "X-RateLimit-Limit")
-    remaining = _header_float(headers, "X-RateLimit-Remaining")
-    if limit is None or remaining is None or limit < 1 or remaining > limit:
-        return BadHint("X-RateLimit-Limit/Remaining", (limit, remaining))
+    counters = _x_counters(headers)
+    if isinstance(counters, BadHint):
+        return counters
+    limit, remaining = counters
     reset = _header_float(headers, "X-RateLimit-Reset-After")  # Discord: a delta
     epoch = False
     if reset is None:
