@@ -283,7 +283,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('PEXPIRE', key, ARGV[3])
 local left = tonumber(ARGV[6])
-local q = redis.call('HMGET', key, 'seq', 'base', 'answered', 'hint_rate')
+local q = redis.call('HMGET', key, 'seq', 'base', 'answered', 'hint_rate', 'tat')
 local seq = tonumber(q[1]) or 0
 if ARGV[5] == '1' and not q[3] then
   redis.call('HSET', key, 'answered', tostring(now))
@@ -298,14 +298,13 @@ elseif left and q[3] and not q[4] then
 end
 local rate = tonumber(ARGV[1])
 if not rate then return 1 end
-local f = redis.call('HMGET', key, 'hint_rate', 'tat')
-local old = tonumber(f[1])
+local old = tonumber(q[4])
 local burst = tonumber(ARGV[2])
 if old then
   rate = old + tonumber(ARGV[4]) * (rate - old)
 else
   -- The sends before it may have spent the quota: the burst builds up from now.
-  redis.call('HSET', key, 'tat', tostring(math.max(tonumber(f[2]) or 0, now + burst / rate)))
+  redis.call('HSET', key, 'tat', tostring(math.max(tonumber(q[5]) or 0, now + burst / rate)))
   redis.call('HINCRBY', key, 'version', 1)
 end
 redis.call('HSET', key, 'hint_rate', tostring(rate), 'burst', ARGV[2])
@@ -575,12 +574,12 @@ class RedisPacer:
         hint = self._hints.read(headers, self.wall_clock())
         probe = self._probe
         if probe is not None and ticket is probe:  # a first send of a fresh shared state
-            self._background(self._write_hint(probe, hint, read_quota(headers), first=True))
+            self._tell(probe, hint, read_quota(headers), first=True)
         elif self._holding and self._pace is None and (left := read_quota(headers) or 0) >= 1:
             # Turns wait for a rate, and the quota is spent: what this answer shows left
             # may let them go (a quota spent slowly refills, and shows too few used for
             # a sample of the rate).
-            self._background(self._write_hint(ticket, hint, left, first=False))
+            self._tell(ticket, hint, left, first=False)
         elif hint is not None:
             self._share_hint(ticket, hint)
 
@@ -740,12 +739,10 @@ class RedisPacer:
 
     def _share_hint(self, ticket: _SharedTicket, hint: Hint) -> None:
         rate = max(hint.rate, MIN_RATE)
-        if abs(rate - self._shared_hint) <= _HINT_MOVE * self._shared_hint:
-            return
-        self._shared_hint = rate
-        self._background(self._write_hint(ticket, hint, None, first=False))
+        if abs(rate - self._shared_hint) > _HINT_MOVE * self._shared_hint:
+            self._tell(ticket, hint, None, first=False)
 
-    async def _write_hint(
+    def _tell(
         self, ticket: _SharedTicket, hint: Hint | None, left: float | None, *, first: bool
     ) -> None:
         """Share a hint of the rate, or the first send's answer (ending the hold)."""
@@ -757,17 +754,13 @@ class RedisPacer:
             rate = repr(shared)
         burst = 1.0 if hint is None else max(1.0, hint.limit)
         weight = 1.0 if hint is None or hint.is_stated else _HINT_WEIGHT
+        args = [rate, repr(burst), self._expiry_ms(), repr(weight), "1" if first else "0"]
+        args += ["" if left is None else repr(left), ticket.seq]
+        self._background(self._write_hint(args, first=first))
+
+    async def _write_hint(self, args: list[object], *, first: bool) -> None:
         try:
-            await self._run(
-                "hint",
-                rate,
-                repr(burst),
-                self._expiry_ms(),
-                repr(weight),
-                "1" if first else "0",
-                "" if left is None else repr(left),
-                ticket.seq,
-            )
+            await self._run("hint", *args)
         except self._failures as error:
             self._fall_back(error)
         finally:
