@@ -795,8 +795,8 @@ class TestRateLimits:
             ("10", 25, 5),  # the gate's closings spend the budget; nothing sent after
             # "Retry-After: 0" closes the gate for nothing: the unbroken run of 429s
             # spends it (and at most one paced turn past it). Unbounded, the pacer's
-            # floor would go on for ever.
-            ("0", 25 + 2, 40),
+            # floor would go on for ever; blind cuts to 70 % each take it there.
+            ("0", 25 + 2, 50),
         ],
         ids=["closings", "a run of 429s"],
     )

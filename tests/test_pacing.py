@@ -16,14 +16,19 @@ from kirim_async._retry import Retrier
 from kirim_async.bulk._control import JobGate
 from kirim_async.pacing import RateGate, Ticket
 from kirim_async.pacing._measure import (
+    Estimate,
     Hint,
     HintReader,
+    Phase,
+    cut_to,
+    estimate_rate,
     estimate_rate_under,
     probed_rate,
     read_hint,
     read_quota,
 )
 from kirim_async.testing import FakeClock
+from kirim_async.testing._ratelimit import FixedWindow, Limiter, SlidingWindow, TokenBucket
 
 from .conftest import SleepRecorder
 
@@ -351,41 +356,78 @@ class TestRateGate:
         gate = await self.costly_429_at_100_a_second(clock, sleeps)
         assert gate.pacer.rate == pytest.approx(10, rel=0.05)  # the next phase measures
 
-    @pytest.mark.parametrize(
-        ("retry_after", "most_429s"),
-        [(1.0, 3), (0.004, 70), (None, 70)],
-        ids=["integer", "fractional", "absent"],
-    )
-    async def test_the_pace_settles_under_a_token_bucket(
-        self, clock: FakeClock, sleeps: SleepRecorder, retry_after: float | None, most_429s: int
-    ) -> None:
-        # A token bucket of 300/s holding 30, judged on the fake clock; the job first
-        # sends at 6,400/s (32 workers, 5 ms). The pace is measured from what the
-        # bucket admitted, not only cut blindly: few 429s, then just under 300/s.
-        from kirim_async.testing._ratelimit import TokenBucket
+    async def job_against(
+        self, limiter: Limiter, clock: FakeClock, sleeps: SleepRecorder, retry_after: str
+    ) -> tuple[JobGate[RateGate], int]:
+        """6,000 sends through a gate against *limiter*; the gate and the 429s met.
 
-        bucket = TokenBucket(rate=300, burst=30, clock=clock)
+        The job first sends at 6,400/s (32 workers, 5 ms), one at a time on the fake
+        clock. *retry_after* is the style of the 429s: ``integer`` (whole seconds,
+        rounded up), ``fractional`` or ``absent``.
+        """
         gate = self.make(clock, sleeps, max_wait=math.inf)
         saved = random.getstate()
         random.seed(3)  # the backoff's jitter, without Retry-After: the same every run
         limited = 0
         for _ in range(6000):
-            await gate.turn()
-            sent_as = (gate.pacer.sends, clock())
-            epoch = gate.pacer.epoch
+            ticket = await gate.turn()
             if gate.pacer.rate is None:
                 clock.advance(1 / 6400)
-            if bucket.try_take():
-                gate.learn((epoch, *sent_as), 201, {})
+            if limiter.try_take():
+                gate.learn(ticket, 201, {})
                 continue
             limited += 1
-            gate.learn((epoch, *sent_as), 429, {})
-            gate.rate_limited(sent(gate, clock), self.rl(retry_after))
+            gate.learn(ticket, 429, {})
+            wait = limiter.seconds_until_token
+            asked = {
+                "integer": float(max(1, math.ceil(wait))),
+                "fractional": math.ceil(wait * 1000) / 1000,
+                "absent": None,
+            }[retry_after]
+            gate.rate_limited(ticket, self.rl(asked))
         random.setstate(saved)
         assert gate.sends == 6000
+        return gate, limited
+
+    @pytest.mark.parametrize(
+        ("retry_after", "most_429s"),
+        [("integer", 3), ("fractional", 70), ("absent", 70)],
+    )
+    async def test_the_pace_settles_under_a_token_bucket(
+        self, clock: FakeClock, sleeps: SleepRecorder, retry_after: str, most_429s: int
+    ) -> None:
+        # A token bucket of 300/s holding 30. The pace is measured from what the
+        # bucket admitted, not only cut blindly: few 429s, then just under 300/s.
+        bucket = TokenBucket(rate=300, burst=30, clock=clock)
+        gate, limited = await self.job_against(bucket, clock, sleeps, retry_after)
         assert limited <= most_429s
         assert gate.pacer.rate is not None
-        assert 0.85 * 300 <= gate.pacer.rate <= 1.1 * 300
+        assert 0.85 * 300 <= gate.pacer.rate <= 1.1 * 300  # probing may pass it a little
+
+    @pytest.mark.parametrize("window", [FixedWindow, SlidingWindow])
+    async def test_the_pace_settles_under_a_window(
+        self, clock: FakeClock, sleeps: SleepRecorder, window: type[FixedWindow | SlidingWindow]
+    ) -> None:
+        # 300 per window of 1 s, and 429s that round the wait up to a whole second.
+        # A window's quota comes back whole after a closing, so a phase reads as a
+        # bucket of 300 refilling at next to nothing (the pace was stuck at 0.6x), and
+        # a second that straddles two windows admits up to 600 (the pace was stuck
+        # over the rate, a 429 every other second).
+        gate, limited = await self.job_against(window(300, 1.0, clock), clock, sleeps, "integer")
+        assert limited <= 4 * 32  # the first 429 with the sends in flight, then 3 more
+        assert gate.pacer.rate is not None
+        assert 0.9 * 300 <= gate.pacer.rate <= 300
+
+    async def test_a_window_still_shut_after_a_guessed_pause_costs_no_cut(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # No Retry-After: the pause is the client's guess. A phase that admits next to
+        # nothing came too soon, and cutting then, with the next pause long, is the
+        # cut to 10 % meant for a measured phase.
+        window = FixedWindow(300, 1.0, clock)
+        gate, _ = await self.job_against(window, clock, sleeps, "absent")
+        assert gate.pacer.rate is not None
+        assert gate.pacer.rate >= 0.8 * 300
 
     async def test_max_rate_caps_what_hints_and_probing_would_allow(
         self, clock: FakeClock, sleeps: SleepRecorder
@@ -547,6 +589,68 @@ class TestMeasure:
             spent += max(0.0, pace(t) - rate) * step
             t += step
         assert estimate_rate_under(pace, start, t, burst) == pytest.approx(rate, rel=0.01)
+
+    def test_two_phases_of_a_bucket_read_its_refill(self) -> None:
+        # A bucket of 30 refilling 300/s: the first phase (from full, as fast as the
+        # client sends) admits 31.5 in 5 ms, the next after a closing of 1 s 68 in 0.127 s.
+        estimate = estimate_rate(68, 0.127, (31, 0.005), 1.0)
+        assert estimate is not None
+        assert estimate.kind == "refill"
+        assert estimate.rate == pytest.approx(300, rel=0.03)
+        rate, probe = cut_to(450.0, estimate, 1.0)
+        assert rate == pytest.approx(0.97 * estimate.rate)
+        assert probe == pytest.approx(0.002)
+
+    def test_a_window_s_quota_coming_back_whole_is_no_bucket(self) -> None:
+        # 300 per window of 1 s: the first phase spends it in 70 ms; after a closing of
+        # a whole second, a paced phase admits a quota again, whatever its length.
+        # Read as a bucket it refills at nothing; it is 300 per cycle of phase and pause.
+        estimate = estimate_rate(300, 0.64, (300, 0.07), 1.0)
+        assert estimate is not None
+        assert estimate.kind == "window"
+        assert estimate.rate == pytest.approx(300 / 1.07)
+        assert estimate.window
+        rate, probe = cut_to(413.0, estimate, 1.0)
+        assert rate == pytest.approx(0.97 * 300 / 1.07)
+        assert probe == pytest.approx(0.03)  # the estimate reads low: climb faster
+        # A straddle of two windows admits more than a quota: still no bucket.
+        straddle = estimate_rate(417, 0.99, (300, 0.07), 1.0)
+        assert straddle is not None
+        assert straddle.kind == "window"
+
+    def test_a_long_window_phase_ends_at_a_pace_just_over_its_rate(self) -> None:
+        # Two cycles and more without a 429: the pace two cycles before the refused send
+        # was under the rate (a window refuses within one of being passed), and bounds it.
+        estimate = estimate_rate(1204, 4.1, (300, 0.07), 1.0, pace=293.0)
+        assert estimate == Estimate(293.0, "bound")
+        rate, probe = cut_to(305.0, estimate, 1.0)
+        assert rate == pytest.approx(293.0)
+        assert probe == pytest.approx(0.002)
+
+    def test_a_phase_after_a_short_pause_reads_what_it_admitted(self) -> None:
+        estimate = estimate_rate(40, 0.1, (300, 0.07), 0.01)
+        assert estimate is not None
+        assert estimate.kind == "admitted"
+        assert estimate.rate == pytest.approx(400)
+        assert estimate_rate(3, 0.01, (300, 0.07), 1.0) is None  # too short to measure
+
+    def test_a_phase_is_measured_from_all_its_answers_once_they_are_in(self) -> None:
+        phase = Phase(epoch=1, seq=100, start=10.0)
+        # Sends 101-108 went out 10 ms apart; 104's 429 was part of no new event.
+        for n in (101, 102, 103, 105):
+            phase.learn(10.0 + (n - 101) / 100, admitted=True)
+        phase.learn(10.03, admitted=False)  # 104
+        phase.learn(10.06, admitted=False)  # 107: the event
+        assert phase.admitted_before(107) == 5  # 101-106 but 104; 106 not answered yet
+        phase.end(108, (107, 10.06))
+        assert not phase.complete
+        assert phase.measure()[0] == 5
+        assert phase.measure()[1] == pytest.approx(0.06)
+        phase.learn(10.05, admitted=False)  # 106 was refused after all
+        phase.learn(10.07, admitted=True)  # 108 was admitted: a token had come
+        assert phase.answered == phase.sent  # complete
+        assert phase.measure()[0] == 5
+        assert phase.measure()[1] == pytest.approx(0.07)
 
     def test_a_phase_that_could_not_spend_the_bucket_measures_nothing(self) -> None:
         assert estimate_rate_under(lambda t: 10.0, 0.0, 1.0, 30.0) is None

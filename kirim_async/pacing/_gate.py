@@ -66,8 +66,11 @@ from ._measure import (
     MIN_RATE,
     MIN_SENDS,
     PROBE_PER_SECOND,
+    REFILL_PAUSE,
     AdmittedRate,
+    Estimate,
     HintReader,
+    Phase,
     cut_to,
     estimate_rate,
     is_cheap,
@@ -139,16 +142,28 @@ class RateGate:
     _hint_scale: float = attrs.field(init=False, default=1.0)
     """Less than 1 after 429s that came despite the hints: they are paced under."""
     _limited_since_cut: int = attrs.field(init=False, default=0)
-    _phase_start: float = attrs.field(init=False, default=0.0)
-    _phase_pause: float = attrs.field(init=False, default=0.0)
-    _phase_seq: int = attrs.field(init=False, default=0)
-    _first_phase: tuple[int, float] = attrs.field(init=False, default=(0, 0.0))
+    # Phases (see _measure.Phase): the current one, the one the last event ended (its
+    # answers still coming in), and the first one since the pace was last set.
+    _phase: Phase = attrs.field(init=False, factory=lambda: Phase(epoch=0, seq=0))
+    _ended: Phase | None = attrs.field(init=False, default=None)
+    _first: Phase | None = attrs.field(init=False, default=None)
+    _event_at: float = attrs.field(init=False, default=0.0)
+    """When the last congestion event began: the closing before the current phase."""
+    _pending: tuple[float, float, float] | None = attrs.field(init=False, default=None)
+    """The last cut, to measure again when the gate reopens: (the pace the event came
+    at, the pace two cycles before it, the closing it cost)."""
     _probe: float = attrs.field(init=False, default=PROBE_PER_SECOND)
     _limited_at: float = attrs.field(init=False, default=0.0)
     """When the last 429 was taken."""
     _cheap: bool = attrs.field(init=False, default=False)
     """Whether the last cut's 429 cost a short pause: probing fast after quiet is cheap."""
     _answered_since_cut: int = attrs.field(init=False, default=0)
+    _guessed: bool = attrs.field(init=False, default=False)
+    """Whether the last closing was the client's guess: its 429 named no ``Retry-After``."""
+    _window: bool = attrs.field(init=False, default=False)
+    """Whether the last measured cut read a window's quota (see ``estimate_rate``)."""
+    _refill: float = attrs.field(init=False, default=float("inf"))
+    """A bucket's refill rate, measured: the fast climb back stops under it."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_rate is not None:  # paced from the start: one token, no burst
@@ -210,13 +225,16 @@ class RateGate:
         self._cut_at = None
         self._first_send_at = None  # the next first cut measures the send rate anew
         self._sends_base = self.sends
-        self._phase_seq = self.sends
+        self._phase = Phase(epoch=self.epoch, seq=self.sends)
+        self._first = self._pending = None
 
     def _count_send(self) -> Ticket:
         self.sends += 1
         now = self.clock()
         if self._first_send_at is None:
             self._first_send_at = now
+        if self._phase.start is None:  # the gate's reopening, however late 429s pushed it
+            self._reopened(now)
         # What a 429 for this send tells: the congestion event it belongs to, and how
         # many sends the server admitted before it, by when.
         return (self.epoch, self.sends, now)
@@ -232,7 +250,7 @@ class RateGate:
                 self._probe,
                 quiet=now - self._limited_at,
                 cheap=self._cheap,
-                peak=self._admitted.peak,
+                peak=min(self._admitted.peak, self._refill),
             )
         return rate if self.max_rate is None else min(rate, self.max_rate)
 
@@ -256,8 +274,12 @@ class RateGate:
             headers: Its headers (looked up without regard to case).
         """
         self._answered += 1
-        current = ticket[0] >= self.epoch  # sent since the last cut
+        epoch = ticket[0]
+        current = epoch >= self.epoch  # sent since the last cut
         self._answered_since_cut += current
+        phase = self._phase if current else self._ended
+        if phase is not None and phase.epoch == epoch:
+            phase.learn(ticket[2], admitted=status != 429)
         if status == 429:
             self._limited_since_cut += current
             self.rate_limited_count += 1
@@ -296,7 +318,7 @@ class RateGate:
             Seconds until the next turn: the closing, never shorter than asked.
         """
         now = self.clock()
-        epoch, seq, sent_at = ticket
+        epoch, seq, _ = ticket
         # A 429 for a request sent before the last cut is that congestion event again.
         new_event = epoch >= self.epoch
         if new_event and self._cut_at is not None and now - self._cut_at < _MIN_EVENT_GAP:
@@ -316,11 +338,21 @@ class RateGate:
             self._hint_scale = max(0.5, self._hint_scale * MEASURED_MARGIN)
             if self._rate is not None:
                 self._rate = max(MIN_RATE, self._rate * MEASURED_MARGIN)
-            self.epoch += 1  # one event: the 429s of requests already sent are part of it
+            self._next_phase(now, ticket)  # the 429s of requests already sent are this event
             self._cut_at = now
-            self._limited_since_cut = self._answered_since_cut = 0
+        elif new_event and self._rate is not None and self._too_soon(seq, wait):
+            # The last closing was the client's guess (no Retry-After), and the phase
+            # after it admitted next to nothing: the quota was not back yet. The pause
+            # was too short, not the pace too high: the next backoff is longer.
+            logger.debug(
+                "pace kept at %.1f requests/s: the quota was not back after the last "
+                "pause (%d admitted since)",
+                self._current_rate(now) or 0.0,
+                self._phase.admitted_before(seq),
+            )
+            self._next_phase(now, ticket)
         elif new_event and (self._rate is not None or seq - self._sends_base >= MIN_SENDS):
-            self._cut(now, wait, (seq, sent_at), asked=error.retry_after is not None)
+            self._cut(now, wait, ticket, asked=error.retry_after is not None)
         elif new_event:
             # Unpaced, a few sends say nothing of a rate (a quiet service's calls): the
             # 429 closes the gate, and the pace is left to a burst that can be measured.
@@ -331,41 +363,108 @@ class RateGate:
             )
         self._held_at = max(self._held_at, self._open_at, now)
         self._limited_at = now
+        self._guessed = error.retry_after is None
         return max(0.0, self._open_at - now)
 
-    def _cut(self, now: float, wait: float, sent: tuple[int, float], *, asked: bool) -> None:
-        current = self._current_rate(now)
-        # What the server admitted in this phase: the sends before the one it refused,
-        # over the time to that send.
-        admitted, phase = sent[0] - 1 - self._phase_seq, sent[1] - self._phase_start
-        estimate = None
-        if current is None:
+    def _too_soon(self, seq: int, wait: float) -> bool:
+        """Whether the phase refused at *seq* admitted next to nothing after a guessed pause.
+
+        The quota was not back yet: the pause was too short, not the pace too high. A
+        bucket refills all the while, and the client's backoff starts short again after
+        each answer admitted; a window stays shut until it ends, and the backoff grows:
+        a blind cut then, with the *wait* long, would be the one to 10 %.
+        """
+        admitted = self._phase.admitted_before(seq)
+        return self._guessed and wait >= REFILL_PAUSE and admitted < MIN_SENDS
+
+    def _next_phase(self, now: float, refused: Ticket) -> Phase:
+        """End the current phase at a congestion event (its first refused send); return it.
+
+        Every send carries the epoch it went out in: the 429s of requests sent before
+        this event are part of it, and their answers still count for the phase.
+        """
+        ended = self._phase
+        ended.end(self.sends, (refused[1], refused[2]))
+        self.epoch += 1
+        self._phase = Phase(epoch=self.epoch, seq=self.sends)
+        self._ended = ended
+        self._event_at = now
+        self._limited_since_cut = self._answered_since_cut = 0
+        return ended
+
+    def _reopened(self, now: float) -> None:
+        """The first send after a closing: the new phase starts.
+
+        The last cut is measured again if the answers to the phase it ended are all in.
+        """
+        phase = self._phase
+        phase.start = now
+        phase.pause = now - self._event_at
+        pending, self._pending = self._pending, None
+        if pending is not None and self._ended is not None and self._ended.complete:
+            self._measured_cut(*pending)
+
+    def _cut(self, now: float, wait: float, refused: Ticket, *, asked: bool) -> None:
+        pace = self._current_rate(now)
+        first = pace is None
+        before = 0.0
+        if pace is None:
             elapsed = now - (self._first_send_at or now)
-            sends = self.sends - self._sends_base
-            current = send_rate(sends, elapsed)
+            current = send_rate(self.sends - self._sends_base, elapsed)
             self._admitted.second = now  # the admitted rate is counted from here
-            phase = sent[1] - (self._first_send_at or sent[1])
-            self._first_phase = (admitted, phase)
             if elapsed >= 1.0:  # long enough that a first burst does not dominate it
                 self._admitted.peak = (self._answered - self.rate_limited_count) / elapsed
         else:
-            estimate = estimate_rate(admitted, phase, self._first_phase, self._phase_pause)
-        rate, self._probe = cut_to(current, estimate, wait)
-        self._cut_rate = max(MIN_RATE, rate, self._admitted.floor())
+            current = pace
+        if not first and self._first is not None:
+            # A window refuses by the end of the window after the one in which the pace
+            # passed its rate: the pace two cycles (the first phase and a closing)
+            # before the refused send was under it.
+            cycle = self._first.measure()[1] + self._phase.pause
+            before = self._current_rate(refused[2] - 2 * cycle) or 0.0
+        ended = self._next_phase(now, refused)
+        self._cut_at = now
         self._cheap = is_cheap(wait, asked=asked)
+        if first:
+            self._first = ended
+            self._set_cut(cut_to(current, None, wait), None, ended)
+            return
+        self._measured_cut(current, before, wait)
+        if not ended.complete:
+            # Measured again when the gate reopens: the answers to the phase's sends,
+            # in by then, tell what it admitted better than the refused send's number.
+            self._pending = (current, before, wait)
+
+    def _measured_cut(self, current: float, before: float, wait: float) -> None:
+        ended = self._ended
+        assert ended is not None  # noqa: S101 - set by _cut
+        # None when paced from the start (a max_rate): no phase from a full quota.
+        first = (0, 0.0) if self._first is None else self._first.measure()
+        admitted, phase = ended.measure()
+        estimate = estimate_rate(admitted, phase, first, ended.pause, pace=before)
+        if estimate is not None:
+            self._window = estimate.window
+            # A second that held a bucket's burst reads over its rate: climb back no
+            # higher than its refill. A window's seconds may hold two quotas.
+            if estimate.kind != "admitted":
+                self._refill = 0.0 if estimate.window else estimate.rate
+        self._set_cut(cut_to(current, estimate, wait), estimate, ended)
+
+    def _set_cut(self, cut: tuple[float, float], estimate: Estimate | None, ended: Phase) -> None:
+        rate, self._probe = cut
+        # A window admits up to twice its quota in a second that straddles two of its
+        # windows: what it admitted is no floor then.
+        floor = 0.0 if self._window else self._admitted.floor()
+        self._cut_rate = max(MIN_RATE, rate, floor)
+        admitted, phase = ended.measure()
         logger.debug(
-            "pace cut to %.1f requests/s: %s (this phase: %d admitted in %.3fs)",
+            "pace cut to %.1f requests/s: %s (the phase before: %d admitted in %.3fs%s)",
             self._cut_rate,
-            "nothing measured" if estimate is None else "measured",
+            "nothing measured" if estimate is None else f"{estimate.kind} measured",
             admitted,
             phase,
+            ", every answer in" if ended.complete else "",
         )
-        self._cut_at = now
-        self.epoch += 1
-        self._limited_since_cut = self._answered_since_cut = 0
-        self._phase_start = max(now, self._open_at)
-        self._phase_seq = self.sends
-        self._phase_pause = self._phase_start - now
         self._rate = self._cut_rate
         # Little burst, the server's being unknown; none under a max_rate.
         self._capacity = 2.0 if self.max_rate is None else 1.0

@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 import attrs
 
@@ -26,10 +27,13 @@ __all__ = [
     "MIN_SENDS",
     "PROBE_PER_SECOND",
     "REFILL_PAUSE",
+    "WINDOW_PROBE_PER_SECOND",
     "AdmittedRate",
     "BadHint",
+    "Estimate",
     "Hint",
     "HintReader",
+    "Phase",
     "cut_to",
     "estimate_rate",
     "estimate_rate_under",
@@ -47,6 +51,7 @@ COSTLY_DECREASE = 0.1  # a blind cut when a 429 costs a long pause: measure in t
 MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
 PROBE_PER_SECOND = 0.1  # after a blind cut, grow back by this share of it each second
 MEASURED_PROBE_PER_SECOND = 0.002  # ... after a measured one, slowly: each 429 may cost a second
+WINDOW_PROBE_PER_SECOND = 0.03  # ... after a window's: its estimate reads a little under
 MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 MIN_RATE = 0.5  # requests a second: no pace (nor hint) goes lower
@@ -235,6 +240,66 @@ class HintReader:
         return Hint(median, hint.limit, hint.remaining, is_stated=False)
 
 
+@attrs.define
+class Phase:
+    """One phase of a pacer: from the gate's reopening to the first send refused.
+
+    What the server admitted in it is best read from every answer to its sends, once
+    they are all in (they come during the closing that ended it): the count admitted,
+    and when the last of them went out. Until then, the sends before the refused one,
+    less those already refused, stand for it; answers overtake each other, so that
+    count is off by a few.
+    """
+
+    epoch: int
+    """The pacer's epoch its sends carry."""
+    seq: int
+    """Sends before it."""
+    start: float | None = None
+    """When its first send went out."""
+    pause: float = 0.0
+    """The closing before it, in seconds."""
+    sent: int | None = None
+    """Its sends, once it has ended."""
+    until_refused: tuple[int, float] | None = None
+    """Once ended: the sends admitted before the first one refused, by the answers in
+    then, and when that one went out."""
+    answered: int = 0
+    admitted: int = 0
+    last_admitted: float = 0.0
+    """When the last send admitted went out."""
+
+    def learn(self, sent_at: float, *, admitted: bool) -> None:
+        """Count an answer to one of its sends, sent at *sent_at*."""
+        self.answered += 1
+        if admitted:
+            self.admitted += 1
+            self.last_admitted = max(self.last_admitted, sent_at)
+
+    def admitted_before(self, seq: int) -> int:
+        """The sends before send number *seq* (refused), less the refusals answered."""
+        refusals = max(0, self.answered - self.admitted - 1)  # the refused one's own
+        return max(0, seq - 1 - self.seq - refusals)
+
+    def end(self, sends: int, refused: tuple[int, float]) -> None:
+        """End it at a refusal: *sends* in all so far, the refused (number, sent at)."""
+        self.sent = sends - self.seq
+        self.until_refused = (self.admitted_before(refused[0]), refused[1])
+
+    @property
+    def complete(self) -> bool:
+        """Whether it has ended and every one of its sends has its answer."""
+        return self.sent is not None and self.answered >= self.sent
+
+    def measure(self) -> tuple[int, float]:
+        """(sends admitted, seconds from its start to the last of them)."""
+        start = self.start or 0.0
+        if self.complete or self.until_refused is None:
+            return self.admitted, max(0.0, self.last_admitted - start) if self.admitted else 0.0
+        admitted, sent_at = self.until_refused
+        return admitted, sent_at - start
+
+
 def send_rate(sends: int, elapsed: float) -> float:
     """Requests a second of *sends* over *elapsed* seconds (all of them when none passed)."""
     return sends / elapsed if elapsed > 0 else float(sends or 1)
@@ -249,45 +314,77 @@ def is_cheap(wait: float, *, asked: bool) -> bool:
     return asked and wait < REFILL_PAUSE
 
 
+@attrs.frozen
+class Estimate:
+    """A limiter's rate measured from its phases, and how it was read."""
+
+    rate: float
+    """Requests a second."""
+    kind: Literal["refill", "admitted", "window", "bound"]
+    """``refill``: a token bucket's, measured from two phases. ``admitted``: what the
+    phase admitted over its length (its quota was not restored). ``window``: a window's
+    quota came back whole after the pause; its rate reads a little low. ``bound``: a
+    window's, where a long phase ended at a pace just over its rate."""
+
+    @property
+    def window(self) -> bool:
+        """Whether the limiter reads as a window."""
+        return self.kind in ("window", "bound")
+
+
 def estimate_rate(
-    admitted: int, phase: float, first: tuple[int, float], pause: float
-) -> float | None:
+    admitted: int,
+    phase: float,
+    first: tuple[int, float],
+    pause: float,
+    pace: float | None = None,
+) -> Estimate | None:
     """The server's rate, from what it admitted in this phase and the first one.
 
     A phase runs from the gate's reopening to the first send the server refused.
-    After a pause long enough to restore the quota, a phase admits the quota's burst
-    B and then the rate R: ``A = B + R * t``. The first phase (from a full quota)
+    After a pause long enough to restore the quota, a token bucket's phase admits its
+    burst B and then its rate R: ``A = B + R * t``. The first phase (from a full quota)
     gives the other equation, so ``R = (A - A0) / (t - t0)``: TCP BBR's way of
     measuring a token-bucket policer. Whether the pause did restore the burst is
     judged by that estimate itself (``pause >= A0 / R``); if not, the quota was
-    near empty and ``A / t`` is the estimate. A phase that admits no more than the
-    first did, after a long pause, is a fixed window's quota coming back whole: the
-    rate is that quota per cycle, ``A / (pause + t)``.
+    near empty and ``A / t`` is the estimate.
+
+    A window's quota comes back whole when it ends: a paced phase admits all it sends
+    until the quota is spent, whatever the rate, so the bucket's equation reads it as
+    next to nothing. Its rate is its quota per window, and the first phase (sent as
+    fast as the client could) and a closing that restored the quota take at most one
+    window and the time to spend its quota: ``A0 / (t0 + pause)`` is a little under the
+    rate. When the bucket's reading is under that, the limiter is a window.
 
     Args:
         admitted: Sends the server admitted in this phase.
         phase: Its length in seconds.
         first: The first phase's (admitted, length).
         pause: The closing before this phase, in seconds.
+        pace: The pace two cycles (the first phase and a closing) before the refused
+            send: a window that refuses only after a long phase was under its rate
+            then, and over it at the refusal (a ``bound``).
 
     Returns:
-        Requests a second, or None when the phase is too short to measure.
+        The estimate, or None when the phase is too short to measure.
     """
     if phase < MIN_PHASE or admitted <= 0:
         return None
     first_admitted, first_phase = first
+    cycle = first_phase + pause
+    window = min(first_admitted, admitted) / cycle if pause >= REFILL_PAUSE else 0.0
     if admitted > first_admitted and phase - first_phase >= MIN_PHASE:
         refilled = (admitted - first_admitted) / (phase - first_phase)
-        if pause * refilled >= first_admitted:
-            return refilled
-    elif pause >= REFILL_PAUSE:
-        # The whole quota again, as a fixed window gives it: that much per cycle of
-        # pause and phase is the rate it allows.
-        return admitted / (phase + pause)
-    return admitted / phase
+        if pause * refilled >= first_admitted and refilled >= window:
+            return Estimate(refilled, "refill")
+    if window:
+        if pace is not None and phase >= 2 * cycle:
+            return Estimate(pace, "bound")
+        return Estimate(window, "window")
+    return Estimate(admitted / phase, "admitted")
 
 
-def cut_to(current: float, estimate: float | None, wait: float) -> tuple[float, float]:
+def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[float, float]:
     """The pace after a congestion event, and how fast it then probes upwards.
 
     Args:
@@ -297,14 +394,20 @@ def cut_to(current: float, estimate: float | None, wait: float) -> tuple[float, 
 
     Returns:
         (requests a second, probe: the share of it added each second). Measured: a
-        little under the estimate, probing slowly. Blind: a cut to 70 %, or to 10 %
-        when each 429 costs a long pause (an integer ``Retry-After``: fewer 429s to the
-        right pace, and the next phase is long enough to measure it).
+        little under the estimate (a window's bound is under its rate already), and
+        under the pace the event came at, probing slowly; faster after a window's
+        first estimate, which reads low. Blind: a cut to 70 %, or to 10 % when each 429
+        costs a long pause (an integer ``Retry-After``: fewer 429s to the right pace,
+        and the next phase is long enough to measure it).
     """
     if estimate is None:
         blind = DECREASE if wait < REFILL_PAUSE else COSTLY_DECREASE
         return current * blind, PROBE_PER_SECOND
-    return min(current, MEASURED_MARGIN * estimate), MEASURED_PROBE_PER_SECOND
+    rate = MEASURED_MARGIN * min(current, estimate.rate)
+    if estimate.kind == "bound":
+        rate = min(MEASURED_MARGIN * current, estimate.rate)
+    probe = WINDOW_PROBE_PER_SECOND if estimate.kind == "window" else MEASURED_PROBE_PER_SECOND
+    return rate, probe
 
 
 def estimate_rate_under(

@@ -97,6 +97,7 @@ from ._measure import (
     MIN_RATE,
     MIN_SENDS,
     PROBE_PER_SECOND,
+    Estimate,
     Hint,
     HintReader,
     cut_to,
@@ -705,14 +706,15 @@ class RedisPacer:
             return
         current = None if pace is None else pace.at(float(now))
         first = ""
-        estimate = None
+        estimate: Estimate | None = None
         if current is None:  # the first cut: of the send rate measured so far
             current = send_rate(int(sent), float(since_first))
             first = admitted
         elif pace is not None and pace.is_climbing:
             # A slow start wasted refill while under the limit: read R from the ramp.
             end = ticket.sent_at
-            estimate = estimate_rate_under(pace.at, end - float(phase), end, int(first_admitted))
+            ramp = estimate_rate_under(pace.at, end - float(phase), end, int(first_admitted))
+            estimate = None if ramp is None else Estimate(ramp, "refill")
         else:
             estimate = estimate_rate(
                 int(admitted),
