@@ -314,15 +314,32 @@ class TestRateGate:
         gate.rate_limited(sent(gate, clock), self.rl(1.0))
         return gate
 
-    async def test_a_costly_429_s_pace_creeps_up_however_quiet(
+    async def test_a_blind_costly_cut_starts_slow_then_creeps_once_measured(
         self, clock: FakeClock, sleeps: SleepRecorder
     ) -> None:
-        # Each probe past the limit costs a whole second when Retry-After is whole
-        # seconds: the pace then grows linearly, never doubling.
+        # Nothing measured yet, and each 429 costs a whole second: cut deep, then double
+        # each second from the reopening until the next 429 (TCP's slow start); a pace
+        # left at a tenth of the send rate used to creep up linearly, for many seconds
+        # under the limit when the job's first sends were slow.
         gate = await self.costly_429_at_100_a_second(clock, sleeps)
         assert gate.pacer.rate == pytest.approx(10, rel=0.05)
+        clock.advance(5.0)  # closed for a second, then idle: the climb starts with a send
+        assert gate.pacer.rate == pytest.approx(10, rel=0.05)
+        start = clock()
+        for _ in range(60):
+            ticket = await gate.turn()
+            gate.learn(ticket, 201, {})
+        assert gate.pacer.rate == pytest.approx(10 * 2 ** (clock() - start), rel=0.05)
+        assert gate.pacer.rate > 40
+        # Each probe past the limit costs a whole second: once measured, the pace creeps
+        # (by 3 % of it a second at most), however quiet.
+        ticket = await gate.turn()
+        gate.learn(ticket, 429, {})
+        gate.rate_limited(ticket, self.rl(1.0))
+        cut = gate.pacer.rate
+        assert cut is not None
         clock.advance(10)
-        assert gate.pacer.rate == pytest.approx(20, rel=0.05)
+        assert cut < gate.pacer.rate <= 1.3 * cut
 
     async def test_the_pace_comes_back_once_429s_that_are_not_ours_stop(
         self, clock: FakeClock, sleeps: SleepRecorder

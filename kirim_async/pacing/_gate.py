@@ -73,6 +73,7 @@ from ._measure import (
     Phase,
     cut_to,
     estimate_rate,
+    estimate_rate_under,
     is_cheap,
     probed_rate,
     send_rate,
@@ -149,9 +150,15 @@ class RateGate:
     _first: Phase | None = attrs.field(init=False, default=None)
     _event_at: float = attrs.field(init=False, default=0.0)
     """When the last congestion event began: the closing before the current phase."""
-    _pending: tuple[float, float, float] | None = attrs.field(init=False, default=None)
+    _pending: tuple[float, float, float | None, float] | None = attrs.field(
+        init=False, default=None
+    )
     """The last cut, to measure again when the gate reopens: (the pace the event came
-    at, the pace two cycles before it, the closing it cost)."""
+    at, the pace two cycles before it, the rate read from a slow start, the closing)."""
+    _climbing: bool = attrs.field(init=False, default=False)
+    """A slow start: after a blind cut of a costly 429, the pace doubles each second
+    from the reopening (``_climb_at``) until the next 429."""
+    _climb_at: float | None = attrs.field(init=False, default=None)
     _probe: float = attrs.field(init=False, default=PROBE_PER_SECOND)
     _limited_at: float = attrs.field(init=False, default=0.0)
     """When the last 429 was taken."""
@@ -243,7 +250,10 @@ class RateGate:
         rate = self._rate
         if rate is None:
             return None
-        if not self._from_headers and self._cut_at is not None:
+        if self._climbing:
+            climbed = 0.0 if self._climb_at is None else max(0.0, now - self._climb_at)
+            rate = self._cut_rate * 2.0 ** min(climbed, 64.0)
+        elif not self._from_headers and self._cut_at is not None:
             rate = probed_rate(
                 self._cut_rate,
                 now - self._cut_at,
@@ -400,6 +410,8 @@ class RateGate:
         phase = self._phase
         phase.start = now
         phase.pause = now - self._event_at
+        if self._climbing and self._climb_at is None:
+            self._climb_at = now
         pending, self._pending = self._pending, None
         if pending is not None and self._ended is not None and self._ended.complete:
             self._measured_cut(*pending)
@@ -427,31 +439,47 @@ class RateGate:
         self._cheap = is_cheap(wait, asked=asked)
         if first:
             self._first = ended
-            self._set_cut(cut_to(current, None, wait), None, ended)
+            self._set_cut(cut_to(current, None, wait), None, ended, wait)
             return
-        self._measured_cut(current, before, wait)
+        ramp = None
+        if self._climbing and self._climb_at is not None and self._first is not None:
+            # A slow start wasted refill while under the limit: read R from the ramp.
+            burst, burst_time = self._first.measure()
+            ramp = estimate_rate_under(
+                self._current_rate_at, self._climb_at, refused[2], burst, burst_time
+            )
+        self._measured_cut(current, before, ramp, wait)
         if not ended.complete:
             # Measured again when the gate reopens: the answers to the phase's sends,
             # in by then, tell what it admitted better than the refused send's number.
-            self._pending = (current, before, wait)
+            self._pending = (current, before, ramp, wait)
 
-    def _measured_cut(self, current: float, before: float, wait: float) -> None:
+    def _current_rate_at(self, when: float) -> float:
+        return self._current_rate(when) or 0.0
+
+    def _measured_cut(self, current: float, before: float, ramp: float | None, wait: float) -> None:
         ended = self._ended
         assert ended is not None  # noqa: S101 - set by _cut
         # None when paced from the start (a max_rate): no phase from a full quota.
         first = (0, 0.0) if self._first is None else self._first.measure()
         admitted, phase = ended.measure()
-        estimate = estimate_rate(admitted, phase, first, ended.pause, pace=before)
+        estimate = estimate_rate(admitted, phase, first, ended.pause, pace=before, ramp=ramp)
         if estimate is not None:
             self._window = estimate.window
             # A second that held a bucket's burst reads over its rate: climb back no
             # higher than its refill. A window's seconds may hold two quotas.
             if estimate.kind != "admitted":
                 self._refill = 0.0 if estimate.window else estimate.rate
-        self._set_cut(cut_to(current, estimate, wait), estimate, ended)
+        self._set_cut(cut_to(current, estimate, wait), estimate, ended, wait)
 
-    def _set_cut(self, cut: tuple[float, float], estimate: Estimate | None, ended: Phase) -> None:
+    def _set_cut(
+        self, cut: tuple[float, float], estimate: Estimate | None, ended: Phase, wait: float
+    ) -> None:
         rate, self._probe = cut
+        # Blind after a costly 429 (a deep cut): climb by doubling from the reopening,
+        # and read the rate from that ramp at the next 429 (TCP's slow start).
+        self._climbing = estimate is None and wait >= REFILL_PAUSE
+        self._climb_at = None
         # A window admits up to twice its quota in a second that straddles two of its
         # windows: what it admitted is no floor then.
         floor = 0.0 if self._window else self._admitted.floor()

@@ -337,7 +337,9 @@ def estimate_rate(
     phase: float,
     first: tuple[int, float],
     pause: float,
+    *,
     pace: float | None = None,
+    ramp: float | None = None,
 ) -> Estimate | None:
     """The server's rate, from what it admitted in this phase and the first one.
 
@@ -364,6 +366,8 @@ def estimate_rate(
         pace: The pace two cycles (the first phase and a closing) before the refused
             send: a window that refuses only after a long phase was under its rate
             then, and over it at the refusal (a ``bound``).
+        ramp: The refill read from a phase that climbed (:func:`estimate_rate_under`):
+            the two phases' equation reads one that climbed from under the rate low.
 
     Returns:
         The estimate, or None when the phase is too short to measure.
@@ -373,10 +377,13 @@ def estimate_rate(
     first_admitted, first_phase = first
     cycle = first_phase + pause
     window = min(first_admitted, admitted) / cycle if pause >= REFILL_PAUSE else 0.0
+    refilled = ramp
     if admitted > first_admitted and phase - first_phase >= MIN_PHASE:
-        refilled = (admitted - first_admitted) / (phase - first_phase)
-        if pause * refilled >= first_admitted and refilled >= window:
-            return Estimate(refilled, "refill")
+        # A climb that started under R wasted refill (this reads low), or over it (the
+        # ramp's model, with its rounding, reads low): each errs low, the higher wins.
+        refilled = max(ramp or 0.0, (admitted - first_admitted) / (phase - first_phase))
+    if refilled is not None and pause * refilled >= first_admitted and refilled >= window:
+        return Estimate(refilled, "refill")
     if window:
         if pace is not None and phase >= 2 * cycle:
             return Estimate(pace, "bound")
@@ -411,7 +418,11 @@ def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[floa
 
 
 def estimate_rate_under(
-    pace: Callable[[float], float], start: float, end: float, burst: float
+    pace: Callable[[float], float],
+    start: float,
+    end: float,
+    burst: float,
+    burst_time: float = 0.0,
 ) -> float | None:
     """The limiter's rate, from a phase paced by *pace* (climbing) that it ended at *end*.
 
@@ -419,13 +430,16 @@ def estimate_rate_under(
     is under the limiter's rate R, so ``A / t`` and :func:`estimate_rate` read R low.
     Instead: from a full bucket of *burst* at *start*, the limiter refuses the first send
     when the sends above R have spent it, ``integral of max(0, pace(t) - R) dt = burst``
-    over the phase. The left side falls as R grows, so R is found by bisection.
+    over the phase. The left side falls as R grows, so R is found by bisection. The
+    first phase that measured the burst took *burst_time* seconds, and admitted
+    ``R * burst_time`` of it from the refill: the bucket holds that much less.
 
     Args:
         pace: Requests a second at a time (the pacer's clock).
         start: When the phase began (the gate reopened, the bucket full).
         end: When the send the server refused went out.
         burst: The bucket's size: what the first phase admitted.
+        burst_time: That first phase's length, in seconds.
 
     Returns:
         Requests a second, or None when the phase is too short, or when its sends could
@@ -444,7 +458,8 @@ def estimate_rate_under(
         return None
     for _ in range(_BISECTIONS):
         middle = (low + high) / 2
-        low, high = (middle, high) if spent(middle) > burst else (low, middle)
+        over = spent(middle) > burst - middle * burst_time
+        low, high = (middle, high) if over else (low, middle)
     return (low + high) / 2
 
 

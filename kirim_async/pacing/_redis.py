@@ -710,17 +710,20 @@ class RedisPacer:
         if current is None:  # the first cut: of the send rate measured so far
             current = send_rate(int(sent), float(since_first))
             first = admitted
-        elif pace is not None and pace.is_climbing:
-            # A slow start wasted refill while under the limit: read R from the ramp.
-            end = ticket.sent_at
-            ramp = estimate_rate_under(pace.at, end - float(phase), end, int(first_admitted))
-            estimate = None if ramp is None else Estimate(ramp, "refill")
         else:
+            ramp = None
+            if pace is not None and pace.is_climbing:
+                # A slow start wasted refill while under the limit: read R from the ramp.
+                end = ticket.sent_at
+                ramp = estimate_rate_under(
+                    pace.at, end - float(phase), end, int(first_admitted), float(first_phase)
+                )
             estimate = estimate_rate(
                 int(admitted),
                 float(phase),
                 (int(first_admitted), float(first_phase)),
                 float(pause),
+                ramp=ramp,
             )
         if estimate is None:  # halve, then the slow start finds the rate (TCP's way)
             rate, probe = _SLOW_START_CUT * current, PROBE_PER_SECOND
