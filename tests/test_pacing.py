@@ -16,6 +16,8 @@ from kirim_async._retry import Retrier
 from kirim_async.bulk._control import JobGate
 from kirim_async.pacing import RateGate, Ticket
 from kirim_async.pacing._measure import (
+    MEASURED_PROBE_PER_SECOND,
+    WINDOW_PROBE_PER_SECOND,
     Estimate,
     Hint,
     HintReader,
@@ -329,8 +331,10 @@ class TestRateGate:
         for _ in range(60):
             ticket = await gate.turn()
             gate.learn(ticket, 201, {})
-        assert gate.pacer.rate == pytest.approx(10 * 2 ** (clock() - start), rel=0.05)
-        assert gate.pacer.rate > 40
+        climbed = gate.pacer.rate
+        assert climbed is not None
+        assert climbed == pytest.approx(10 * 2 ** (clock() - start), rel=0.05)
+        assert climbed > 40
         # Each probe past the limit costs a whole second: once measured, the pace creeps
         # (by 3 % of it a second at most), however quiet.
         ticket = await gate.turn()
@@ -339,7 +343,9 @@ class TestRateGate:
         cut = gate.pacer.rate
         assert cut is not None
         clock.advance(10)
-        assert cut < gate.pacer.rate <= 1.3 * cut
+        crept = gate.pacer.rate
+        assert crept is not None
+        assert cut < crept <= 1.3 * cut
 
     async def test_the_pace_comes_back_once_429s_that_are_not_ours_stop(
         self, clock: FakeClock, sleeps: SleepRecorder
@@ -616,7 +622,7 @@ class TestMeasure:
         assert estimate.rate == pytest.approx(300, rel=0.03)
         rate, probe = cut_to(450.0, estimate, 1.0)
         assert rate == pytest.approx(0.97 * estimate.rate)
-        assert probe == pytest.approx(0.002)
+        assert probe == MEASURED_PROBE_PER_SECOND
 
     def test_a_window_s_quota_coming_back_whole_is_no_bucket(self) -> None:
         # 300 per window of 1 s: the first phase spends it in 70 ms; after a closing of
@@ -629,7 +635,7 @@ class TestMeasure:
         assert estimate.window
         rate, probe = cut_to(413.0, estimate, 1.0)
         assert rate == pytest.approx(0.97 * 300 / 1.07)
-        assert probe == pytest.approx(0.03)  # the estimate reads low: climb faster
+        assert probe == WINDOW_PROBE_PER_SECOND  # the estimate reads low: climb faster
         # A straddle of two windows admits more than a quota: still no bucket.
         straddle = estimate_rate(417, 0.99, (300, 0.07), 1.0)
         assert straddle is not None
@@ -642,7 +648,7 @@ class TestMeasure:
         assert estimate == Estimate(293.0, "bound")
         rate, probe = cut_to(305.0, estimate, 1.0)
         assert rate == pytest.approx(293.0)
-        assert probe == pytest.approx(0.002)
+        assert probe == MEASURED_PROBE_PER_SECOND
 
     def test_a_phase_after_a_short_pause_reads_what_it_admitted(self) -> None:
         estimate = estimate_rate(40, 0.1, (300, 0.07), 0.01)
@@ -668,6 +674,27 @@ class TestMeasure:
         assert phase.answered == phase.sent  # complete
         assert phase.measure()[0] == 5
         assert phase.measure()[1] == pytest.approx(0.07)
+
+    def test_a_ramp_is_read_against_the_sends_made_and_the_first_phase_s_refill(
+        self,
+    ) -> None:
+        # A bucket of 30 at 300/s, spent by sends at 500/s in 0.15 s (75 of them).
+        assert estimate_rate_under(lambda t: 500.0, 0.0, 0.15, 30) == pytest.approx(300)
+        # The pacer's pace said 250/s, but the phase made 75 sends: they count.
+        lagging = estimate_rate_under(lambda t: 250.0, 0.0, 0.15, 30, sent=75)
+        assert lagging == pytest.approx(300)
+        # The first phase admitted 33 in 10 ms: 3 of them came from the refill.
+        first = estimate_rate_under(lambda t: 500.0, 0.0, 0.15, 33, burst_time=0.01)
+        assert first == pytest.approx(300)
+
+    def test_a_climbing_phase_keeps_the_higher_of_its_two_readings(self) -> None:
+        # Climbing from under the rate wastes refill: the two phases' equation reads
+        # (150 - 31) / (0.8 - 0.005) = 150 where the ramp reads 300.
+        estimate = estimate_rate(150, 0.8, (31, 0.005), 1.0, ramp=300.0)
+        assert estimate == Estimate(300.0, "refill")
+        estimate = estimate_rate(150, 0.8, (31, 0.005), 1.0, ramp=100.0)
+        assert estimate is not None
+        assert estimate.rate == pytest.approx(119 / 0.795)
 
     def test_a_phase_that_could_not_spend_the_bucket_measures_nothing(self) -> None:
         assert estimate_rate_under(lambda t: 10.0, 0.0, 1.0, 30.0) is None

@@ -16,7 +16,22 @@ paces sends ahead of time, at a rate it learns:
   paces 3 % further under what they say.
 - **Without hints**, it paces additive-increase/multiplicative-decrease: a 429 cuts the
   send rate to 70 % of what it was (the first cut: of the rate measured so far), and the
-  rate grows back linearly, 10 % of the cut rate per second, to probe for more.
+  rate grows back linearly, 10 % of the cut rate per second, to probe for more. When
+  each 429 costs a long pause (an integer ``Retry-After``), a blind cut goes to 10 % and
+  the pace then doubles each second from the reopening until the next 429 (TCP's slow
+  start): fewer 429s to the right pace, whatever the first sends' rate was.
+- **Measured, not only cut.** A phase runs from the gate's reopening (its first send)
+  to the first send refused. After a pause that restored the quota, a token bucket's
+  phase admits its burst and then its rate, ``A = B + R t``: two phases give R (TCP
+  BBR's way of measuring a policer), or the ramp of a slow start does
+  (``estimate_rate_under``). A window's quota comes back whole instead, so a paced
+  phase admits a quota whatever its length: when the bucket's reading is under the
+  quota per cycle of the first phase and a closing, the limiter is a window, paced at
+  that (a little under its rate, probing up 3 % a second), and a long window phase
+  that ends bounds the rate by the pace two cycles before. A phase is measured from
+  every answer to its sends once they are in (during the closing), not from the
+  refused send's number alone, which answers overtaking each other put off by a few.
+  See :func:`~kirim_async.pacing._measure.estimate_rate`.
 - **One cut per congestion event.** Every send carries the gate's *epoch*, which each
   cut advances. A 429 for a request sent before the last cut is the same congestion
   event seen again (it was in flight when the gate reacted), and so is one within a
@@ -26,11 +41,17 @@ paces sends ahead of time, at a rate it learns:
   the rate to nothing.
 - **The server's admitted rate is a floor.** The gate counts the answers other than 429
   in each second once it is limiting; a cut never goes below 90 % of the best of the
-  last two seconds, and after a cut the rate climbs back to 95 % of the best second
+  last two seconds, and after a cut the rate climbs back to 97 % of the best second
   of the job by doubling each second (then linearly, probing). A real limiter admits
   about its rate, so these sit under it; 429s that come whatever the pace (other
   callers spending the same quota) then cost the waits they ask for, but cannot drive
-  the pace towards zero, and once they stop the pace is back within seconds.
+  the pace towards zero, and once they stop the pace is back within seconds. Not over
+  a window, whose second straddling two windows admits two quotas, and no higher than
+  a bucket's measured refill, whose second after a pause holds its burst too.
+- **A guessed pause that was too short is no congestion.** Without ``Retry-After`` the
+  closing is the client's backoff; a phase after it that admits next to nothing (fewer
+  than 8) met a window still shut, and with the next backoff long, the pace is kept:
+  cutting it there was the cut to 10 % meant for a measured phase.
 - **Cheap 429s, fast probing after quiet.** After a cut whose 429's ``Retry-After``
   asked for a short pause (under half a second; without the header, never), a pace
   that has met no 429 for a second doubles each second until one comes: when 429s of
@@ -49,7 +70,11 @@ is not the gate's to decide: it only says how long the next turn is away.
 
 Constants: the 0.7 cut and the 10 %/s probe are TCP's classic AIMD shape, gentle
 enough that one 429 of a burst does not halve a job; the 0.9 floor leaves a 10 % margin
-under what the server admitted, so the floor itself does not draw 429s.
+under what the server admitted, so the floor itself does not draw 429s. A measured pace
+sits 3 % under the estimate (a request counted over a tenth of a second is 3 % of 300/s)
+and probes up 0.2 % a second, since a probe past a limit whose 429s cost a second each
+costs a second; a window's first estimate reads up to a phase per window low, so it
+probes 3 % a second.
 """
 
 from __future__ import annotations
@@ -446,7 +471,12 @@ class RateGate:
             # A slow start wasted refill while under the limit: read R from the ramp.
             burst, burst_time = self._first.measure()
             ramp = estimate_rate_under(
-                self._current_rate_at, self._climb_at, refused[2], burst, burst_time
+                self._current_rate_at,
+                self._climb_at,
+                refused[2],
+                burst,
+                burst_time=burst_time,
+                sent=refused[1] - 1 - ended.seq,
             )
         self._measured_cut(current, before, ramp, wait)
         if not ended.complete:

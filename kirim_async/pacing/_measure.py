@@ -22,6 +22,7 @@ __all__ = [
     "DECREASE",
     "MAX_HINT_RESET",
     "MEASURED_MARGIN",
+    "MEASURED_PROBE_PER_SECOND",
     "MIN_PHASE",
     "MIN_RATE",
     "MIN_SENDS",
@@ -50,7 +51,7 @@ DECREASE = 0.7  # a blind cut when 429s are cheap: TCP's gentle AIMD shape
 COSTLY_DECREASE = 0.1  # a blind cut when a 429 costs a long pause: measure in the next phase
 MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
 PROBE_PER_SECOND = 0.1  # after a blind cut, grow back by this share of it each second
-MEASURED_PROBE_PER_SECOND = 0.002  # ... after a measured one, slowly: each 429 may cost a second
+MEASURED_PROBE_PER_SECOND = 0.001  # ... after a measured one, slowly: each 429 may cost a second
 WINDOW_PROBE_PER_SECOND = 0.03  # ... after a window's: its estimate reads a little under
 MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
@@ -422,7 +423,9 @@ def estimate_rate_under(
     start: float,
     end: float,
     burst: float,
+    *,
     burst_time: float = 0.0,
+    sent: int | None = None,
 ) -> float | None:
     """The limiter's rate, from a phase paced by *pace* (climbing) that it ended at *end*.
 
@@ -432,7 +435,9 @@ def estimate_rate_under(
     when the sends above R have spent it, ``integral of max(0, pace(t) - R) dt = burst``
     over the phase. The left side falls as R grows, so R is found by bisection. The
     first phase that measured the burst took *burst_time* seconds, and admitted
-    ``R * burst_time`` of it from the refill: the bucket holds that much less.
+    ``R * burst_time`` of it from the refill: the bucket holds that much less. A
+    pacer's sends lag its pace (a turn waits for a worker, a worker for its answer):
+    given the sends the phase made, the pace is scaled to them.
 
     Args:
         pace: Requests a second at a time (the pacer's clock).
@@ -440,6 +445,7 @@ def estimate_rate_under(
         end: When the send the server refused went out.
         burst: The bucket's size: what the first phase admitted.
         burst_time: That first phase's length, in seconds.
+        sent: The sends of the phase before the refused one, if known.
 
     Returns:
         Requests a second, or None when the phase is too short, or when its sends could
@@ -449,6 +455,9 @@ def estimate_rate_under(
         return None
     step = (end - start) / _RAMP_SAMPLES
     paces = [pace(start + (i + 0.5) * step) for i in range(_RAMP_SAMPLES)]
+    paced = step * sum(paces)
+    if sent is not None and paced > 0:
+        paces = [each * sent / paced for each in paces]
 
     def spent(rate: float) -> float:
         return step * sum(max(0.0, sent - rate) for sent in paces)

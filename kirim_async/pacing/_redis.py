@@ -716,7 +716,11 @@ class RedisPacer:
                 # A slow start wasted refill while under the limit: read R from the ramp.
                 end = ticket.sent_at
                 ramp = estimate_rate_under(
-                    pace.at, end - float(phase), end, int(first_admitted), float(first_phase)
+                    pace.at,
+                    end - float(phase),
+                    end,
+                    int(first_admitted),
+                    burst_time=float(first_phase),
                 )
             estimate = estimate_rate(
                 int(admitted),
