@@ -347,6 +347,28 @@ class TestRateGate:
         assert crept is not None
         assert cut < crept <= 1.3 * cut
 
+    async def test_the_slow_start_begins_at_the_reopening_after_a_cut_measured_again(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # A cut whose phase still has answers out is measured again when the gate
+        # reopens; the slow start it sets must begin there, not wait for the next phase.
+        gate = await self.costly_429_at_100_a_second(clock, sleeps)
+        clock.advance(1.0)
+        first, second = await gate.turn(), await gate.turn()
+        gate.learn(first, 429, {})
+        gate.rate_limited(first, self.rl(1.0))  # too short a phase: blind, and costly
+        cut = gate.pacer.rate
+        assert cut is not None
+        gate.learn(second, 429, {})  # the phase's last answer, during the closing
+        gate.rate_limited(second, self.rl(1.0))  # the same event: no second cut
+        assert gate.pacer.rate == cut
+        for _ in range(5):
+            ticket = await gate.turn()
+            gate.learn(ticket, 201, {})
+        climbed = gate.pacer.rate
+        assert climbed is not None
+        assert climbed > 2 * cut
+
     async def test_the_pace_comes_back_once_429s_that_are_not_ours_stop(
         self, clock: FakeClock, sleeps: SleepRecorder
     ) -> None:

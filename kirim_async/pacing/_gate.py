@@ -435,11 +435,11 @@ class RateGate:
         phase = self._phase
         phase.start = now
         phase.pause = now - self._event_at
-        if self._climbing and self._climb_at is None:
-            self._climb_at = now
         pending, self._pending = self._pending, None
         if pending is not None and self._ended is not None and self._ended.complete:
             self._measured_cut(*pending)
+        if self._climbing and self._climb_at is None:  # after the cut it may have set
+            self._climb_at = now
 
     def _cut(self, now: float, wait: float, refused: Ticket, *, asked: bool) -> None:
         pace = self._current_rate(now)
