@@ -412,7 +412,7 @@ def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[floa
         blind = DECREASE if wait < REFILL_PAUSE else COSTLY_DECREASE
         return current * blind, PROBE_PER_SECOND
     rate = MEASURED_MARGIN * min(current, estimate.rate)
-    if estimate.kind == "bound":
+    if estimate.window:  # under the rate already, and under the pace the 429 came at
         rate = min(MEASURED_MARGIN * current, estimate.rate)
     probe = WINDOW_PROBE_PER_SECOND if estimate.kind == "window" else MEASURED_PROBE_PER_SECOND
     return rate, probe
