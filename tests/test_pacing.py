@@ -683,16 +683,16 @@ class TestMeasure:
         phase = Phase(epoch=1, seq=100, start=10.0)
         # Sends 101-108 went out 10 ms apart; 104's 429 was part of no new event.
         for n in (101, 102, 103, 105):
-            phase.learn(10.0 + (n - 101) / 100, admitted=True)
-        phase.learn(10.03, admitted=False)  # 104
-        phase.learn(10.06, admitted=False)  # 107: the event
+            phase.learn(10.0 + (n - 101) / 100, True)
+        phase.learn(10.03, False)  # 104
+        phase.learn(10.06, False)  # 107: the event
         assert phase.admitted_before(107) == 5  # 101-106 but 104; 106 not answered yet
         phase.end(108, (107, 10.06))
         assert not phase.complete
         assert phase.measure()[0] == 5
         assert phase.measure()[1] == pytest.approx(0.06)
-        phase.learn(10.05, admitted=False)  # 106 was refused after all
-        phase.learn(10.07, admitted=True)  # 108 was admitted: a token had come
+        phase.learn(10.05, False)  # 106 was refused after all
+        phase.learn(10.07, True)  # 108 was admitted: a token had come
         assert phase.answered == phase.sent  # complete
         assert phase.measure()[0] == 5
         assert phase.measure()[1] == pytest.approx(0.07)

@@ -270,8 +270,8 @@ class Phase:
     last_admitted: float = 0.0
     """When the last send admitted went out."""
 
-    def learn(self, sent_at: float, *, admitted: bool) -> None:
-        """Count an answer to one of its sends, sent at *sent_at*."""
+    def learn(self, sent_at: float, admitted: bool) -> None:
+        """Count an answer to one of its sends, sent at *sent_at*; *admitted* unless 429."""
         self.answered += 1
         if admitted:
             self.admitted += 1
@@ -402,7 +402,7 @@ def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[floa
 
     Returns:
         (requests a second, probe: the share of it added each second). Measured: a
-        little under the estimate (a window's bound is under its rate already), and
+        little under the estimate (a window's estimate is under its rate already), and
         under the pace the event came at, probing slowly; faster after a window's
         first estimate, which reads low. Blind: a cut to 70 %, or to 10 % when each 429
         costs a long pause (an integer ``Retry-After``: fewer 429s to the right pace,
