@@ -664,10 +664,16 @@ class TestMeasure:
         assert straddle.kind == "window"
 
     def test_a_long_window_phase_ends_at_a_pace_just_over_its_rate(self) -> None:
-        # Two cycles and more without a 429: the pace two cycles before the refused send
-        # was under the rate (a window refuses within one of being passed), and bounds it.
+        # A cycle and a half and more without a 429: the pace that long before the
+        # refused send (or at the phase's start) was under the rate (a window refuses
+        # within one of being passed), and bounds it.
         estimate = estimate_rate(1204, 4.1, (300, 0.07), 1.0, pace=293.0)
         assert estimate == Estimate(293.0, "bound")
+        # Probing up 3 % a second from the window's estimate (278/s) crossed 300/s two
+        # seconds in: read as a window again, the pace went back to 278 and looped, a
+        # 429 every three seconds (1.5x). The pace at the phase's start bounds it.
+        looped = estimate_rate(593, 2.005, (300, 0.067), 1.01, pace=286.5)
+        assert looped == Estimate(286.5, "bound")
         rate, probe = cut_to(305.0, estimate, 1.0)
         assert rate == pytest.approx(293.0)
         assert probe == MEASURED_PROBE_PER_SECOND

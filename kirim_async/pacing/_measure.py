@@ -18,6 +18,7 @@ from typing import Literal
 import attrs
 
 __all__ = [
+    "BOUND_CYCLES",
     "COSTLY_DECREASE",
     "DECREASE",
     "MAX_HINT_RESET",
@@ -53,6 +54,7 @@ MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
 PROBE_PER_SECOND = 0.1  # after a blind cut, grow back by this share of it each second
 MEASURED_PROBE_PER_SECOND = 0.001  # ... after a measured one, slowly: each 429 may cost a second
 WINDOW_PROBE_PER_SECOND = 0.03  # ... after a window's: its estimate reads a little under
+BOUND_CYCLES = 1.5  # a window refuses within this many cycles of the pace passing its rate
 MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 MIN_RATE = 0.5  # requests a second: no pace (nor hint) goes lower
@@ -364,9 +366,12 @@ def estimate_rate(
         phase: Its length in seconds.
         first: The first phase's (admitted, length).
         pause: The closing before this phase, in seconds.
-        pace: The pace two cycles (the first phase and a closing) before the refused
-            send: a window that refuses only after a long phase was under its rate
-            then, and over it at the refusal (a ``bound``).
+        pace: The pace :data:`BOUND_CYCLES` cycles (the first phase and a closing)
+            before the refused send, or at the phase's start if later. A fixed window
+            refuses at the end of the first window whose sends passed its quota, so a
+            rising pace was under its rate in the middle of the window before; a
+            sliding one, sooner. When a phase lasted that long (a pace probing up from
+            the window's estimate crossed the rate), it bounds the rate (``bound``).
         ramp: The refill read from a phase that climbed (:func:`estimate_rate_under`):
             the two phases' equation reads one that climbed from under the rate low.
 
@@ -386,7 +391,7 @@ def estimate_rate(
     if refilled is not None and pause * refilled >= first_admitted and refilled >= window:
         return Estimate(refilled, "refill")
     if window:
-        if pace is not None and phase >= 2 * cycle:
+        if pace is not None and phase >= BOUND_CYCLES * cycle:
             return Estimate(pace, "bound")
         return Estimate(window, "window")
     return Estimate(admitted / phase, "admitted")
