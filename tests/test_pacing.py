@@ -662,9 +662,15 @@ class TestMeasure:
         straddle = estimate_rate(417, 0.99, (300, 0.07), 1.0)
         assert straddle is not None
         assert straddle.kind == "window"
+        # A phase that admitted far less than the first met other callers spending the
+        # same quota (four processes, one token): it read as a window of 9.5/s, and
+        # crept up from there for two minutes.
+        shared = estimate_rate(10, 0.11, (46, 0.055), 1.0)
+        assert shared is not None
+        assert shared.kind == "admitted"
 
     def test_a_long_window_phase_ends_at_a_pace_just_over_its_rate(self) -> None:
-        # A cycle and a half and more without a 429: the pace that long before the
+        # A cycle and a half and more without a 429: the pace two cycles before the
         # refused send (or at the phase's start) was under the rate (a window refuses
         # within one of being passed), and bounds it.
         estimate = estimate_rate(1204, 4.1, (300, 0.07), 1.0, pace=293.0)

@@ -28,7 +28,7 @@ paces sends ahead of time, at a rate it learns:
   phase admits a quota whatever its length: when the bucket's reading is under the
   quota per cycle of the first phase and a closing, the limiter is a window, paced at
   that (a little under its rate, probing up 3 % a second), and a long window phase
-  that ends bounds the rate by the pace a cycle and a half before. A phase is measured from
+  that ends bounds the rate by the pace two cycles before. A phase is measured from
   every answer to its sends once they are in (during the closing), not from the
   refused send's number alone, which answers overtaking each other put off by a few.
   See :func:`~kirim_async.pacing._measure.estimate_rate`.
@@ -87,7 +87,6 @@ import attrs
 
 from ..errors import RateLimitError
 from ._measure import (
-    BOUND_CYCLES,
     MEASURED_MARGIN,
     MIN_RATE,
     MIN_SENDS,
@@ -463,11 +462,11 @@ class RateGate:
         else:
             current = pace
         if not first and self._first is not None:
-            # A window refuses within a cycle and a half (the first phase and a
-            # closing) of the pace passing its rate: the pace then, or at the phase's
-            # start if later, bounds it (see estimate_rate).
+            # A window refuses by the end of the window after the one in which the pace
+            # passed its rate: the pace two cycles (the first phase and a closing)
+            # before, or at the phase's start if later, bounds it (see estimate_rate).
             cycle = self._first.measure()[1] + self._phase.pause
-            since = max(refused[2] - BOUND_CYCLES * cycle, self._phase.start or refused[2])
+            since = max(refused[2] - 2 * cycle, self._phase.start or refused[2])
             before = self._current_rate(since) or 0.0
         ended = self._next_phase(now, refused)
         self._cut_at = now

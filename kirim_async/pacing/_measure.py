@@ -18,7 +18,6 @@ from typing import Literal
 import attrs
 
 __all__ = [
-    "BOUND_CYCLES",
     "COSTLY_DECREASE",
     "DECREASE",
     "MAX_HINT_RESET",
@@ -54,7 +53,7 @@ MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
 PROBE_PER_SECOND = 0.1  # after a blind cut, grow back by this share of it each second
 MEASURED_PROBE_PER_SECOND = 0.001  # ... after a measured one, slowly: each 429 may cost a second
 WINDOW_PROBE_PER_SECOND = 0.03  # ... after a window's: its estimate reads a little under
-BOUND_CYCLES = 1.5  # a window refuses within this many cycles of the pace passing its rate
+_PROBED_CYCLES = 1.5  # a window phase this long was a pace probing up past the rate
 MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 MIN_RATE = 0.5  # requests a second: no pace (nor hint) goes lower
@@ -62,6 +61,7 @@ MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
 ADMITTED_FLOOR = 0.9  # a cut stays above this share of what the server just admitted
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
+_WHOLE_QUOTA = 0.5  # share of the first phase's admitted a window's phase admits again
 _HINT_SAMPLES = 5  # answers' rate samples a hint's rate is the median of
 _RAMP_SAMPLES = 200  # points of a climbing phase's pace, for estimate_rate_under
 _BISECTIONS = 40
@@ -359,19 +359,21 @@ def estimate_rate(
     next to nothing. Its rate is its quota per window, and the first phase (sent as
     fast as the client could) and a closing that restored the quota take at most one
     window and the time to spend its quota: ``A0 / (t0 + pause)`` is a little under the
-    rate. When the bucket's reading is under that, the limiter is a window.
+    rate. When the phase admitted a quota again (half the first phase's at least: that
+    one may have spanned two windows) and the bucket's reading is under it, the
+    limiter is a window; a phase that admitted less met other callers spending it.
 
     Args:
         admitted: Sends the server admitted in this phase.
         phase: Its length in seconds.
         first: The first phase's (admitted, length).
         pause: The closing before this phase, in seconds.
-        pace: The pace :data:`BOUND_CYCLES` cycles (the first phase and a closing)
-            before the refused send, or at the phase's start if later. A fixed window
-            refuses at the end of the first window whose sends passed its quota, so a
-            rising pace was under its rate in the middle of the window before; a
-            sliding one, sooner. When a phase lasted that long (a pace probing up from
-            the window's estimate crossed the rate), it bounds the rate (``bound``).
+        pace: The pace two cycles (the first phase and a closing) before the refused
+            send, or at the phase's start if later. A fixed window refuses by the end
+            of the window after the one in which a rising pace passed its rate; a
+            sliding one, sooner. When a phase lasted a cycle and a half (a pace
+            probing up from the window's estimate crossed the rate), it bounds the
+            rate (``bound``).
         ramp: The refill read from a phase that climbed (:func:`estimate_rate_under`):
             the two phases' equation reads one that climbed from under the rate low.
 
@@ -382,7 +384,11 @@ def estimate_rate(
         return None
     first_admitted, first_phase = first
     cycle = first_phase + pause
-    window = min(first_admitted, admitted) / cycle if pause >= REFILL_PAUSE else 0.0
+    # A window's quota comes back whole: a phase admits at least half what the first
+    # did (which may have spanned two windows), unless others spend the same quota.
+    whole = admitted >= _WHOLE_QUOTA * first_admitted
+    quota = min(first_admitted, admitted)
+    window = quota / cycle if pause >= REFILL_PAUSE and whole else 0.0
     refilled = ramp
     if admitted > first_admitted and phase - first_phase >= MIN_PHASE:
         # A climb that started under R wasted refill (this reads low), or over it (the
@@ -391,7 +397,7 @@ def estimate_rate(
     if refilled is not None and pause * refilled >= first_admitted and refilled >= window:
         return Estimate(refilled, "refill")
     if window:
-        if pace is not None and phase >= BOUND_CYCLES * cycle:
+        if pace is not None and phase >= _PROBED_CYCLES * cycle:
             return Estimate(pace, "bound")
         return Estimate(window, "window")
     return Estimate(admitted / phase, "admitted")
