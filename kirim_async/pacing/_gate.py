@@ -72,7 +72,7 @@ Constants: the 0.7 cut and the 10 %/s probe are TCP's classic AIMD shape, gentle
 enough that one 429 of a burst does not halve a job; the 0.9 floor leaves a 10 % margin
 under what the server admitted, so the floor itself does not draw 429s. A measured pace
 sits 3 % under the estimate (a request counted over a tenth of a second is 3 % of 300/s)
-and probes up 0.2 % a second, since a probe past a limit whose 429s cost a second each
+and probes up 0.1 % a second, since a probe past a limit whose 429s cost a second each
 costs a second; a window's first estimate reads up to a phase per window low, so it
 probes 3 % a second.
 """
@@ -461,13 +461,14 @@ class RateGate:
                 self._admitted.peak = (self._answered - self.rate_limited_count) / elapsed
         else:
             current = pace
-        if not first and self._first is not None:
-            # A window refuses by the end of the window after the one in which the pace
-            # passed its rate: the pace two cycles (the first phase and a closing)
-            # before, or at the phase's start if later, bounds it (see estimate_rate).
-            cycle = self._first.measure()[1] + self._phase.pause
-            since = max(refused[2] - 2 * cycle, self._phase.start or refused[2])
-            before = self._current_rate(since) or 0.0
+            if self._first is not None:
+                # A window refuses by the end of the window after the one in which the
+                # pace passed its rate: the pace two cycles (the first phase and a
+                # closing) before, or at the phase's start if later, bounds it (see
+                # estimate_rate).
+                cycle = self._first.measure()[1] + self._phase.pause
+                since = max(refused[2] - 2 * cycle, self._phase.start or refused[2])
+                before = self._current_rate(since) or 0.0
         ended = self._next_phase(now, refused)
         self._cut_at = now
         self._cheap = is_cheap(wait, asked=asked)

@@ -470,8 +470,8 @@ def estimate_rate_under(
     if sent is not None and paced > 0:
         paces = [each * sent / paced for each in paces]
 
-    def spent(rate: float) -> float:
-        return step * sum(max(0.0, sent - rate) for sent in paces)
+    def spent(rate: float) -> float:  # the sends above *rate*, over the phase
+        return step * sum(max(0.0, each - rate) for each in paces)
 
     low, high = 0.0, max(paces)
     if spent(low) < burst:
