@@ -16,6 +16,9 @@ from kirim_async._retry import Retrier
 from kirim_async.bulk._control import JobGate
 from kirim_async.pacing import RateGate, Ticket
 from kirim_async.pacing._measure import (
+    BOUND_MARGIN,
+    DOUBLED_AFTER,
+    MEASURED_MARGIN,
     MEASURED_PROBE_PER_SECOND,
     WINDOW_PROBE_PER_SECOND,
     Estimate,
@@ -25,6 +28,7 @@ from kirim_async.pacing._measure import (
     cut_to,
     estimate_rate,
     estimate_rate_under,
+    is_contended,
     probed_rate,
     read_hint,
     read_quota,
@@ -402,22 +406,36 @@ class TestRateGate:
         assert gate.pacer.rate == pytest.approx(10, rel=0.05)  # the next phase measures
 
     async def job_against(
-        self, limiter: Limiter, clock: FakeClock, sleeps: SleepRecorder, retry_after: str
+        self,
+        limiter: Limiter,
+        clock: FakeClock,
+        sleeps: SleepRecorder,
+        retry_after: str,
+        *,
+        sends: int = 6000,
+        others: Callable[[float], None] | None = None,
+        sent_at: list[float] | None = None,
     ) -> tuple[JobGate[RateGate], int]:
-        """6,000 sends through a gate against *limiter*; the gate and the 429s met.
+        """*sends* through a gate against *limiter*; the gate and the 429s met.
 
         The job first sends at 6,400/s (32 workers, 5 ms), one at a time on the fake
         clock. *retry_after* is the style of the 429s: ``integer`` (whole seconds,
-        rounded up), ``fractional`` or ``absent``.
+        rounded up), ``fractional`` or ``absent``. *others* is called with the time
+        before each send: what other callers do by then (say, spend part of the
+        limiter's rate); *sent_at* collects when each send went out.
         """
         gate = self.make(clock, sleeps, max_wait=math.inf)
         saved = random.getstate()
         random.seed(3)  # the backoff's jitter, without Retry-After: the same every run
         limited = 0
-        for _ in range(6000):
+        for _ in range(sends):
             ticket = await gate.turn()
             if gate.pacer.rate is None:
                 clock.advance(1 / 6400)
+            if others is not None:
+                others(clock())
+            if sent_at is not None:
+                sent_at.append(clock())
             if limiter.try_take():
                 gate.learn(ticket, 201, {})
                 continue
@@ -431,7 +449,7 @@ class TestRateGate:
             }[retry_after]
             gate.rate_limited(ticket, self.rl(asked))
         random.setstate(saved)
-        assert gate.sends == 6000
+        assert gate.sends == sends
         return gate, limited
 
     @pytest.mark.parametrize(
@@ -462,6 +480,57 @@ class TestRateGate:
         assert limited <= 4 * 32  # the first 429 with the sends in flight, then 3 more
         assert gate.pacer.rate is not None
         assert 0.9 * 300 <= gate.pacer.rate <= 300
+
+    async def test_the_pace_takes_back_what_another_caller_leaves(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # Four processes, one token, each its own pacer: each measured what the others
+        # left it, crept up 0.1 % a second once they finished, and the last of them
+        # took minutes. Here another caller spends 200/s of a 300/s bucket from the
+        # 5th second to the 12th: the 429s it causes come at a pace under the refill
+        # measured before, so the pace probes fast after quiet, and is back at the
+        # rate within seconds of it stopping.
+        start = clock()
+        bucket = TokenBucket(rate=300, burst=30, clock=clock)
+
+        def others(now: float) -> None:  # they take 200 of the 300 tokens a second
+            bucket.rate = 100 if 5.0 <= now - start < 12.0 else 300
+
+        sent_at: list[float] = []
+        await self.job_against(
+            bucket, clock, sleeps, "integer", sends=7500, others=others, sent_at=sent_at
+        )
+        late = [at - start for at in sent_at if 18.0 <= at - start < 23.0]
+        assert len(late) >= 0.85 * 300 * 5
+        ideal = 7 + (7500 - 7 * 100) / 300  # 100/s for 7 s, then the whole rate
+        assert sent_at[-1] - start < 1.3 * ideal  # each 429 costs a second
+
+    async def test_a_slow_start_is_no_bound_on_a_window(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # A window of 1,000 a second: the slow start after the first 429 climbs from
+        # a tenth of the send rate. The pace it started at was read as a bound on the
+        # window's rate (400/s), and the job crept on at that for good.
+        gate, _ = await self.job_against(
+            FixedWindow(1000, 1.0, clock), clock, sleeps, "integer", sends=20000
+        )
+        assert gate.pacer.rate is not None
+        assert gate.pacer.rate >= 0.85 * 1000
+
+    async def test_a_small_window_probed_past_is_bounded_not_read_again(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # 50 a second in a sliding window: probing up 3 % a second from its reading,
+        # during each closing of a second too, the pace passed the rate within the next
+        # phase; read as a window again, it went back to the same reading and looped, a
+        # 429 every other second (1.9x). The probe now starts at the reopening, and the
+        # phase it ends bounds the rate however short.
+        start = clock()
+        _, limited = await self.job_against(
+            SlidingWindow(50, 1.0, clock), clock, sleeps, "integer", sends=1000
+        )
+        assert limited <= 3 * 32
+        assert clock() - start < 1.15 * 1000 / 50
 
     async def test_a_window_still_shut_after_a_guessed_pause_costs_no_cut(
         self, clock: FakeClock, sleeps: SleepRecorder
@@ -669,8 +738,44 @@ class TestMeasure:
         assert shared is not None
         assert shared.kind == "admitted"
 
+    def test_a_window_is_read_from_a_quota_of_sixteen_or_more(self) -> None:
+        # Four callers on one bucket: a first phase of 10 and a phase of 5 after a
+        # pause read as a window of 4.8/s, and the pace crept from there for minutes.
+        few = estimate_rate(5, 0.177, (10, 0.006), 1.0)
+        assert few is not None
+        assert few.kind == "admitted"
+        window = estimate_rate(16, 0.2, (16, 0.006), 1.0)
+        assert window is not None
+        assert window.kind == "window"
+
+    def test_a_window_cannot_read_far_under_what_a_second_admitted(self) -> None:
+        # A window admits two quotas in a second at most (one straddling two windows).
+        # A reading of 17/s after seconds of 320/s admitted is others spending it.
+        shared = estimate_rate(31, 0.055, (16, 0.013), 1.0, sustained=320.0)
+        assert shared is not None
+        assert not shared.window
+        window = estimate_rate(300, 0.6, (300, 0.07), 1.0, sustained=600.0)
+        assert window is not None
+        assert window.kind == "window"
+
+    def test_a_short_phase_probed_up_from_a_window_bounds_it(self) -> None:
+        # The pace probed up from the window's reading, and was refused within the
+        # phase: read as a window again, it went back to the same reading and looped.
+        estimate = estimate_rate(50, 0.956, (50, 0.01), 1.02, pace=48.6, probed=True)
+        assert estimate == Estimate(48.6, "bound")
+        again = estimate_rate(50, 0.956, (50, 0.01), 1.02, pace=48.6)
+        assert again is not None
+        assert again.kind == "window"
+
+    def test_a_refill_well_under_the_best_is_contention(self) -> None:
+        assert is_contended(300.0, Estimate(150.0, "refill"))
+        assert is_contended(300.0, Estimate(150.0, "admitted"))
+        assert not is_contended(300.0, Estimate(295.0, "refill"))  # the same, re-measured
+        assert not is_contended(300.0, Estimate(150.0, "window"))  # a window misread
+        assert not is_contended(0.0, Estimate(150.0, "refill"))  # nothing measured before
+
     def test_a_long_window_phase_ends_at_a_pace_just_over_its_rate(self) -> None:
-        # A cycle and a half and more without a 429: the pace two cycles before the
+        # A cycle and a half and more without a 429: the pace 1.5 cycles before the
         # refused send (or at the phase's start) was under the rate (a window refuses
         # within one of being passed), and bounds it.
         estimate = estimate_rate(1204, 4.1, (300, 0.07), 1.0, pace=293.0)
@@ -681,7 +786,7 @@ class TestMeasure:
         looped = estimate_rate(593, 2.005, (300, 0.067), 1.01, pace=286.5)
         assert looped == Estimate(286.5, "bound")
         rate, probe = cut_to(305.0, estimate, 1.0)
-        assert rate == pytest.approx(293.0)
+        assert rate == pytest.approx(BOUND_MARGIN * 293.0)  # the probe crosses it slowly
         assert probe == MEASURED_PROBE_PER_SECOND
 
     def test_a_phase_after_a_short_pause_reads_what_it_admitted(self) -> None:
@@ -739,13 +844,29 @@ class TestMeasure:
         assert rate == pytest.approx(200.0)  # doubling towards 97 % of the peak
         rate = probed_rate(100.0, 10.0, 0.1, quiet=0.0, cheap=False, peak=1000.0)
         assert rate == pytest.approx(970.0)
-        assert probed_rate(100.0, 2.0, 0.1, quiet=0.0, cheap=False, peak=0.0) == 120.0
+        crept = probed_rate(100.0, 2.0, 0.1, quiet=0.0, cheap=False, peak=0.0)
+        assert crept == pytest.approx(100.0 * (1.2 + (2.0 / DOUBLED_AFTER) ** 3))
+
+    def test_a_pace_probing_for_two_minutes_has_doubled(self) -> None:
+        # A pace measured while others spent the same quota is their leftover: when they
+        # stop, nothing says so. Creeping 0.1 % a second, it took a quarter of an hour
+        # to find the rest; the probe grows with the cube of the time (TCP CUBIC).
+        rate = probed_rate(
+            100.0, DOUBLED_AFTER, MEASURED_PROBE_PER_SECOND, quiet=120.0, cheap=False, peak=0.0
+        )
+        assert rate == pytest.approx(100.0 * (2.0 + DOUBLED_AFTER * MEASURED_PROBE_PER_SECOND))
+        # ... while over a job of 20 s, whose pace was measured 3 % under the rate, it
+        # stays under it: each probe past it costs a second with whole-second waits.
+        early = probed_rate(
+            100.0, 17.0, MEASURED_PROBE_PER_SECOND, quiet=17.0, cheap=False, peak=0.0
+        )
+        assert early < 100.0 / MEASURED_MARGIN
 
     def test_a_cheap_429_doubles_the_pace_after_quiet(self) -> None:
         quiet = probed_rate(100.0, 3.0, 0.002, quiet=3.0, cheap=True, peak=0.0)
         assert quiet == pytest.approx(400.0)  # two seconds past the quiet second
         costly = probed_rate(100.0, 3.0, 0.002, quiet=3.0, cheap=False, peak=0.0)
-        assert costly == pytest.approx(100.6)
+        assert costly == pytest.approx(100.0 * (1.006 + (3.0 / DOUBLED_AFTER) ** 3))
 
     def test_rounded_counters_read_a_sample_high_unless_asked_not_to(self) -> None:
         # 20 used by the counters, 19.5 on the whole (Remaining is rounded down).

@@ -27,8 +27,12 @@ paces sends ahead of time, at a rate it learns:
   (``estimate_rate_under``). A window's quota comes back whole instead, so a paced
   phase admits a quota whatever its length: when the bucket's reading is under the
   quota per cycle of the first phase and a closing, the limiter is a window, paced at
-  that (a little under its rate, probing up 3 % a second), and a long window phase
-  that ends bounds the rate by the pace two cycles before. A phase is measured from
+  that (a little under its rate, probing up 3 % a second), and the phase that probing
+  ends (or a long one) bounds the rate by the pace a cycle and a half before; it is
+  then paced 1 % under that. That probe starts at the reopening (a closing tests
+  nothing, and would add 3 % before the first send). A window is read only from a
+  quota of 16 or more, and never far under what a second admitted (two quotas at
+  most): others spending a bucket read like a small window. A phase is measured from
   every answer to its sends once they are in (during the closing), not from the
   refused send's number alone, which answers overtaking each other put off by a few.
   See :func:`~kirim_async.pacing._measure.estimate_rate`.
@@ -47,7 +51,8 @@ paces sends ahead of time, at a rate it learns:
   callers spending the same quota) then cost the waits they ask for, but cannot drive
   the pace towards zero, and once they stop the pace is back within seconds. Not over
   a window, whose second straddling two windows admits two quotas, and no higher than
-  a bucket's measured refill, whose second after a pause holds its burst too.
+  a bucket's measured refill, whose second after a pause holds its burst too. Seconds
+  in which nothing was admitted count: the floor is of the seconds just gone.
 - **A guessed pause that was too short is no congestion.** Without ``Retry-After`` the
   closing is the client's backoff; a phase after it that admits next to nothing (fewer
   than 8) met a window still shut, and with the next backoff long, the pace is kept:
@@ -57,7 +62,16 @@ paces sends ahead of time, at a rate it learns:
   that has met no 429 for a second doubles each second until one comes: when 429s of
   other callers stop (or the limit rises), the pace is back within seconds instead of
   creeping up for minutes, and overshooting costs a fraction of a second. After a
-  costly 429 (whole seconds) it only creeps up.
+  costly 429 (whole seconds) it only creeps up: linearly at first, then with the cube
+  of the time (TCP CUBIC's convex probe; a pace probing for two minutes has doubled),
+  so that a pace measured as a share of a quota finds what others leave.
+- **Others spending the same quota.** Replicas that each pace their own client share
+  one limit, and each measures what the others leave it. A bucket never refuses a
+  pace under its refill: a reading 10 % or more under the best refill measured says
+  others spend it. Then, whatever the 429s cost, the pace doubles after a second
+  without one, as after a cheap 429 (a 429 of one client costs the others nothing),
+  until a reading is back at the best: when the others stop, nothing but the quiet
+  says so.
 - **A guessed pace is forgotten when idle.** A pace learned from 429s (not one the
   hints state) that has held no request back for 10 s is dropped: a service's calls
   come in bursts, and one 429 must not slow its next hour. What was measured of the
@@ -74,7 +88,9 @@ under what the server admitted, so the floor itself does not draw 429s. A measur
 sits 3 % under the estimate (a request counted over a tenth of a second is 3 % of 300/s)
 and probes up 0.1 % a second, since a probe past a limit whose 429s cost a second each
 costs a second; a window's first estimate reads up to a phase per window low, so it
-probes 3 % a second.
+probes 3 % a second. A fixed window refuses by the end of the window after the one in
+which a rising pace passed its rate: the pace a window and a half before the refusal
+(the cycle is at least a window) was under it, on average over the window before.
 """
 
 from __future__ import annotations
@@ -87,11 +103,13 @@ import attrs
 
 from ..errors import RateLimitError
 from ._measure import (
+    BOUND_CYCLES,
     MEASURED_MARGIN,
     MIN_RATE,
     MIN_SENDS,
     PROBE_PER_SECOND,
     REFILL_PAUSE,
+    WINDOW_PROBE_PER_SECOND,
     AdmittedRate,
     Estimate,
     HintReader,
@@ -100,6 +118,7 @@ from ._measure import (
     estimate_rate,
     estimate_rate_under,
     is_cheap,
+    is_contended,
     probed_rate,
     send_rate,
 )
@@ -112,6 +131,24 @@ logger = logging.getLogger("kirim_async")
 _IDLE_FORGET = 10.0  # seconds a guessed pace may hold nothing back before it is dropped
 _MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
 _CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
+
+
+@attrs.frozen
+class _Event:
+    """A congestion event the gate cut at, as measured again when its answers are in."""
+
+    pace: float
+    """The pace (or the send rate) it came at."""
+    bound: float | None
+    """The pace that bounds a window's rate (see ``estimate_rate``); None in a slow start."""
+    probed: bool
+    """Whether the pace probed up from a window's reading."""
+    ramp: float | None
+    """The rate a slow start's ramp reads, if it climbed."""
+    wait: float
+    """The closing its 429 asked for."""
+    best: float
+    """The best refill measured before it (see ``_note_contention``)."""
 
 
 @attrs.define
@@ -175,12 +212,8 @@ class RateGate:
     _first: Phase | None = attrs.field(init=False, default=None)
     _event_at: float = attrs.field(init=False, default=0.0)
     """When the last congestion event began: the closing before the current phase."""
-    _pending: tuple[float, float, float | None, float] | None = attrs.field(
-        init=False, default=None
-    )
-    """The last cut, to measure again when the gate reopens: (the pace the event came
-    at, the pace that bounds a window's rate, the rate read from a slow start, the
-    closing)."""
+    _pending: _Event | None = attrs.field(init=False, default=None)
+    """The last cut, to measure again when the gate reopens."""
     _climbing: bool = attrs.field(init=False, default=False)
     """A slow start: after a blind cut of a costly 429, the pace doubles each second
     from the reopening (``_climb_at``) until the next 429."""
@@ -197,6 +230,11 @@ class RateGate:
     """Whether the last measured cut read a window's quota (see ``estimate_rate``)."""
     _refill: float = attrs.field(init=False, default=float("inf"))
     """A bucket's refill rate, measured: the fast climb back stops under it."""
+    _best_refill: float = attrs.field(init=False, default=0.0)
+    """The highest refill measured of a bucket: a reading well under it is a share."""
+    _contended: bool = attrs.field(init=False, default=False)
+    """Whether others spend the same quota: the pace probes fast after quiet (see
+    ``_note_contention``)."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_rate is not None:  # paced from the start: one token, no burst
@@ -282,13 +320,25 @@ class RateGate:
         elif not self._from_headers and self._cut_at is not None:
             rate = probed_rate(
                 self._cut_rate,
-                now - self._cut_at,
+                self._probing_for(now),
                 self._probe,
                 quiet=now - self._limited_at,
                 cheap=self._cheap,
                 peak=min(self._admitted.peak, self._refill),
             )
         return rate if self.max_rate is None else min(rate, self.max_rate)
+
+    def _probing_for(self, now: float) -> float:
+        """Seconds the pace has probed upwards since the last cut.
+
+        A window's probe (3 % a second) counts from the reopening: the gate closed
+        tests nothing, and a closing of a second would add 3 % before the first send,
+        past a rate read within that. Other probes count from the cut.
+        """
+        assert self._cut_at is not None  # noqa: S101 - only asked after a cut
+        if self._probe == WINDOW_PROBE_PER_SECOND:
+            return now - max(self._cut_at, self._phase.start or now)
+        return now - self._cut_at
 
     def _token_delay(self, now: float) -> float:
         rate = self._current_rate(now)
@@ -346,7 +396,7 @@ class RateGate:
             self._token_delay(now)  # settle the bucket at the old rate first
         self._from_headers = True
         # No hint may stall the job: never below what the server admitted, nor 0.5/s.
-        self._rate = max(rate * self._hint_scale, self._admitted.floor(), MIN_RATE)
+        self._rate = max(rate * self._hint_scale, self._admitted.floor(now), MIN_RATE)
         self._capacity = capacity
 
     def rate_limited(self, ticket: Ticket, error: RateLimitError) -> float:
@@ -445,14 +495,14 @@ class RateGate:
         phase.pause = now - self._event_at
         pending, self._pending = self._pending, None
         if pending is not None and self._ended is not None and self._ended.complete:
-            self._measured_cut(*pending)
+            self._measured_cut(pending)
         if self._climbing and self._climb_at is None:  # after the cut it may have set
             self._climb_at = now
 
     def _cut(self, now: float, wait: float, refused: Ticket, *, asked: bool) -> None:
         pace = self._current_rate(now)
         first = pace is None
-        before = 0.0
+        before: float | None = None
         if pace is None:
             elapsed = now - (self._first_send_at or now)
             current = send_rate(self.sends - self._sends_base, elapsed)
@@ -461,13 +511,13 @@ class RateGate:
                 self._admitted.peak = (self._answered - self.rate_limited_count) / elapsed
         else:
             current = pace
-            if self._first is not None:
+            if self._first is not None and not self._climbing:
                 # A window refuses by the end of the window after the one in which the
-                # pace passed its rate: the pace two cycles (the first phase and a
-                # closing) before, or at the phase's start if later, bounds it (see
-                # estimate_rate).
+                # pace passed its rate: the pace a cycle and a half (the first phase
+                # and a closing) before, or at the phase's start if later, bounds it
+                # (see estimate_rate). Not a slow start's, which climbs from far under.
                 cycle = self._first.measure()[1] + self._phase.pause
-                since = max(refused[2] - 2 * cycle, self._phase.start or refused[2])
+                since = max(refused[2] - BOUND_CYCLES * cycle, self._phase.start or refused[2])
                 before = self._current_rate(since) or 0.0
         ended = self._next_phase(now, refused)
         self._cut_at = now
@@ -488,29 +538,66 @@ class RateGate:
                 burst_time=burst_time,
                 sent=refused[1] - 1 - ended.seq,
             )
-        self._measured_cut(current, before, ramp, wait)
+        # The pace probed up from a window's reading: the 429 it met bounds the rate.
+        probed = self._window and self._probe == WINDOW_PROBE_PER_SECOND
+        event = _Event(current, before, probed, ramp, wait, self._best_refill)
+        self._measured_cut(event)
         if not ended.complete:
             # Measured again when the gate reopens: the answers to the phase's sends,
             # in by then, tell what it admitted better than the refused send's number.
-            self._pending = (current, before, ramp, wait)
+            self._pending = event
 
     def _current_rate_at(self, when: float) -> float:
         return self._current_rate(when) or 0.0
 
-    def _measured_cut(self, current: float, before: float, ramp: float | None, wait: float) -> None:
+    def _measured_cut(self, event: _Event) -> None:
         ended = self._ended
         assert ended is not None  # noqa: S101 - set by _cut
         # None when paced from the start (a max_rate): no phase from a full quota.
         first = (0, 0.0) if self._first is None else self._first.measure()
         admitted, phase = ended.measure()
-        estimate = estimate_rate(admitted, phase, first, ended.pause, pace=before, ramp=ramp)
+        estimate = estimate_rate(
+            admitted,
+            phase,
+            first,
+            ended.pause,
+            pace=event.bound,
+            probed=event.probed,
+            ramp=event.ramp,
+            sustained=self._admitted.peak,
+        )
         if estimate is not None:
             self._window = estimate.window
             # A second that held a bucket's burst reads over its rate: climb back no
             # higher than its refill. A window's seconds may hold two quotas.
             if estimate.kind != "admitted":
                 self._refill = 0.0 if estimate.window else estimate.rate
-        self._set_cut(cut_to(current, estimate, wait), estimate, ended, wait)
+            if not estimate.window:
+                self._note_contention(estimate, event.best)
+            if estimate.kind == "refill":
+                self._best_refill = max(self._best_refill, estimate.rate)
+            self._cheap = self._cheap or self._contended
+        self._set_cut(cut_to(event.pace, estimate, event.wait), estimate, ended, event.wait)
+
+    def _note_contention(self, estimate: Estimate, best: float) -> None:
+        """Whether others spend the same quota, by a bucket's reading against its *best*.
+
+        A bucket never refuses a pace under its refill: a reading well under the best
+        one measured says others spend its quota, and what this client gets is its
+        share. When they stop, nothing says so but the quiet: the pace then doubles
+        after a second without 429 (a 429 of one client costs the others nothing),
+        until a reading is back at the best.
+        """
+        contended = is_contended(best, estimate)
+        if contended != self._contended:
+            logger.debug(
+                "%s: %.1f requests/s measured, %.1f at best; the pace %s",
+                "others spend the same quota" if contended else "the quota is back",
+                estimate.rate,
+                best,
+                "doubles after a second without 429" if contended else "creeps up",
+            )
+        self._contended = contended
 
     def _set_cut(
         self, cut: tuple[float, float], estimate: Estimate | None, ended: Phase, wait: float
@@ -522,7 +609,7 @@ class RateGate:
         self._climb_at = None
         # A window admits up to twice its quota in a second that straddles two of its
         # windows: what it admitted is no floor then.
-        floor = 0.0 if self._window else self._admitted.floor()
+        floor = 0.0 if self._window else self._admitted.floor(self.clock())
         self._cut_rate = max(MIN_RATE, rate, floor)
         admitted, phase = ended.measure()
         logger.debug(

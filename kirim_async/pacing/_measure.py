@@ -18,8 +18,11 @@ from typing import Literal
 import attrs
 
 __all__ = [
+    "BOUND_CYCLES",
+    "BOUND_MARGIN",
     "COSTLY_DECREASE",
     "DECREASE",
+    "DOUBLED_AFTER",
     "MAX_HINT_RESET",
     "MEASURED_MARGIN",
     "MEASURED_PROBE_PER_SECOND",
@@ -39,6 +42,7 @@ __all__ = [
     "estimate_rate",
     "estimate_rate_under",
     "is_cheap",
+    "is_contended",
     "probed_rate",
     "read_hint",
     "read_quota",
@@ -54,14 +58,18 @@ PROBE_PER_SECOND = 0.1  # after a blind cut, grow back by this share of it each 
 MEASURED_PROBE_PER_SECOND = 0.001  # ... after a measured one, slowly: each 429 may cost a second
 WINDOW_PROBE_PER_SECOND = 0.03  # ... after a window's: its estimate reads a little under
 _PROBED_CYCLES = 1.5  # a window phase this long was a pace probing up past the rate
+BOUND_CYCLES = 1.5  # the pace this many cycles before a window's refusal was under its rate
+BOUND_MARGIN = 0.99  # a pace a little under a window's bound: the probe crosses it slowly
 MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 MIN_RATE = 0.5  # requests a second: no pace (nor hint) goes lower
 MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
 ADMITTED_FLOOR = 0.9  # a cut stays above this share of what the server just admitted
+DOUBLED_AFTER = 120.0  # seconds: a pace probing this long without a 429 has doubled
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
 _WHOLE_QUOTA = 0.5  # share of the first phase's admitted a window's phase admits again
+_WINDOW_SPAN = 2.5  # a window's seconds admit two quotas at most; its reading is a little low
 _HINT_SAMPLES = 5  # answers' rate samples a hint's rate is the median of
 _RAMP_SAMPLES = 200  # points of a climbing phase's pace, for estimate_rate_under
 _BISECTIONS = 40
@@ -342,7 +350,9 @@ def estimate_rate(
     pause: float,
     *,
     pace: float | None = None,
+    probed: bool = False,
     ramp: float | None = None,
+    sustained: float = 0.0,
 ) -> Estimate | None:
     """The server's rate, from what it admitted in this phase and the first one.
 
@@ -374,8 +384,13 @@ def estimate_rate(
             sliding one, sooner. When a phase lasted a cycle and a half (a pace
             probing up from the window's estimate crossed the rate), it bounds the
             rate (``bound``).
+        probed: Whether the phase's pace probed up from a window's estimate: then
+            it bounds the rate however short the phase.
         ramp: The refill read from a phase that climbed (:func:`estimate_rate_under`):
             the two phases' equation reads one that climbed from under the rate low.
+        sustained: The best rate the server admitted over a whole second. A window
+            admits two quotas at most in one (it straddles two windows): a window's
+            reading far under it is others spending the quota, not a window.
 
     Returns:
         The estimate, or None when the phase is too short to measure.
@@ -388,7 +403,11 @@ def estimate_rate(
     # did (which may have spanned two windows), unless others spend the same quota.
     whole = admitted >= _WHOLE_QUOTA * first_admitted
     quota = min(first_admitted, admitted)
-    window = quota / cycle if pause >= REFILL_PAUSE and whole else 0.0
+    window = 0.0
+    if pause >= REFILL_PAUSE and whole and quota >= 2 * MIN_SENDS:
+        window = quota / cycle
+        if window * _WINDOW_SPAN < sustained:
+            window = 0.0
     refilled = ramp
     if admitted > first_admitted and phase - first_phase >= MIN_PHASE:
         # A climb that started under R wasted refill (this reads low), or over it (the
@@ -397,10 +416,22 @@ def estimate_rate(
     if refilled is not None and pause * refilled >= first_admitted and refilled >= window:
         return Estimate(refilled, "refill")
     if window:
-        if pace is not None and phase >= _PROBED_CYCLES * cycle:
+        if pace is not None and (probed or phase >= _PROBED_CYCLES * cycle):
             return Estimate(pace, "bound")
         return Estimate(window, "window")
     return Estimate(admitted / phase, "admitted")
+
+
+def is_contended(best: float, estimate: Estimate) -> bool:
+    """Whether a bucket's reading says others spend its quota.
+
+    A token bucket never refuses a pace under its refill: a reading 10 % or more under
+    the *best* refill measured of it (0 for none; a short phase's reading is off by a
+    few per cent), not a window's, came of other callers' sends. Only a two-phase
+    reading counts as the best: one of what a phase admitted reads the burst with it,
+    high.
+    """
+    return not estimate.window and estimate.rate < ADMITTED_FLOOR * best
 
 
 def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[float, float]:
@@ -425,6 +456,8 @@ def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[floa
     rate = MEASURED_MARGIN * min(current, estimate.rate)
     if estimate.window:  # under the rate already, and under the pace the 429 came at
         rate = min(MEASURED_MARGIN * current, estimate.rate)
+        if estimate.kind == "bound":
+            rate *= BOUND_MARGIN
     probe = WINDOW_PROBE_PER_SECOND if estimate.kind == "window" else MEASURED_PROBE_PER_SECOND
     return rate, probe
 
@@ -494,12 +527,15 @@ def probed_rate(
 ) -> float:
     """The pace *since_cut* seconds after a cut to *cut_rate*: how it probes upwards.
 
-    Linearly, by *probe* of the cut rate each second; back to what the server has
+    Linearly, by *probe* of the cut rate each second, and more the longer it goes on
+    (by the cube of the time: a pace probing for two minutes has doubled, TCP CUBIC's
+    convex probe), so that a pace measured while others spent the same quota finds
+    what they leave when they stop; back to what the server has
     admitted before (a little under its best second, *peak*) fast, doubling each second;
     and, after a cut whose 429 cost little (*cheap*), doubling each second once *quiet*
     seconds have passed without a 429, to find out quickly whether the limit moved.
     """
-    rate = cut_rate * (1.0 + probe * since_cut)
+    rate = cut_rate * (1.0 + probe * since_cut + (since_cut / DOUBLED_AFTER) ** 3)
     after_quiet = quiet - QUIET
     if cheap and after_quiet > 0:
         rate = max(rate, cut_rate * 2.0 ** min(after_quiet, 64.0))
@@ -529,15 +565,23 @@ class AdmittedRate:
 
     def add(self, now: float) -> None:
         """Count an answer admitted at *now*."""
-        if now - self.second >= 1.0:
+        self._roll(now)
+        self.count += 1
+
+    def _roll(self, now: float) -> None:
+        if now - self.second >= 1.0:  # the current second is over
             seconds = now - self.second
             rate = self.count / seconds if seconds < 2.0 else 0.0
             self.best = max(rate, self.last)
             self.last = rate
             self.peak = max(self.peak, rate)
             self.second, self.count = now, 0
-        self.count += 1
 
-    def floor(self) -> float:
-        """90 % of the best rate admitted in the last two whole seconds."""
+    def floor(self, now: float) -> float:
+        """90 % of the best rate admitted in the last two whole seconds before *now*.
+
+        Seconds in which nothing was admitted count: a floor of seconds long gone
+        would hold a pace the server now refuses whole.
+        """
+        self._roll(now)
         return ADMITTED_FLOOR * max(self.best, self.last)
