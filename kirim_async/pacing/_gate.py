@@ -49,9 +49,10 @@ paces sends ahead of time, at a rate it learns:
   of the job by doubling each second (then linearly, probing). A real limiter admits
   about its rate, so these sit under it; 429s that come whatever the pace (other
   callers spending the same quota) then cost the waits they ask for, but cannot drive
-  the pace towards zero, and once they stop the pace is back within seconds. Not over
-  a window, whose second straddling two windows admits two quotas, and no higher than
-  a bucket's measured refill, whose second after a pause holds its burst too. Seconds
+  the pace towards zero, and once they stop the pace is back within seconds. Over a
+  window, whose second straddling two windows admits two quotas, there is no floor
+  and the climb goes to half the best second; over a bucket, no higher than its
+  measured refill, whose second after a pause holds its burst too. Seconds
   in which nothing was admitted count: the floor is of the seconds just gone.
 - **A guessed pause that was too short is no congestion.** Without ``Retry-After`` the
   closing is the client's backoff; a phase after it that admits next to nothing (fewer
@@ -324,7 +325,8 @@ class RateGate:
                 self._probe,
                 quiet=now - self._limited_at,
                 cheap=self._cheap,
-                peak=min(self._admitted.peak, self._refill),
+                # A window's best second may have held two quotas: half of it is safe.
+                peak=min(self._admitted.peak / (2.0 if self._window else 1.0), self._refill),
             )
         return rate if self.max_rate is None else min(rate, self.max_rate)
 
@@ -569,9 +571,9 @@ class RateGate:
         if estimate is not None:
             self._window = estimate.window
             # A second that held a bucket's burst reads over its rate: climb back no
-            # higher than its refill. A window's seconds may hold two quotas.
+            # higher than its refill (a window's, no higher than half its best second).
             if estimate.kind != "admitted":
-                self._refill = 0.0 if estimate.window else estimate.rate
+                self._refill = float("inf") if estimate.window else estimate.rate
             if not estimate.window:
                 self._note_contention(estimate, event.best)
             if estimate.kind == "refill":
