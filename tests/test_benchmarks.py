@@ -23,14 +23,21 @@ RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 TINY = {"overhead": 40, "throughput": 100, "ratelimit": 120, "memory": 100}
 
 
-@pytest.fixture
-def run_py(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("benchmarks_run", RUN_PY)
+def load_benchmark(monkeypatch: pytest.MonkeyPatch, name: str) -> ModuleType:
+    """benchmarks/*name*.py as a module, registered for the test's length."""
+    path = RUN_PY.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look the module up
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def run_py(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    module = load_benchmark(monkeypatch, "run")
     real_scenarios = module.scenarios
 
     def tiny(quick: bool) -> list[object]:
@@ -161,17 +168,6 @@ def test_the_simulation_prints_every_cell() -> None:
                 assert f"| {limiter} | {style} | 50 | {clients} | " in report
 
 
-def load_simulate(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    path = RUN_PY.parent / "simulate.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_simulate", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("limiter", ["fixed-window", "sliding-window"])
 def test_replicas_on_a_window_do_not_leave_one_crawling(
     monkeypatch: pytest.MonkeyPatch, limiter: str
@@ -182,7 +178,7 @@ def test_replicas_on_a_window_do_not_leave_one_crawling(
     # admitted before (a window's best second may hold two quotas): that client crept
     # on alone for minutes, 6.3x the ideal time (fixed) and 5.5x (sliding) in the
     # worst of eight seeds. It now climbs back to half the best second.
-    simulate = load_simulate(monkeypatch)
+    simulate = load_benchmark(monkeypatch, "simulate")
     cell = simulate.Cell(limiter, "none", 300.0, 4)
     worst = max(simulate.run(cell, seed)[0] for seed in range(8))
     assert worst < 3.0

@@ -7,6 +7,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
@@ -37,6 +38,13 @@ from kirim_async.testing import FakeClock
 from kirim_async.testing._ratelimit import FixedWindow, Limiter, SlidingWindow, TokenBucket
 
 from .conftest import SleepRecorder
+
+
+def kind_of(*args: Any, **kwargs: Any) -> str:
+    """The kind of limiter :func:`estimate_rate` reads from *args* and *kwargs*."""
+    estimate = estimate_rate(*args, **kwargs)
+    assert estimate is not None
+    return estimate.kind
 
 
 def rate_gate(
@@ -728,44 +736,30 @@ class TestMeasure:
         assert rate == pytest.approx(300 / 1.07)  # under the rate already: no margin
         assert probe == WINDOW_PROBE_PER_SECOND  # the estimate reads low: climb faster
         # A straddle of two windows admits more than a quota: still no bucket.
-        straddle = estimate_rate(417, 0.99, (300, 0.07), 1.0)
-        assert straddle is not None
-        assert straddle.kind == "window"
+        assert kind_of(417, 0.99, (300, 0.07), 1.0) == "window"
         # A phase that admitted far less than the first met other callers spending the
         # same quota (four processes, one token): it read as a window of 9.5/s, and
         # crept up from there for two minutes.
-        shared = estimate_rate(10, 0.11, (46, 0.055), 1.0)
-        assert shared is not None
-        assert shared.kind == "admitted"
+        assert kind_of(10, 0.11, (46, 0.055), 1.0) == "admitted"
 
     def test_a_window_is_read_from_a_quota_of_sixteen_or_more(self) -> None:
         # Four callers on one bucket: a first phase of 10 and a phase of 5 after a
         # pause read as a window of 4.8/s, and the pace crept from there for minutes.
-        few = estimate_rate(5, 0.177, (10, 0.006), 1.0)
-        assert few is not None
-        assert few.kind == "admitted"
-        window = estimate_rate(16, 0.2, (16, 0.006), 1.0)
-        assert window is not None
-        assert window.kind == "window"
+        assert kind_of(5, 0.177, (10, 0.006), 1.0) == "admitted"
+        assert kind_of(16, 0.2, (16, 0.006), 1.0) == "window"
 
     def test_a_window_cannot_read_far_under_what_a_second_admitted(self) -> None:
         # A window admits two quotas in a second at most (one straddling two windows).
         # A reading of 17/s after seconds of 320/s admitted is others spending it.
-        shared = estimate_rate(31, 0.055, (16, 0.013), 1.0, sustained=320.0)
-        assert shared is not None
-        assert not shared.window
-        window = estimate_rate(300, 0.6, (300, 0.07), 1.0, sustained=600.0)
-        assert window is not None
-        assert window.kind == "window"
+        assert kind_of(31, 0.055, (16, 0.013), 1.0, sustained=320.0) == "admitted"
+        assert kind_of(300, 0.6, (300, 0.07), 1.0, sustained=600.0) == "window"
 
     def test_a_short_phase_probed_up_from_a_window_bounds_it(self) -> None:
         # The pace probed up from the window's reading, and was refused within the
         # phase: read as a window again, it went back to the same reading and looped.
         estimate = estimate_rate(50, 0.956, (50, 0.01), 1.02, pace=48.6, probed=True)
         assert estimate == Estimate(48.6, "bound")
-        again = estimate_rate(50, 0.956, (50, 0.01), 1.02, pace=48.6)
-        assert again is not None
-        assert again.kind == "window"
+        assert kind_of(50, 0.956, (50, 0.01), 1.02, pace=48.6) == "window"
 
     def test_a_refill_well_under_the_best_is_contention(self) -> None:
         assert is_contended(300.0, Estimate(150.0, "refill"))
