@@ -69,6 +69,7 @@ DOUBLED_AFTER = 120.0  # seconds: a pace probing this long without a 429 has dou
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 MAX_HINT_RESET = 86400.0  # a quota restored more than a day away is no usable hint
 _WHOLE_QUOTA = 0.5  # share of the first phase's admitted a window's phase admits again
+_SHARE = 0.9  # a bucket's reading under this share of its best is others spending it
 _WINDOW_SPAN = 2.5  # a window's seconds admit two quotas at most; its reading is a little low
 _HINT_SAMPLES = 5  # answers' rate samples a hint's rate is the median of
 _RAMP_SAMPLES = 200  # points of a climbing phase's pace, for estimate_rate_under
@@ -378,12 +379,12 @@ def estimate_rate(
         phase: Its length in seconds.
         first: The first phase's (admitted, length).
         pause: The closing before this phase, in seconds.
-        pace: The pace two cycles (the first phase and a closing) before the refused
-            send, or at the phase's start if later. A fixed window refuses by the end
-            of the window after the one in which a rising pace passed its rate; a
-            sliding one, sooner. When a phase lasted a cycle and a half (a pace
-            probing up from the window's estimate crossed the rate), it bounds the
-            rate (``bound``).
+        pace: The pace a cycle and a half (the first phase and a closing) before the
+            refused send, or at the phase's start if later. A fixed window refuses by
+            the end of the window after the one in which a rising pace passed its
+            rate, whose average was under it; a sliding one, sooner. When a phase
+            lasted a cycle and a half (a pace probing up from the window's estimate
+            crossed the rate), it bounds the rate (``bound``).
         probed: Whether the phase's pace probed up from a window's estimate: then
             it bounds the rate however short the phase.
         ramp: The refill read from a phase that climbed (:func:`estimate_rate_under`):
@@ -431,7 +432,7 @@ def is_contended(best: float, estimate: Estimate) -> bool:
     reading counts as the best: one of what a phase admitted reads the burst with it,
     high.
     """
-    return not estimate.window and estimate.rate < ADMITTED_FLOOR * best
+    return not estimate.window and estimate.rate < _SHARE * best
 
 
 def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[float, float]:
@@ -444,11 +445,11 @@ def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[floa
 
     Returns:
         (requests a second, probe: the share of it added each second). Measured: a
-        little under the estimate (a window's estimate is under its rate already), and
-        under the pace the event came at, probing slowly; faster after a window's
-        first estimate, which reads low. Blind: a cut to 70 %, or to 10 % when each 429
-        costs a long pause (an integer ``Retry-After``: fewer 429s to the right pace,
-        and the next phase is long enough to measure it).
+        little under the estimate (a window's estimate is under its rate already; its
+        bound, 1 % under), and under the pace the event came at, probing slowly;
+        faster after a window's first estimate, which reads low. Blind: a cut to 70 %,
+        or to 10 % when each 429 costs a long pause (an integer ``Retry-After``: fewer
+        429s to the right pace, and the next phase is long enough to measure it).
     """
     if estimate is None:
         blind = DECREASE if wait < REFILL_PAUSE else COSTLY_DECREASE
