@@ -338,9 +338,17 @@ class RateGate:
         past a rate read within that. Other probes count from the cut.
         """
         assert self._cut_at is not None  # noqa: S101 - only asked after a cut
-        if self._probe == WINDOW_PROBE_PER_SECOND:
+        if self._probing_a_window:
             return now - max(self._cut_at, self._phase.start or now)
         return now - self._cut_at
+
+    @property
+    def _probing_a_window(self) -> bool:
+        """Whether the pace probes up from a window's reading: the 429 it meets bounds it.
+
+        Only a cut to a window's reading sets that probe.
+        """
+        return self._probe == WINDOW_PROBE_PER_SECOND
 
     def _token_delay(self, now: float) -> float:
         rate = self._current_rate(now)
@@ -540,9 +548,7 @@ class RateGate:
                 burst_time=burst_time,
                 sent=refused[1] - 1 - ended.seq,
             )
-        # The pace probed up from a window's reading: the 429 it met bounds the rate.
-        probed = self._window and self._probe == WINDOW_PROBE_PER_SECOND
-        event = _Event(current, before, probed, ramp, wait, self._best_refill)
+        event = _Event(current, before, self._probing_a_window, ramp, wait, self._best_refill)
         self._measured_cut(event)
         if not ended.complete:
             # Measured again when the gate reopens: the answers to the phase's sends,

@@ -57,7 +57,6 @@ MEASURED_MARGIN = 0.97  # a cut to a measured rate: a little under it
 PROBE_PER_SECOND = 0.1  # after a blind cut, grow back by this share of it each second
 MEASURED_PROBE_PER_SECOND = 0.001  # ... after a measured one, slowly: each 429 may cost a second
 WINDOW_PROBE_PER_SECOND = 0.03  # ... after a window's: its estimate reads a little under
-_PROBED_CYCLES = 1.5  # a window phase this long was a pace probing up past the rate
 BOUND_CYCLES = 1.5  # the pace this many cycles before a window's refusal was under its rate
 BOUND_MARGIN = 0.99  # a pace a little under a window's bound: the probe crosses it slowly
 MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
@@ -417,7 +416,8 @@ def estimate_rate(
     if refilled is not None and pause * refilled >= first_admitted and refilled >= window:
         return Estimate(refilled, "refill")
     if window:
-        if pace is not None and (probed or phase >= _PROBED_CYCLES * cycle):
+        # A phase this long was a pace probing up past the rate: its bound lies in it.
+        if pace is not None and (probed or phase >= BOUND_CYCLES * cycle):
             return Estimate(pace, "bound")
         return Estimate(window, "window")
     return Estimate(admitted / phase, "admitted")
