@@ -475,6 +475,19 @@ class TestRateGate:
         assert gate.pacer.rate is not None
         assert 0.85 * 300 <= gate.pacer.rate <= 1.1 * 300  # probing may pass it a little
 
+    async def test_a_refill_read_from_a_short_phase_is_measured_again(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # 50/s holding 30: the slow start after the first 429 begins far over the rate,
+        # so the next phase admits the burst and 4 more in 0.09 s, a refill read 18 %
+        # low (the job crept on at 41/s). A reading of so few sends climbs once more,
+        # from under it, and the ramp reads the rate.
+        bucket = TokenBucket(rate=50, burst=30, clock=clock)
+        gate, limited = await self.job_against(bucket, clock, sleeps, "integer", sends=1000)
+        assert limited <= 4
+        assert gate.pacer.rate is not None
+        assert 0.9 * 50 <= gate.pacer.rate <= 1.1 * 50
+
     @pytest.mark.parametrize("window", [FixedWindow, SlidingWindow])
     async def test_the_pace_settles_under_a_window(
         self, clock: FakeClock, sleeps: SleepRecorder, window: type[FixedWindow | SlidingWindow]
@@ -722,6 +735,16 @@ class TestMeasure:
         rate, probe = cut_to(450.0, estimate, 1.0)
         assert rate == pytest.approx(0.97 * estimate.rate)
         assert probe == MEASURED_PROBE_PER_SECOND
+
+    def test_a_refill_read_from_few_sends_past_the_burst_is_not_precise(self) -> None:
+        # One request more or less (a bucket's fractional token) moves a refill read
+        # from 9 sends past the burst by 11 %; from 87, by about 1 %.
+        few = estimate_rate(40, 0.102, (31, 0.0), 1.0)
+        many = estimate_rate(117, 0.293, (30, 0.005), 1.0)
+        assert few is not None
+        assert many is not None
+        assert (few.kind, few.precise) == ("refill", False)
+        assert (many.kind, many.precise) == ("refill", True)
 
     def test_a_window_s_quota_coming_back_whole_is_no_bucket(self) -> None:
         # 300 per window of 1 s: the first phase spends it in 70 ms; after a closing of

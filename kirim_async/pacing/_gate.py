@@ -19,7 +19,11 @@ paces sends ahead of time, at a rate it learns:
   rate grows back linearly, 10 % of the cut rate per second, to probe for more. When
   each 429 costs a long pause (an integer ``Retry-After``), a blind cut goes to 10 % and
   the pace then doubles each second from the reopening until the next 429 (TCP's slow
-  start): fewer 429s to the right pace, whatever the first sends' rate was.
+  start): fewer 429s to the right pace, whatever the first sends' rate was. A slow
+  start that began far over a low rate ends within a tenth of a second: a refill read
+  from so few sends past the burst (under 40) is off by 5 % or more (a bucket's
+  fractional token), so the pace climbs once more, from under it, and the ramp reads
+  the rate: one more closing costs less than a job paced 10 % under.
 - **Measured, not only cut.** A phase runs from the gate's reopening (its first send)
   to the first send refused. After a pause that restored the quota, a token bucket's
   phase admits its burst and then its rate, ``A = B + R t``: two phases give R (TCP
@@ -150,6 +154,8 @@ class _Event:
     """The closing its 429 asked for."""
     best: float
     """The best refill measured before it (see ``_note_contention``)."""
+    climbed_from: float | None
+    """The pace a slow start in the phase it ended began at; None for none."""
 
 
 @attrs.define
@@ -536,8 +542,9 @@ class RateGate:
             self._first = ended
             self._set_cut(cut_to(current, None, wait), None, ended, wait)
             return
-        ramp = None
+        ramp = climbed_from = None
         if self._climbing and self._climb_at is not None and self._first is not None:
+            climbed_from = self._cut_rate
             # A slow start wasted refill while under the limit: read R from the ramp.
             burst, burst_time = self._first.measure()
             ramp = estimate_rate_under(
@@ -548,7 +555,9 @@ class RateGate:
                 burst_time=burst_time,
                 sent=refused[1] - 1 - ended.seq,
             )
-        event = _Event(current, before, self._probing_a_window, ramp, wait, self._best_refill)
+        event = _Event(
+            current, before, self._probing_a_window, ramp, wait, self._best_refill, climbed_from
+        )
         self._measured_cut(event)
         if not ended.complete:
             # Measured again when the gate reopens: the answers to the phase's sends,
@@ -585,7 +594,8 @@ class RateGate:
             if estimate.kind == "refill":
                 self._best_refill = max(self._best_refill, estimate.rate)
             self._cheap = self._cheap or self._contended
-        self._set_cut(cut_to(event.pace, estimate, event.wait), estimate, ended, event.wait)
+        cut = cut_to(event.pace, estimate, event.wait)
+        self._set_cut(cut, estimate, ended, event.wait, climbed_from=event.climbed_from)
 
     def _note_contention(self, estimate: Estimate, best: float) -> None:
         """Whether others spend the same quota, by a bucket's reading against its *best*.
@@ -608,16 +618,30 @@ class RateGate:
         self._contended = contended
 
     def _set_cut(
-        self, cut: tuple[float, float], estimate: Estimate | None, ended: Phase, wait: float
+        self,
+        cut: tuple[float, float],
+        estimate: Estimate | None,
+        ended: Phase,
+        wait: float,
+        *,
+        climbed_from: float | None = None,
     ) -> None:
         rate, self._probe = cut
         # Blind after a costly 429 (a deep cut): climb by doubling from the reopening,
-        # and read the rate from that ramp at the next 429 (TCP's slow start).
-        self._climbing = estimate is None and wait >= REFILL_PAUSE
+        # and read the rate from that ramp at the next 429 (TCP's slow start). So too
+        # after a refill read from a short phase, unless that phase climbed from under
+        # it already: one more closing costs less than a job paced 10 % under.
+        vague = estimate is None or not (
+            estimate.precise or (climbed_from is not None and climbed_from <= estimate.rate)
+        )
+        self._climbing = vague and wait >= REFILL_PAUSE
         self._climb_at = None
         # A window admits up to twice its quota in a second that straddles two of its
         # windows: what it admitted is no floor then.
         floor = 0.0 if self._window else self._admitted.floor(self.clock())
+        if estimate is not None and estimate.kind == "refill" and estimate.precise:
+            # A second after a pause held the bucket's burst too: it reads over the refill.
+            floor = min(floor, estimate.rate)
         self._cut_rate = max(MIN_RATE, rate, floor)
         admitted, phase = ended.measure()
         logger.debug(

@@ -28,6 +28,7 @@ __all__ = [
     "MEASURED_PROBE_PER_SECOND",
     "MIN_PHASE",
     "MIN_RATE",
+    "MIN_REFILLS",
     "MIN_SENDS",
     "PROBE_PER_SECOND",
     "REFILL_PAUSE",
@@ -63,6 +64,7 @@ MIN_PHASE = 0.05  # seconds: a shorter phase is too short to measure a rate over
 REFILL_PAUSE = 0.5  # seconds: a pause this long restores a quota's burst
 MIN_RATE = 0.5  # requests a second: no pace (nor hint) goes lower
 MIN_SENDS = 8  # sends, unpaced, before a 429 cuts: fewer measure no rate
+MIN_REFILLS = 40  # a refill read from fewer sends past the burst is off by 5 % or more
 ADMITTED_FLOOR = 0.9  # a cut stays above this share of what the server just admitted
 DOUBLED_AFTER = 120.0  # seconds: a pace probing this long without a 429 has doubled
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
@@ -336,6 +338,9 @@ class Estimate:
     phase admitted over its length (its quota was not restored). ``window``: a window's
     quota came back whole after the pause; its rate reads a little low. ``bound``: a
     window's, where a long phase ended at a pace just over its rate."""
+    precise: bool = True
+    """False for a refill read from fewer than ``MIN_REFILLS`` sends past the burst: a
+    request more or less (a bucket's fractional token) moves it 5 % or more."""
 
     @property
     def window(self) -> bool:
@@ -414,7 +419,7 @@ def estimate_rate(
         # ramp's model, with its rounding, reads low): each errs low, the higher wins.
         refilled = max(ramp or 0.0, (admitted - first_admitted) / (phase - first_phase))
     if refilled is not None and pause * refilled >= first_admitted and refilled >= window:
-        return Estimate(refilled, "refill")
+        return Estimate(refilled, "refill", precise=admitted - first_admitted >= MIN_REFILLS)
     if window:
         # A phase this long was a pace probing up past the rate: its bound lies in it.
         if pace is not None and (probed or phase >= BOUND_CYCLES * cycle):
