@@ -381,6 +381,33 @@ class TestRateGate:
         assert climbed is not None
         assert climbed > 2 * cut
 
+    async def test_a_slow_start_ends_at_its_first_429_however_soon_after_the_cut(
+        self, clock: FakeClock, sleeps: SleepRecorder
+    ) -> None:
+        # Sparse 429s within a second of a cut may be other callers' and cut nothing;
+        # but a slow start climbs until the limit refuses it. Its 429s went uncounted
+        # while it climbed on, and the ramp, read up to a later send, read the rate high.
+        gate = self.make(clock, sleeps)
+        for _ in range(100):
+            await gate.turn()
+            clock.advance(0.01)
+        gate.rate_limited(sent(gate, clock), self.rl(0.6))  # blind, costly: a slow start
+        cut_at, start = clock(), gate.pacer.rate
+        assert start == pytest.approx(10, rel=0.05)
+        clock.advance(0.6)
+        for _ in range(2):
+            ticket = await gate.turn()
+            gate.learn(ticket, 201, {})
+        ticket = await gate.turn()
+        gate.learn(ticket, 429, {})
+        assert clock() - cut_at < 1.0
+        gate.rate_limited(ticket, self.rl(0.6))
+        cut = gate.pacer.rate
+        assert cut is not None
+        clock.advance(1.6)
+        assert gate.pacer.rate is not None
+        assert gate.pacer.rate < 1.2 * cut  # no longer doubling
+
     async def test_the_pace_comes_back_once_429s_that_are_not_ours_stop(
         self, clock: FakeClock, sleeps: SleepRecorder
     ) -> None:

@@ -46,7 +46,8 @@ paces sends ahead of time, at a rate it learns:
   second of the last cut unless 10 % of the answers to requests sent since are 429s:
   it closes the gate for its ``Retry-After`` but does not cut again. Without this, a
   burst of 429s whose ``Retry-After`` is 0 or a past date (which close nothing) cut
-  the rate to nothing.
+  the rate to nothing. A slow start's first 429 always ends it: it climbs until the
+  limit refuses it, and its ramp is read up to that send.
 - **The server's admitted rate is a floor.** The gate counts the answers other than 429
   in each second once it is limiting; a cut never goes below 90 % of the best of the
   last two seconds, and after a cut the rate climbs back to 97 % of the best second
@@ -430,9 +431,11 @@ class RateGate:
         epoch, seq, _ = ticket
         # A 429 for a request sent before the last cut is that congestion event again.
         new_event = epoch >= self.epoch
-        if new_event and self._cut_at is not None and now - self._cut_at < _MIN_EVENT_GAP:
+        soon = self._cut_at is not None and now - self._cut_at < _MIN_EVENT_GAP
+        if new_event and soon and not self._climbing:
             # Sparse 429s soon after a cut may be other callers' (they come whatever the
-            # pace): only a share of them says this pace is still too high.
+            # pace): only a share of them says this pace is still too high. A slow
+            # start's first 429 ends it: its ramp is read up to that send.
             limited = self._limited_since_cut
             new_event = limited >= 3 and limited >= _CONGESTED_SHARE * self._answered_since_cut
         wait = error.retry_after
@@ -631,10 +634,12 @@ class RateGate:
         # and read the rate from that ramp at the next 429 (TCP's slow start). So too
         # after a refill read from a short phase, unless that phase climbed from under
         # it already: one more closing costs less than a job paced 10 % under.
-        vague = estimate is None or not (
-            estimate.precise or (climbed_from is not None and climbed_from <= estimate.rate)
-        )
-        self._climbing = vague and wait >= REFILL_PAUSE
+        if estimate is None:
+            self._climbing = wait >= REFILL_PAUSE
+        else:
+            self._climbing = not (
+                estimate.precise or (climbed_from is not None and climbed_from <= estimate.rate)
+            )
         self._climb_at = None
         # A window admits up to twice its quota in a second that straddles two of its
         # windows: what it admitted is no floor then.
