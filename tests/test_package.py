@@ -150,6 +150,12 @@ def test_the_quickstart_example_runs() -> None:
 _README_PLACEHOLDERS = {"client", "name", "color", "my_aiohttp_trace_config"}
 
 
+def test_the_readme_is_short_enough_to_read() -> None:
+    # CONTRIBUTING.md: the README is for users, at most 250 lines; the reference is in docs/.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+
+
 def test_readme_and_docs_snippets_import_what_they_use() -> None:
     # A snippet that uses a name it does not import fails when copied (the bulk one
     # used CreateLabel without importing it).
