@@ -6,6 +6,7 @@ plain values (status, headers, body bytes).
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import math
 import platform
@@ -134,12 +135,18 @@ def parse_retry_after(value: str | None, now: float, date: str | None = None) ->
 
 
 def _http_date(text: str) -> float | None:
-    """The Unix time of an HTTP-date, or None if it is not one (or names no zone)."""
+    """The Unix time of an HTTP-date, or None if it is not one.
+
+    RFC 9110 section 5.6.7: a recipient accepts all three formats, IMF-fixdate, the
+    obsolete RFC 850 one and asctime's; every one is UTC, though asctime's names no zone.
+    """
     try:
         moment = email.utils.parsedate_to_datetime(text.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return None if moment.tzinfo is None else moment.timestamp()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
 
 
 def decipher_label(

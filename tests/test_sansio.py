@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 from typing import Any
@@ -88,6 +89,19 @@ class TestParseRetryAfter:
     )
     def test_parses(self, value: str | None, expected: float | None) -> None:
         assert parse_retry_after(value, NOW) == expected
+
+    @pytest.mark.parametrize(
+        "layout",
+        [
+            "%a, %d %b %Y %H:%M:%S GMT",  # IMF-fixdate, the preferred format
+            "%A, %d-%b-%y %H:%M:%S GMT",  # obsolete RFC 850
+            "%a %b %d %H:%M:%S %Y",  # asctime: UTC, though it names no zone
+        ],
+    )
+    def test_every_http_date_format_is_read(self, layout: str) -> None:
+        # RFC 9110 5.6.7: a recipient must accept all three; asctime's was ignored.
+        moment = datetime.datetime.fromtimestamp(NOW + 30, tz=datetime.timezone.utc)
+        assert parse_retry_after(moment.strftime(layout), NOW) == 30.0
 
     @pytest.mark.parametrize(
         ("value", "date", "expected"),
