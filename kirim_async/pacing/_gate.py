@@ -649,10 +649,16 @@ class RateGate:
             floor = min(floor, estimate.rate)
         self._cut_rate = max(MIN_RATE, rate, floor)
         admitted, phase = ended.measure()
+        if estimate is None:
+            why = "nothing measured"
+        elif self._climbing:  # a refill read from few sends: the climb reads it again
+            why = f"{estimate.kind} measured from few sends, climbing again"
+        else:
+            why = f"{estimate.kind} measured"
         logger.debug(
             "pace cut to %.1f requests/s: %s (the phase before: %d admitted in %.3fs%s)",
             self._cut_rate,
-            "nothing measured" if estimate is None else f"{estimate.kind} measured",
+            why,
             admitted,
             phase,
             ", every answer in" if ended.complete else "",

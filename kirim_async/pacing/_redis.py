@@ -56,8 +56,9 @@ The shared state and what changes it:
   unbiased, it settled under the rate. Here, with no samples from a filling bucket, the
   pace stays.) Each congestion event despite the hints paces 3 % further under.
 
-What the local gate does beyond this, it does not do here: it climbs once more after a
-rate read from a short phase (a low rate's), and its admitted-rate floor and
+What the local gate does beyond this, it does not do here. It climbs once more after a
+rate read from a short phase (a low rate's): not yet tried with many processes, whose
+climbs would all meet the one limit. Its admitted-rate floor and
 its climb back to the best second need every answer counted by when it came, which
 would cost each answer a round trip to Redis (counted at each turn, they arrive late and
 bunched, and a floor read from them drew 429s). Instead the hash **expires** after
