@@ -187,6 +187,40 @@ class TestRateGate:
         gate.learn(sent(gate, clock), 201, hints)
         assert gate.pacer.rate == pytest.approx(200, rel=0.01)
 
+    @pytest.mark.parametrize(
+        ("headers", "rate"),
+        [
+            # The IETF draft until 06 (express-rate-limit's standard headers): a delta.
+            ({"RateLimit-Limit": "50", "RateLimit-Remaining": "0", "RateLimit-Reset": "1"}, 50),
+            # With a draft-06 policy (no name, no q=), which says nothing read here.
+            (
+                {
+                    "RateLimit-Policy": "50;w=1",
+                    "RateLimit-Limit": "50",
+                    "RateLimit-Remaining": "10",
+                    "RateLimit-Reset": "1",
+                },
+                40,
+            ),
+            # GitLab's: a Unix-time reset ends a fixed window, no rate.
+            (
+                {
+                    "RateLimit-Limit": "600",
+                    "RateLimit-Remaining": "0",
+                    "RateLimit-Reset": "1800000060",
+                },
+                None,
+            ),
+        ],
+    )
+    def test_the_ietf_draft_s_earlier_fields_read_as_x_ratelimit(
+        self, clock: FakeClock, sleeps: SleepRecorder, headers: dict[str, str], rate: float | None
+    ) -> None:
+        gate = job_gate(60, rate_gate(sleeps, clock, lambda: 1_800_000_000))
+        gate.learn(sent(gate, clock), 201, CIMultiDict(headers))
+        assert gate.pacer.rate == (None if rate is None else pytest.approx(rate, rel=0.01))
+        assert read_quota(CIMultiDict(headers)) == float(headers["RateLimit-Remaining"])
+
     def test_ietf_policy_sets_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
         gate = self.make(clock, sleeps)
         gate.learn(

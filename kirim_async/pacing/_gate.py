@@ -10,7 +10,8 @@ paces sends ahead of time, at a rate it learns:
   ``X-RateLimit-Limit/Remaining/Reset`` (``Reset`` as seconds, or as a Unix time when
   it is one, as GitHub sends it), Discord's ``X-RateLimit-Reset-After``, and the IETF
   draft's ``RateLimit-Policy: "p";q=Q;w=W`` (Q requests per W seconds) with
-  ``RateLimit: "p";r=R;t=T``. A hint that cannot be true (a reset in the past or more
+  ``RateLimit: "p";r=R;t=T`` (its earlier ``RateLimit-Limit/Remaining/Reset`` read as
+  ``X-RateLimit-*``). A hint that cannot be true (a reset in the past or more
   than a day away, epoch milliseconds, NaN, a negative count) is ignored and logged
   once. A 429 always wins over a hint: each congestion event that comes despite them
   paces 3 % further under what they say.

@@ -76,6 +76,8 @@ _HINT_SAMPLES = 5  # answers' rate samples a hint's rate is the median of
 _RAMP_SAMPLES = 200  # points of a climbing phase's pace, for estimate_rate_under
 _BISECTIONS = 40
 _EPOCH_THRESHOLD = 1e8  # an X-RateLimit-Reset this large is a Unix time, not a delta
+_X_PREFIX = "X-RateLimit-"  # GitHub's, Discord's, most APIs'
+_DRAFT_PREFIX = "RateLimit-"  # the IETF draft's until 06 (express-rate-limit), GitLab's
 _IETF_FIELD = re.compile(r"[;\s]([qrtw])=(\d+)")
 
 
@@ -136,6 +138,8 @@ def read_hint(
     ``Reset`` that is a Unix time (GitHub's meaning) ends a fixed window: whole seconds
     say nothing of a rate, so it is no hint. The IETF draft's ``RateLimit-Policy:
     "p";q=Q;w=W`` states the rate (Q per W seconds), with ``RateLimit: "p";r=R;t=T``.
+    Its earlier fields (draft 06, which express-rate-limit sends, and GitLab with a
+    Unix-time reset), ``RateLimit-Limit/Remaining/Reset``, read as ``X-RateLimit-*``.
 
     Args:
         headers: The answer's headers (looked up without regard to case).
@@ -151,50 +155,58 @@ def read_hint(
         more than a day away, epoch milliseconds, NaN, a negative count); None for none.
     """
     if "X-RateLimit-Limit" in headers:
-        return _read_x_ratelimit(headers, wall_now, unbiased=unbiased)
-    if "RateLimit-Policy" in headers:
-        return _read_ietf(headers)
-    return None
+        return _read_counters(headers, _X_PREFIX, wall_now, unbiased=unbiased)
+    ietf = _read_ietf(headers) if "RateLimit-Policy" in headers else None
+    if not isinstance(ietf, Hint) and "RateLimit-Limit" in headers:
+        return _read_counters(headers, _DRAFT_PREFIX, wall_now, unbiased=unbiased)
+    return ietf
 
 
 def read_quota(headers: Mapping[str, str]) -> float | None:
     """What is left of the quota by an answer's hint headers, whatever they say of a rate.
 
-    ``X-RateLimit-Remaining`` (with a valid ``X-RateLimit-Limit``), or the IETF draft's
-    ``RateLimit: ...;r=R``; None when neither is there or they cannot be true.
+    ``X-RateLimit-Remaining`` (with a valid ``X-RateLimit-Limit``), the IETF draft's
+    ``RateLimit: ...;r=R``, or its earlier ``RateLimit-Remaining``; None when none is
+    there or they cannot be true.
     """
     if "X-RateLimit-Limit" in headers:
-        counters = _x_counters(headers)
+        counters = _counters(headers, _X_PREFIX)
         return None if isinstance(counters, BadHint) else counters[1]
     remaining = _ietf_params(headers.get("RateLimit")).get("r")
-    return None if remaining is None else float(remaining)
+    if remaining is not None:
+        return float(remaining)
+    if "RateLimit-Limit" in headers:
+        counters = _counters(headers, _DRAFT_PREFIX)
+        return None if isinstance(counters, BadHint) else counters[1]
+    return None
 
 
-def _x_counters(headers: Mapping[str, str]) -> tuple[float, float] | BadHint:
-    """``X-RateLimit-Limit`` and ``-Remaining``, or the :class:`BadHint` they are."""
-    limit = _header_float(headers, "X-RateLimit-Limit")
-    remaining = _header_float(headers, "X-RateLimit-Remaining")
+def _counters(headers: Mapping[str, str], prefix: str) -> tuple[float, float] | BadHint:
+    """*prefix* ``Limit`` and ``Remaining``, or the :class:`BadHint` they are."""
+    limit = _header_float(headers, prefix + "Limit")
+    remaining = _header_float(headers, prefix + "Remaining")
     if limit is None or remaining is None or limit < 1 or remaining > limit:
-        return BadHint("X-RateLimit-Limit/Remaining", (limit, remaining))
+        return BadHint(prefix + "Limit/Remaining", (limit, remaining))
     return limit, remaining
 
 
-def _read_x_ratelimit(
-    headers: Mapping[str, str], wall_now: float, *, unbiased: bool
+def _read_counters(
+    headers: Mapping[str, str], prefix: str, wall_now: float, *, unbiased: bool
 ) -> Hint | BadHint | None:
-    counters = _x_counters(headers)
+    """*prefix* ``Limit/Remaining/Reset`` (``X-RateLimit-`` or ``RateLimit-``)."""
+    counters = _counters(headers, prefix)
     if isinstance(counters, BadHint):
         return counters
     limit, remaining = counters
-    reset = _header_float(headers, "X-RateLimit-Reset-After")  # Discord: a delta
+    reset = _header_float(headers, prefix + "Reset-After")  # Discord: a delta
     epoch = False
     if reset is None:
-        reset = _header_float(headers, "X-RateLimit-Reset")
-        if reset is not None and reset > _EPOCH_THRESHOLD:  # a Unix time (GitHub)
+        reset = _header_float(headers, prefix + "Reset")
+        if reset is not None and reset > _EPOCH_THRESHOLD:  # a Unix time (GitHub, GitLab)
             reset -= wall_now
             epoch = True
     if reset is None or not 0 <= reset <= MAX_HINT_RESET:
-        return BadHint("X-RateLimit-Reset", headers.get("X-RateLimit-Reset"))
+        return BadHint(prefix + "Reset", headers.get(prefix + "Reset"))
     used = limit - remaining
     # A fixed window's end says nothing of a rate; a reset of 0 neither; and the
     # counters are rounded, so only answers with several tokens used give a sample.
