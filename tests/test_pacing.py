@@ -33,6 +33,7 @@ from kirim_async.pacing._measure import (
     probed_rate,
     read_hint,
     read_quota,
+    read_reset,
 )
 from kirim_async.testing import FakeClock
 from kirim_async.testing._ratelimit import FixedWindow, Limiter, SlidingWindow, TokenBucket
@@ -220,6 +221,30 @@ class TestRateGate:
         gate.learn(sent(gate, clock), 201, CIMultiDict(headers))
         assert gate.pacer.rate == (None if rate is None else pytest.approx(rate, rel=0.01))
         assert read_quota(CIMultiDict(headers)) == float(headers["RateLimit-Remaining"])
+
+    @pytest.mark.parametrize(
+        ("retry_after", "closed_for"),
+        [(None, 30.0), (2.0, 2.0)],  # Retry-After, when there, wins
+    )
+    def test_a_429_without_retry_after_waits_for_the_reset_its_hints_name(
+        self,
+        clock: FakeClock,
+        sleeps: SleepRecorder,
+        retry_after: float | None,
+        closed_for: float,
+    ) -> None:
+        # GitHub's primary limit: a 429 (or 403) with the quota spent and the window's end
+        # as a Unix time, no Retry-After. A guessed backoff of a fraction of a second
+        # sent again long before the window ended.
+        gate = job_gate(600, rate_gate(sleeps, clock, lambda: 1_800_000_000))
+        ticket = sent(gate, clock)
+        headers = {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": "1800000030",
+        }
+        gate.learn(ticket, 429, CIMultiDict(headers))
+        assert gate.rate_limited(ticket, self.rl(retry_after)) == pytest.approx(closed_for)
 
     def test_ietf_policy_sets_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
         gate = self.make(clock, sleeps)
@@ -796,6 +821,27 @@ class TestMeasure:
         rate, probe = cut_to(450.0, estimate, 1.0)
         assert rate == pytest.approx(0.97 * estimate.rate)
         assert probe == MEASURED_PROBE_PER_SECOND
+
+    @pytest.mark.parametrize(
+        ("headers", "seconds"),
+        [
+            ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1800000030"}, 30.0),
+            ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0.25"}, 0.25),
+            ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.5"}, 1.5),
+            ({"RateLimit-Remaining": "0", "RateLimit-Reset": "7"}, 7.0),
+            ({"RateLimit": '"default";r=0;t=12'}, 12.0),
+            ({"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "5"}, None),  # not spent
+            ({"RateLimit": '"default";r=2;t=12'}, None),
+            ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1799999990"}, None),  # past
+            ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1e308"}, None),
+            ({"X-RateLimit-Remaining": "0"}, None),
+            ({}, None),
+        ],
+    )
+    def test_a_spent_quota_s_hints_name_the_wait_until_it_is_back(
+        self, headers: dict[str, str], seconds: float | None
+    ) -> None:
+        assert read_reset(CIMultiDict(headers), 1_800_000_000) == seconds
 
     def test_a_refill_read_from_few_sends_past_the_burst_is_not_precise(self) -> None:
         # One request more or less (a bucket's fractional token) moves a refill read

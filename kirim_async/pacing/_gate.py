@@ -11,7 +11,9 @@ paces sends ahead of time, at a rate it learns:
   it is one, as GitHub sends it), Discord's ``X-RateLimit-Reset-After``, and the IETF
   draft's ``RateLimit-Policy: "p";q=Q;w=W`` (Q requests per W seconds) with
   ``RateLimit: "p";r=R;t=T`` (its earlier ``RateLimit-Limit/Remaining/Reset`` read as
-  ``X-RateLimit-*``). A hint that cannot be true (a reset in the past or more
+  ``X-RateLimit-*``). A 429 without ``Retry-After`` whose hints show the quota spent
+  closes the gate until their reset (GitHub's primary limit answers so). A hint that
+  cannot be true (a reset in the past or more
   than a day away, epoch milliseconds, NaN, a negative count) is ignored and logged
   once. A 429 always wins over a hint: each congestion event that comes despite them
   paces 3 % further under what they say.
@@ -127,6 +129,7 @@ from ._measure import (
     is_cheap,
     is_contended,
     probed_rate,
+    read_reset,
     send_rate,
 )
 from ._protocol import Ticket
@@ -241,6 +244,8 @@ class RateGate:
     """A bucket's refill rate, measured: the fast climb back stops under it."""
     _best_refill: float = attrs.field(init=False, default=0.0)
     """The highest refill measured of a bucket: a reading well under it is a share."""
+    _reset: float | None = attrs.field(init=False, default=None)
+    """The wait the last 429's hints named (see ``read_reset``), for ``rate_limited``."""
     _contended: bool = attrs.field(init=False, default=False)
     """Whether others spend the same quota: the pace probes fast after quiet (see
     ``_note_contention``)."""
@@ -394,6 +399,7 @@ class RateGate:
         if status == 429:
             self._limited_since_cut += current
             self.rate_limited_count += 1
+            self._reset = read_reset(headers, self.wall_clock())
         else:  # any other answer ends a run of 429s
             self._waits = None
             if self._rate is not None:  # the admitted rate matters once pacing
@@ -439,7 +445,10 @@ class RateGate:
             # start's first 429 ends it: its ramp is read up to that send.
             limited = self._limited_since_cut
             new_event = limited >= 3 and limited >= _CONGESTED_SHARE * self._answered_since_cut
-        wait = error.retry_after
+        # Retry-After wins; without it, the hints' reset if they show the quota spent.
+        named = error.retry_after if error.retry_after is not None else self._reset
+        self._reset = None
+        wait = named
         if wait is None:  # the next backoff for a new event; else the closing stands
             wait = self._next_backoff() if new_event else 0.0
         new_open_at = now + wait
@@ -465,7 +474,7 @@ class RateGate:
             )
             self._next_phase(now, ticket)
         elif new_event and (self._rate is not None or seq - self._sends_base >= MIN_SENDS):
-            self._cut(now, wait, ticket, asked=error.retry_after is not None)
+            self._cut(now, wait, ticket, asked=named is not None)
         elif new_event:
             # Unpaced, a few sends say nothing of a rate (a quiet service's calls): the
             # 429 closes the gate, and the pace is left to a burst that can be measured.
@@ -476,7 +485,7 @@ class RateGate:
             )
         self._held_at = max(self._held_at, self._open_at, now)
         self._limited_at = now
-        self._guessed = error.retry_after is None
+        self._guessed = named is None
         return max(0.0, self._open_at - now)
 
     def _too_soon(self, seq: int, wait: float) -> bool:

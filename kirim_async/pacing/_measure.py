@@ -47,6 +47,7 @@ __all__ = [
     "probed_rate",
     "read_hint",
     "read_quota",
+    "read_reset",
     "send_rate",
 ]
 
@@ -178,6 +179,31 @@ def read_quota(headers: Mapping[str, str]) -> float | None:
     if "RateLimit-Limit" in headers:
         counters = _counters(headers, _DRAFT_PREFIX)
         return None if isinstance(counters, BadHint) else counters[1]
+    return None
+
+
+def read_reset(headers: Mapping[str, str], wall_now: float) -> float | None:
+    """Seconds until the quota is back, by hint headers that show it spent; else None.
+
+    A 429 without ``Retry-After`` names its wait there: GitHub's ``x-ratelimit-reset``
+    (a Unix time) with ``x-ratelimit-remaining: 0``, Discord's ``Reset-After``, a delta
+    ``Reset``, the IETF draft's ``RateLimit: ...;r=0;t=T``. A reset in the past or more
+    than a day away says nothing.
+    """
+    for prefix in (_X_PREFIX, _DRAFT_PREFIX):
+        if prefix + "Remaining" in headers:
+            if _header_float(headers, prefix + "Remaining") != 0:
+                return None
+            reset = _header_float(headers, prefix + "Reset-After")
+            if reset is None:
+                reset = _header_float(headers, prefix + "Reset")
+                if reset is not None and reset > _EPOCH_THRESHOLD:
+                    reset -= wall_now
+            return reset if reset is not None and 0 <= reset <= MAX_HINT_RESET else None
+    current = _ietf_params(headers.get("RateLimit"))
+    reset = current.get("t")
+    if current.get("r") == 0 and reset is not None and reset <= MAX_HINT_RESET:
+        return float(reset)
     return None
 
 

@@ -108,6 +108,7 @@ from ._measure import (
     is_cheap,
     probed_rate,
     read_quota,
+    read_reset,
     send_rate,
 )
 from ._protocol import Ticket
@@ -485,6 +486,8 @@ class RedisPacer:
     _news: asyncio.Event = attrs.field(factory=asyncio.Event, init=False, repr=False)
     """Set (and replaced) when this process has shared an answer: held turns ask again."""
     _waits: Iterator[float] | None = attrs.field(default=None, init=False, repr=False)
+    _reset: float | None = attrs.field(default=None, init=False, repr=False)
+    """The wait the last 429's hints named (see ``read_reset``), for ``rate_limited``."""
     _hints: HintReader = attrs.field(
         factory=lambda: HintReader(min_used=_SHARED_USED), init=False, repr=False
     )
@@ -572,6 +575,7 @@ class RedisPacer:
             return
         if status == 429:
             self.rate_limited_count += 1
+            self._reset = read_reset(headers, self.wall_clock())
         else:
             self._waits = None
         hint = self._hints.read(headers, self.wall_clock())
@@ -590,12 +594,15 @@ class RedisPacer:
         """Close the shared gate for a 429 (in the background); return the wait it names."""
         if isinstance(ticket, _LocalTicket):
             return ticket.gate.rate_limited(ticket.inner, error)
-        wait = error.retry_after
+        # Retry-After wins; without it, the hints' reset if they show the quota spent.
+        named = error.retry_after if error.retry_after is not None else self._reset
+        self._reset = None
+        wait = named
         if wait is None:
             if self._waits is None:
                 self._waits = self.backoff()
             wait = next(self._waits)
-        self._background(self._limited(ticket, wait, asked=error.retry_after is not None))
+        self._background(self._limited(ticket, wait, asked=named is not None))
         return wait
 
     async def aclose(self) -> None:
