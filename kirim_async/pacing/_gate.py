@@ -13,10 +13,9 @@ paces sends ahead of time, at a rate it learns:
   ``RateLimit: "p";r=R;t=T`` (its earlier ``RateLimit-Limit/Remaining/Reset`` read as
   ``X-RateLimit-*``). A 429 without ``Retry-After`` whose hints show the quota spent
   closes the gate until their reset (GitHub's primary limit answers so). A hint that
-  cannot be true (a reset in the past or more
-  than a day away, epoch milliseconds, NaN, a negative count) is ignored and logged
-  once. A 429 always wins over a hint: each congestion event that comes despite them
-  paces 3 % further under what they say.
+  cannot be true (a reset in the past or more than a day away, epoch milliseconds,
+  NaN, a negative count) is ignored and logged once. A 429 always wins over a hint:
+  each congestion event that comes despite them paces 3 % further under what they say.
 - **Without hints**, it paces additive-increase/multiplicative-decrease: a 429 cuts the
   send rate to 70 % of what it was (the first cut: of the rate measured so far), and the
   rate grows back linearly, 10 % of the cut rate per second, to probe for more. When

@@ -194,11 +194,7 @@ def read_reset(headers: Mapping[str, str], wall_now: float) -> float | None:
         if prefix + "Remaining" in headers:
             if _header_float(headers, prefix + "Remaining") != 0:
                 return None
-            reset = _header_float(headers, prefix + "Reset-After")
-            if reset is None:
-                reset = _header_float(headers, prefix + "Reset")
-                if reset is not None and reset > _EPOCH_THRESHOLD:
-                    reset -= wall_now
+            reset, _ = _reset_in(headers, prefix, wall_now)
             return reset if reset is not None and 0 <= reset <= MAX_HINT_RESET else None
     current = _ietf_params(headers.get("RateLimit"))
     reset = current.get("t")
@@ -216,6 +212,22 @@ def _counters(headers: Mapping[str, str], prefix: str) -> tuple[float, float] | 
     return limit, remaining
 
 
+def _reset_in(
+    headers: Mapping[str, str], prefix: str, wall_now: float
+) -> tuple[float | None, bool]:
+    """Seconds until *prefix* ``Reset``, and whether it was a Unix time (GitHub, GitLab).
+
+    Discord's ``Reset-After`` (a delta) first, when there.
+    """
+    after = _header_float(headers, prefix + "Reset-After")
+    if after is not None:
+        return after, False
+    reset = _header_float(headers, prefix + "Reset")
+    if reset is not None and reset > _EPOCH_THRESHOLD:
+        return reset - wall_now, True
+    return reset, False
+
+
 def _read_counters(
     headers: Mapping[str, str], prefix: str, wall_now: float, *, unbiased: bool
 ) -> Hint | BadHint | None:
@@ -224,13 +236,7 @@ def _read_counters(
     if isinstance(counters, BadHint):
         return counters
     limit, remaining = counters
-    reset = _header_float(headers, prefix + "Reset-After")  # Discord: a delta
-    epoch = False
-    if reset is None:
-        reset = _header_float(headers, prefix + "Reset")
-        if reset is not None and reset > _EPOCH_THRESHOLD:  # a Unix time (GitHub, GitLab)
-            reset -= wall_now
-            epoch = True
+    reset, epoch = _reset_in(headers, prefix, wall_now)
     if reset is None or not 0 <= reset <= MAX_HINT_RESET:
         return BadHint(prefix + "Reset", headers.get(prefix + "Reset"))
     used = limit - remaining
