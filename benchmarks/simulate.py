@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import random
 import selectors
 import statistics
@@ -30,10 +29,17 @@ from dataclasses import dataclass
 
 from kirim_async.errors import RateLimitError
 from kirim_async.pacing import RateGate
-from kirim_async.testing._ratelimit import FixedWindow, Limiter, SlidingWindow, TokenBucket
+from kirim_async.testing._ratelimit import (
+    FixedWindow,
+    Limiter,
+    RetryAfterStyle,
+    SlidingWindow,
+    TokenBucket,
+    retry_after_seconds,
+)
 
 LIMITERS = ("token-bucket", "fixed-window", "sliding-window")
-STYLES = ("integer", "seconds", "none")
+STYLES: tuple[RetryAfterStyle, ...] = ("integer", "seconds", "none")
 BURST, LATENCY, CPU, CONCURRENCY, LATE = 30, 0.005, 0.00025, 32, 0.0003
 
 
@@ -69,7 +75,7 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 @dataclass
 class Cell:
     limiter: str
-    style: str
+    style: RetryAfterStyle
     rate: float
     clients: int
 
@@ -78,13 +84,6 @@ class Cell:
             return TokenBucket(self.rate, BURST, clock)
         window = FixedWindow if self.limiter == "fixed-window" else SlidingWindow
         return window(int(self.rate), 1.0, clock)
-
-    def retry_after(self, wait: float) -> float | None:
-        if self.style == "integer":  # rounded up, as most servers send it
-            return float(max(1, math.ceil(wait)))
-        if self.style == "seconds":
-            return math.ceil(wait * 1000) / 1000
-        return None
 
 
 def run(cell: Cell, seed: int) -> tuple[float, float]:
@@ -119,7 +118,8 @@ def run(cell: Cell, seed: int) -> tuple[float, float]:
                 if admitted:
                     break
                 counts["limited"] += 1
-                error = RateLimitError(status=429, message="", retry_after=cell.retry_after(wait))
+                named = retry_after_seconds(cell.style, wait)
+                error = RateLimitError(status=429, message="", retry_after=named)
                 await asyncio.sleep(gate.rate_limited(ticket, error))
 
     async def client() -> None:

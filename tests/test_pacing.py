@@ -36,7 +36,14 @@ from kirim_async.pacing._measure import (
     read_reset,
 )
 from kirim_async.testing import FakeClock
-from kirim_async.testing._ratelimit import FixedWindow, Limiter, SlidingWindow, TokenBucket
+from kirim_async.testing._ratelimit import (
+    FixedWindow,
+    Limiter,
+    RetryAfterStyle,
+    SlidingWindow,
+    TokenBucket,
+    retry_after_seconds,
+)
 
 from .conftest import SleepRecorder
 
@@ -504,7 +511,7 @@ class TestRateGate:
         limiter: Limiter,
         clock: FakeClock,
         sleeps: SleepRecorder,
-        retry_after: str,
+        retry_after: RetryAfterStyle,
         *,
         sends: int = 6000,
         others: Callable[[float], None] | None = None,
@@ -513,8 +520,9 @@ class TestRateGate:
         """*sends* through a gate against *limiter*; the gate and the 429s met.
 
         The job first sends at 6,400/s (32 workers, 5 ms), one at a time on the fake
-        clock. *retry_after* is the style of the 429s: ``integer`` (whole seconds,
-        rounded up), ``fractional`` or ``absent``. *others* is called with the time
+        clock. *retry_after* is the style of the 429s, as the fake server plays it
+        (``integer``: whole seconds, rounded up; ``seconds``; ``none``). *others* is
+        called with the time
         before each send: what other callers do by then (say, spend part of the
         limiter's rate); *sent_at* collects when each send went out.
         """
@@ -535,12 +543,7 @@ class TestRateGate:
                 continue
             limited += 1
             gate.learn(ticket, 429, {})
-            wait = limiter.seconds_until_token
-            asked = {
-                "integer": float(max(1, math.ceil(wait))),
-                "fractional": math.ceil(wait * 1000) / 1000,
-                "absent": None,
-            }[retry_after]
+            asked = retry_after_seconds(retry_after, limiter.seconds_until_token)
             gate.rate_limited(ticket, self.rl(asked))
         random.setstate(saved)
         assert gate.sends == sends
@@ -548,10 +551,14 @@ class TestRateGate:
 
     @pytest.mark.parametrize(
         ("retry_after", "most_429s"),
-        [("integer", 3), ("fractional", 70), ("absent", 70)],
+        [("integer", 3), ("seconds", 70), ("none", 70)],
     )
     async def test_the_pace_settles_under_a_token_bucket(
-        self, clock: FakeClock, sleeps: SleepRecorder, retry_after: str, most_429s: int
+        self,
+        clock: FakeClock,
+        sleeps: SleepRecorder,
+        retry_after: RetryAfterStyle,
+        most_429s: int,
     ) -> None:
         # A token bucket of 300/s holding 30. The pace is measured from what the
         # bucket admitted, not only cut blindly: few 429s, then just under 300/s.
@@ -646,7 +653,7 @@ class TestRateGate:
         # nothing came too soon, and cutting then, with the next pause long, is the
         # cut to 10 % meant for a measured phase.
         window = FixedWindow(300, 1.0, clock)
-        gate, _ = await self.job_against(window, clock, sleeps, "absent")
+        gate, _ = await self.job_against(window, clock, sleeps, "none")
         assert gate.pacer.rate is not None
         assert gate.pacer.rate >= 0.8 * 300
 

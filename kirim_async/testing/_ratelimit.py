@@ -9,7 +9,8 @@
 
 Each answers the same questions, so the server can send any style of headers from any
 of them: may this request pass, how many are left, when may the next one pass, and
-when is the quota whole again.
+when is the quota whole again. :func:`retry_after_seconds` says what a 429's
+``Retry-After`` names for that wait in each style the server plays.
 """
 
 from __future__ import annotations
@@ -17,10 +18,34 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Literal
 
 import attrs
 
-__all__ = ["FixedWindow", "Limiter", "SlidingWindow", "TokenBucket"]
+__all__ = [
+    "FixedWindow",
+    "Limiter",
+    "RetryAfterStyle",
+    "SlidingWindow",
+    "TokenBucket",
+    "retry_after_seconds",
+]
+
+RetryAfterStyle = Literal["seconds", "integer", "http-date", "none"]
+
+
+def retry_after_seconds(style: RetryAfterStyle, wait: float) -> float | None:
+    """The seconds a 429's ``Retry-After`` names for a true *wait*, in *style*.
+
+    ``seconds``: fractional, rounded up to the millisecond; ``integer`` and
+    ``http-date``: whole seconds, rounded up (at least 1), as most servers send them;
+    ``none``: no header.
+    """
+    if style == "seconds":
+        return math.ceil(wait * 1000) / 1000
+    if style == "none":
+        return None
+    return float(max(1, math.ceil(wait)))
 
 
 @attrs.define

@@ -32,7 +32,14 @@ from ..models import TEAM_ID_MAX_LENGTH
 from ._contract import Rejection, ValidBody, bearer_matches, is_json, validate_body
 from ._faults import Fault, FaultPlan, fault_probabilities
 from ._ids import new_id
-from ._ratelimit import FixedWindow, Limiter, SlidingWindow, TokenBucket
+from ._ratelimit import (
+    FixedWindow,
+    Limiter,
+    RetryAfterStyle,
+    SlidingWindow,
+    TokenBucket,
+    retry_after_seconds,
+)
 from ._threaded import serving_in_thread
 
 __all__ = [
@@ -45,7 +52,6 @@ __all__ = [
     "ValidationStatus",
 ]
 
-RetryAfterStyle = Literal["seconds", "integer", "http-date", "none"]
 LimiterStyle = Literal["token-bucket", "fixed-window", "sliding-window"]
 HintStyle = Literal["x-ratelimit", "github", "discord", "ietf"]
 SuccessStatus = Literal[201, 200]
@@ -519,13 +525,12 @@ class FakeKirimServer:
         if wait is None:
             assert self._limiter is not None  # noqa: S101 - only called when limiting
             wait = self._limiter.seconds_until_token
-        if self.retry_after == "seconds":
-            headers["Retry-After"] = f"{math.ceil(wait * 1000) / 1000:.3f}"
-        elif self.retry_after == "integer":
-            headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        elif self.retry_after == "http-date":
-            headers["Retry-After"] = email.utils.formatdate(
-                time.time() + max(1.0, math.ceil(wait)), usegmt=True
+        named = retry_after_seconds(self.retry_after, wait)
+        if named is not None and self.retry_after == "http-date":
+            headers["Retry-After"] = email.utils.formatdate(time.time() + named, usegmt=True)
+        elif named is not None:
+            headers["Retry-After"] = (
+                f"{named:.3f}" if self.retry_after == "seconds" else f"{named:.0f}"
             )
         return self._error(
             429, "rate_limit_exceeded", "Too many requests.", request_id, headers=headers
