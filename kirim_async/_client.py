@@ -192,7 +192,9 @@ class KirimClient:
         team_id: The team for calls that give none (multi-team organisations).
         timeout: Seconds each attempt may take.
         max_retries: Retries after a failed attempt; 0 disables retrying.
-        max_retry_after: The longest ``Retry-After`` slept on; longer raises at once.
+        max_retry_after: The longest wait a 429 names that is slept on (its
+            ``Retry-After``, else the reset its rate-limit headers name when they show
+            the quota spent); longer raises at once.
         max_rate_limit_wait: Seconds one call may spend waiting out 429s before it raises
             ``RateLimitError``. Concurrent calls share one rate-limit gate: a 429 pauses
             them all until its ``Retry-After``, and the gate paces them at the rate the

@@ -53,8 +53,10 @@ class RetryPolicy:
         max_retries: Retries after the first attempt; 0 disables retrying.
         initial_wait: The first exponential wait, in seconds (doubled each retry).
         max_wait: The cap on exponential waits.
-        max_retry_after: A ``Retry-After`` longer than this is not slept on: the
-            ``RateLimitError`` is raised at once with its ``retry_after``.
+        max_retry_after: A wait the server names longer than this is not slept on:
+            the ``RateLimitError`` is raised at once. The wait is its ``Retry-After``,
+            else the reset its rate-limit headers name when they show the quota spent
+            (``named_wait``).
         max_rate_limit_wait: Seconds one call may spend waiting out 429s at the
             client's pacer before it raises the ``RateLimitError``; waiting does
             not spend ``max_retries``.
@@ -68,9 +70,9 @@ class RetryPolicy:
         default=DEFAULT_MAX_RATE_LIMIT_WAIT, validator=non_negative
     )
 
-    def refuses_wait(self, retry_after: float | None) -> bool:
-        """Whether a ``Retry-After`` of *retry_after* seconds is above ``max_retry_after``."""
-        return retry_after is not None and retry_after > self.max_retry_after
+    def refuses_wait(self, named: float | None) -> bool:
+        """Whether a wait the server *named*, in seconds, is above ``max_retry_after``."""
+        return named is not None and named > self.max_retry_after
 
 
 def _check_token(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

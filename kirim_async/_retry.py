@@ -174,14 +174,15 @@ class _Call(Generic[A, T]):
 
     def _waits_out(self, met: RateLimitError) -> bool:
         """Whether the attempt waits out *met* at its pacer; raise if past the budget."""
-        retry_after = met.retry_after
-        if self.retrier.policy.refuses_wait(retry_after):
+        named = met.named_wait
+        if self.retrier.policy.refuses_wait(named):
             logger.debug(
-                "%s: rate limited (request_id=%s): Retry-After %gs is above "
+                "%s: rate limited (request_id=%s): the %s's %gs is above "
                 "max_retry_after (%gs); the call fails",
                 self.attempt.describe(),
                 met.request_id,
-                retry_after,
+                "Retry-After" if met.retry_after is not None else "rate-limit headers' reset",
+                named,
                 self.retrier.policy.max_retry_after,
             )
             return False  # given up on as an error: should_give_up says so
@@ -234,8 +235,8 @@ class _Call(Generic[A, T]):
             return True  # the rate-limit budget is spent, or the pacer refused
         if self.failed_attempts > self.max_retries:
             return True
-        retry_after = error.retry_after if isinstance(error, APIStatusError) else None
-        return self.retrier.policy.refuses_wait(retry_after)
+        named = error.named_wait if isinstance(error, APIStatusError) else None
+        return self.retrier.policy.refuses_wait(named)
 
     def waits(self) -> Generator[float, Any, None]:
         """As backoff's wait generator: it is sent each error and yields backoff's own wait.
@@ -247,8 +248,8 @@ class _Call(Generic[A, T]):
         error = yield 0.0
         while True:
             exponential = next(exponentials)
-            retry_after = error.retry_after if isinstance(error, APIStatusError) else None
-            wait = exponential if retry_after is None else retry_after_wait(retry_after)
+            named = error.named_wait if isinstance(error, APIStatusError) else None
+            wait = exponential if named is None else retry_after_wait(named)
             if self.deadline_at is not None and self.retrier.clock() + wait >= self.deadline_at:
                 return
             self._next_wait = wait

@@ -18,6 +18,7 @@ import attrs
 
 from . import _json
 from ._converters import label_from_envelope, request_to_dict
+from ._hints import read_reset
 from ._version import __version__
 from .errors import (
     PROXY_CREDENTIALS_HINT,
@@ -211,6 +212,7 @@ def error_from_response(
         headers=headers,
         body=decoded if decoded is not None else excerpt(body),
         retry_after=parse_retry_after(headers.get("Retry-After"), now, headers.get("Date")),
+        reset_after=read_reset(headers, now) if status == 429 else None,
     )
 
 

@@ -220,6 +220,10 @@ class APIStatusError(KirimError):
         headers: The answer's headers.
         body: The decoded JSON body, or the body's start as text when it was not JSON.
         retry_after: Seconds the server asked to wait (``Retry-After``), when it did.
+        reset_after: Seconds until the quota is back, when the answer's rate-limit
+            headers show it spent (``X-RateLimit-Remaining: 0`` with its reset, as
+            GitHub answers; the IETF draft's ``RateLimit: ...;r=0;t=T``); read for a
+            429 only.
     """
 
     def __init__(
@@ -234,6 +238,7 @@ class APIStatusError(KirimError):
         headers: Mapping[str, str] | None = None,
         body: Any = None,
         retry_after: float | None = None,
+        reset_after: float | None = None,
     ) -> None:
         self.status = status
         self.message = message
@@ -244,7 +249,17 @@ class APIStatusError(KirimError):
         self.headers: Mapping[str, str] = dict(headers or {})
         self.body = body
         self.retry_after = retry_after
+        self.reset_after = reset_after
         super().__init__(self._one_line())
+
+    @property
+    def named_wait(self) -> float | None:
+        """Seconds the server named to wait: ``retry_after``, else ``reset_after``.
+
+        ``Retry-After`` wins over the hint headers (as the IETF draft says); None when
+        the answer named neither.
+        """
+        return self.retry_after if self.retry_after is not None else self.reset_after
 
     def _one_line(self) -> str:
         head = f"{self.status} {self.code}" if self.code else str(self.status)
@@ -254,6 +269,7 @@ class APIStatusError(KirimError):
                 ("param", self.param),
                 ("request_id", self.request_id),
                 ("retry_after", self.retry_after),
+                ("reset_after", self.reset_after),
             )
             if value is not None
         ]
@@ -286,7 +302,11 @@ class NotFoundError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: too many requests; ``retry_after`` says when to try again, if the API said."""
+    """429: too many requests; ``named_wait`` says when to try again, if the API said.
+
+    ``retry_after`` holds a ``Retry-After``; ``reset_after`` the reset of a quota the
+    rate-limit headers show spent.
+    """
 
 
 class ServerError(APIStatusError):

@@ -835,6 +835,22 @@ class TestRateLimits:
         assert len(scripted.requests) == 1  # the others were never sent
         assert sleeps.waits == []
 
+    async def test_a_reset_the_hints_name_above_max_retry_after_stops_the_job(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        # The same with the wait named by GitHub's headers (no Retry-After): a day away.
+        spent = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0"}
+        spent["x-ratelimit-reset"] = str(1_800_000_000 + 86_000)
+        scripted.script(Answer(429, RL, spent))
+        async with client_for(scripted, sleeps, wall_clock=lambda: 1_800_000_000) as client:
+            result = await bulk_create_labels(
+                client, ["a", "b", "c"], concurrency=1, max_rate_limit_wait=math.inf
+            )
+        assert [o.status for o in result.outcomes] == [OutcomeStatus.FAILED] * 3
+        assert all(isinstance(o.error, RateLimitError) for o in result.outcomes)
+        assert len(scripted.requests) == 1
+        assert sleeps.waits == []
+
     async def test_each_429_and_a_spent_budget_are_logged_at_debug(
         self, scripted: ScriptedServer, sleeps: SleepRecorder, caplog: pytest.LogCaptureFixture
     ) -> None:

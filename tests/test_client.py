@@ -550,7 +550,7 @@ class TestErrors:
             with pytest.raises(RateLimitError) as info:
                 await client.labels.create("bug")
         copy = pickle.loads(pickle.dumps(info.value))
-        assert (copy.status, copy.code, copy.retry_after, str(copy)) == (
+        assert (copy.status, copy.code, copy.named_wait, str(copy)) == (
             429,
             "rl",
             500.0,

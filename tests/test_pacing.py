@@ -13,7 +13,9 @@ import pytest
 from multidict import CIMultiDict
 
 from kirim_async import RateLimitError, RetryPolicy
+from kirim_async._hints import Hint, read_hint, read_quota, read_reset
 from kirim_async._retry import Retrier
+from kirim_async._sansio import error_from_response
 from kirim_async.bulk._control import JobGate
 from kirim_async.pacing import RateGate, Ticket
 from kirim_async.pacing._measure import (
@@ -23,7 +25,6 @@ from kirim_async.pacing._measure import (
     MEASURED_PROBE_PER_SECOND,
     WINDOW_PROBE_PER_SECOND,
     Estimate,
-    Hint,
     HintReader,
     Phase,
     cut_to,
@@ -31,9 +32,6 @@ from kirim_async.pacing._measure import (
     estimate_rate_under,
     is_contended,
     probed_rate,
-    read_hint,
-    read_quota,
-    read_reset,
 )
 from kirim_async.testing import FakeClock
 from kirim_async.testing._ratelimit import (
@@ -245,13 +243,20 @@ class TestRateGate:
         # sent again long before the window ended.
         gate = job_gate(600, rate_gate(sleeps, clock, lambda: 1_800_000_000))
         ticket = sent(gate, clock)
-        headers = {
-            "x-ratelimit-limit": "5000",
-            "x-ratelimit-remaining": "0",
-            "x-ratelimit-reset": "1800000030",
-        }
-        gate.learn(ticket, 429, CIMultiDict(headers))
-        assert gate.rate_limited(ticket, self.rl(retry_after)) == pytest.approx(closed_for)
+        headers = CIMultiDict(
+            {
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": "1800000030",
+            }
+        )
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        # Built as the client builds it: the reset is read off the answer with the error.
+        error = error_from_response(429, "Too Many Requests", headers, b"", 1_800_000_000)
+        assert isinstance(error, RateLimitError)
+        gate.learn(ticket, 429, headers)
+        assert gate.rate_limited(ticket, error) == pytest.approx(closed_for)
 
     def test_ietf_policy_sets_the_pace(self, clock: FakeClock, sleeps: SleepRecorder) -> None:
         gate = self.make(clock, sleeps)

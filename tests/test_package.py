@@ -97,6 +97,7 @@ def test_pure_modules_do_not_import_aiohttp() -> None:
         "import sys\n"
         "import kirim_async.models, kirim_async.errors, kirim_async._config\n"
         "import kirim_async._converters, kirim_async._sansio, kirim_async._retry\n"
+        "import kirim_async._hints\n"
         "import kirim_async.pacing\n"
         "assert 'aiohttp' not in sys.modules, sorted(m for m in sys.modules if 'aiohttp' in m)\n"
     )

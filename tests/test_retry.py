@@ -193,6 +193,47 @@ class TestWaits:
             await client.labels.create("bug")
         assert sleeps.waits[0] >= 61
 
+    @pytest.mark.parametrize(
+        "spent",
+        [
+            # GitHub's primary limit: the window's end as a Unix time.
+            {
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": "1800003600",
+            },
+            {"RateLimit-Policy": '"hour";q=5000;w=3600', "RateLimit": '"hour";r=0;t=3600'},
+        ],
+    )
+    async def test_a_reset_the_hints_name_is_held_to_the_cap_too(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder, spent: dict[str, str]
+    ) -> None:
+        # A 429 without Retry-After names its wait in the hint headers: an hour away is
+        # as far above max_retry_after as "Retry-After: 3600". It waited the hour.
+        scripted.script(Answer(429, RL, spent))
+        async with client_for(scripted, sleeps, wall_clock=lambda: 1_800_000_000) as client:
+            with pytest.raises(RateLimitError) as info:
+                await client.labels.create("bug")
+            await client.labels.create("other")  # the gate was not closed for the hour
+        assert (info.value.retry_after, info.value.reset_after) == (None, 3600.0)
+        assert info.value.attempts == 1
+        # No wait of the hour (the IETF policy's rate, 5000 an hour, paces the next).
+        assert max(sleeps.waits, default=0.0) < 60
+        assert len(scripted.requests) == 2
+
+    async def test_a_reset_the_hints_name_is_waited_under_the_cap(
+        self, scripted: ScriptedServer, sleeps: SleepRecorder
+    ) -> None:
+        spent = {
+            "x-ratelimit-limit": "60",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": "1800000030",
+        }
+        scripted.script(Answer(429, RL, spent))
+        async with client_for(scripted, sleeps, wall_clock=lambda: 1_800_000_000) as client:
+            await client.labels.create("bug")
+        assert sleeps.waits[0] >= 30.0
+
     async def test_rate_limited_by_fake_server(self, sleeps: SleepRecorder) -> None:
         clock = sleeps.clock
         assert clock is not None

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict
 
 from kirim_async import (
     APIStatusError,
@@ -216,6 +217,26 @@ class TestDecipher:
         assert isinstance(err, RateLimitError)
         assert err.retry_after == 1.5
         assert "retry_after=1.5" in str(err)
+
+    def test_a_rate_limit_carries_the_reset_its_hints_name(self) -> None:
+        # GitHub's primary limit: no Retry-After, the quota spent, the window's end as a
+        # Unix time. The wait is the answer's to name, so it travels with the error.
+        spent = {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": str(int(NOW) + 3600),
+        }
+        err = error_from_response(429, "", CIMultiDict(spent), error_body(), NOW)
+        assert isinstance(err, RateLimitError)
+        assert (err.retry_after, err.reset_after, err.named_wait) == (None, 3600.0, 3600.0)
+        assert "reset_after=3600.0" in str(err)
+        both = CIMultiDict({**spent, "Retry-After": "2"})
+        err = error_from_response(429, "", both, error_body(), NOW)
+        assert (err.reset_after, err.named_wait) == (3600.0, 2.0)  # Retry-After wins
+        left = CIMultiDict({**spent, "x-ratelimit-remaining": "3"})
+        assert error_from_response(429, "", left, b"", NOW).named_wait is None  # not spent
+        # Only a 429 reads them: a 503 with the same headers is a fault.
+        assert error_from_response(503, "", CIMultiDict(spent), b"", NOW).reset_after is None
 
     def test_redirect_says_it_is_not_followed(self) -> None:
         err = error_from_response(301, "Moved Permanently", {"Location": "https://x"}, b"", NOW)

@@ -147,8 +147,8 @@ class JobGate(Generic[P]):
             self._run_since = now
         # Checked before the pacer hears of it when the 429 names its wait: a job that
         # stops here does not cut its pace for nothing.
-        if error.retry_after is not None:
-            self._within_budget(now, error.retry_after, error)
+        if error.named_wait is not None:
+            self._within_budget(now, error.named_wait, error)
         pause = self.pacer.rate_limited(ticket, error)
         added = self._within_budget(now, pause, error)
         if added:

@@ -365,7 +365,7 @@ class _Job:
                 else ExistsReason.PRE_EXISTING,
             )
         if isinstance(error, RateLimitError) and self.client.retry_policy.refuses_wait(
-            error.retry_after
+            error.named_wait
         ):
             # Every item would be asked the same: they all fail with it, as they do when
             # the job's wait budget is spent (a job never sleeps until the year 9999).

@@ -128,7 +128,6 @@ from ._measure import (
     is_cheap,
     is_contended,
     probed_rate,
-    read_reset,
     send_rate,
 )
 from ._protocol import Ticket
@@ -243,8 +242,6 @@ class RateGate:
     """A bucket's refill rate, measured: the fast climb back stops under it."""
     _best_refill: float = attrs.field(init=False, default=0.0)
     """The highest refill measured of a bucket: a reading well under it is a share."""
-    _reset: float | None = attrs.field(init=False, default=None)
-    """The wait the last 429's hints named (see ``read_reset``), for ``rate_limited``."""
     _contended: bool = attrs.field(init=False, default=False)
     """Whether others spend the same quota: the pace probes fast after quiet (see
     ``_note_contention``)."""
@@ -398,7 +395,6 @@ class RateGate:
         if status == 429:
             self._limited_since_cut += current
             self.rate_limited_count += 1
-            self._reset = read_reset(headers, self.wall_clock())
         else:  # any other answer ends a run of 429s
             self._waits = None
             if self._rate is not None:  # the admitted rate matters once pacing
@@ -444,9 +440,7 @@ class RateGate:
             # start's first 429 ends it: its ramp is read up to that send.
             limited = self._limited_since_cut
             new_event = limited >= 3 and limited >= _CONGESTED_SHARE * self._answered_since_cut
-        # Retry-After wins; without it, the hints' reset if they show the quota spent.
-        named = error.retry_after if error.retry_after is not None else self._reset
-        self._reset = None
+        named = error.named_wait  # Retry-After, else the hints' reset of a spent quota
         wait = named
         if wait is None:  # the next backoff for a new event; else the closing stands
             wait = self._next_backoff() if new_event else 0.0

@@ -91,6 +91,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from .._config import masked
+from .._hints import Hint, read_quota
 from ..errors import InvalidParameterError, RateLimitError
 from ._gate import RateGate
 from ._measure import (
@@ -100,15 +101,12 @@ from ._measure import (
     MIN_SENDS,
     PROBE_PER_SECOND,
     Estimate,
-    Hint,
     HintReader,
     cut_to,
     estimate_rate,
     estimate_rate_under,
     is_cheap,
     probed_rate,
-    read_quota,
-    read_reset,
     send_rate,
 )
 from ._protocol import Ticket
@@ -486,8 +484,6 @@ class RedisPacer:
     _news: asyncio.Event = attrs.field(factory=asyncio.Event, init=False, repr=False)
     """Set (and replaced) when this process has shared an answer: held turns ask again."""
     _waits: Iterator[float] | None = attrs.field(default=None, init=False, repr=False)
-    _reset: float | None = attrs.field(default=None, init=False, repr=False)
-    """The wait the last 429's hints named (see ``read_reset``), for ``rate_limited``."""
     _hints: HintReader = attrs.field(
         factory=lambda: HintReader(min_used=_SHARED_USED), init=False, repr=False
     )
@@ -575,7 +571,6 @@ class RedisPacer:
             return
         if status == 429:
             self.rate_limited_count += 1
-            self._reset = read_reset(headers, self.wall_clock())
         else:
             self._waits = None
         hint = self._hints.read(headers, self.wall_clock())
@@ -594,9 +589,7 @@ class RedisPacer:
         """Close the shared gate for a 429 (in the background); return the wait it names."""
         if isinstance(ticket, _LocalTicket):
             return ticket.gate.rate_limited(ticket.inner, error)
-        # Retry-After wins; without it, the hints' reset if they show the quota spent.
-        named = error.retry_after if error.retry_after is not None else self._reset
-        self._reset = None
+        named = error.named_wait  # Retry-After, else the hints' reset of a spent quota
         wait = named
         if wait is None:
             if self._waits is None:
