@@ -121,6 +121,24 @@ async def test_a_429_in_one_process_closes_the_gate_for_another(
     assert 25 < sleeps.calls[0][1] <= 30
 
 
+async def test_a_429_s_hints_reset_closes_the_shared_gate_without_retry_after(
+    redis_server: RedisServer,
+) -> None:
+    # GitHub's primary limit names its wait in x-ratelimit-reset, not Retry-After: the
+    # error carries it (reset_after), and every process waits for it, not a backoff.
+    there = pacer(redis_server.url, key="kirim-async:pacer:reset")
+    ticket = await there.turn()
+    spent = RateLimitError(status=429, message="x", reset_after=30.0)
+    assert there.rate_limited(ticket, spent) == 30.0
+    await there.aclose()  # its closing is written to Redis before it closes
+    sleeps = SleepLog()
+    here = pacer(redis_server.url, key="kirim-async:pacer:reset", sleep=sleeps)
+    await here.turn()
+    await here.aclose()
+    assert len(sleeps.calls) == 1
+    assert 25 < sleeps.calls[0][1] <= 30
+
+
 async def test_turns_are_spaced_at_the_shared_pace_on_redis_time(
     redis_server: RedisServer,
 ) -> None:
