@@ -27,6 +27,7 @@ from kirim_async.pacing._measure import (
     Estimate,
     HintReader,
     Phase,
+    best_refill,
     cut_to,
     estimate_rate,
     estimate_rate_under,
@@ -909,6 +910,18 @@ class TestMeasure:
         assert not is_contended(300.0, Estimate(295.0, "refill"))  # the same, re-measured
         assert not is_contended(300.0, Estimate(150.0, "window"))  # a window misread
         assert not is_contended(0.0, Estimate(150.0, "refill"))  # nothing measured before
+
+    def test_a_best_read_from_few_sends_needs_a_reading_far_under_it(self) -> None:
+        # The job without Retry-After on a 300/s bucket, one run in two: a refill read
+        # from 23 sends past the burst read 364.8/s, and the precise 306.3/s after it
+        # was taken for others spending the quota; the pace doubled after each quiet
+        # second, and met a 429 every second or so (1.15-1.18x, against 1.05-1.07x).
+        rough = Estimate(364.8, "refill", precise=False)
+        assert not is_contended(best_refill(rough), Estimate(306.3, "refill"))
+        assert is_contended(best_refill(rough), Estimate(0.7 * 364.8, "refill"))
+        precise = Estimate(364.8, "refill")
+        assert best_refill(precise) == 364.8
+        assert is_contended(best_refill(precise), Estimate(306.3, "refill"))
 
     def test_a_long_window_phase_ends_at_a_pace_just_over_its_rate(self) -> None:
         # A cycle and a half and more without a 429: the pace 1.5 cycles before the

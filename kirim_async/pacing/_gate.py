@@ -76,7 +76,8 @@ paces sends ahead of time, at a rate it learns:
 - **Others spending the same quota.** Replicas that each pace their own client share
   one limit, and each measures what the others leave it. A bucket never refuses a
   pace under its refill: a reading 10 % or more under the best refill measured says
-  others spend it. Then, whatever the 429s cost, the pace doubles after a second
+  others spend it (25 % under a best read from few sends, which may be a fifth
+  off). Then, whatever the 429s cost, the pace doubles after a second
   without one, as after a cheap 429 (a 429 of one client costs the others nothing),
   until a reading is back at the best: when the others stop, nothing but the quiet
   says so.
@@ -122,6 +123,7 @@ from ._measure import (
     Estimate,
     HintReader,
     Phase,
+    best_refill,
     cut_to,
     estimate_rate,
     estimate_rate_under,
@@ -598,7 +600,7 @@ class RateGate:
             if not estimate.window:
                 self._note_contention(estimate, event.best)
             if estimate.kind == "refill":
-                self._best_refill = max(self._best_refill, estimate.rate)
+                self._best_refill = max(self._best_refill, best_refill(estimate))
             self._cheap = self._cheap or self._contended
         cut = cut_to(event.pace, estimate, event.wait)
         self._set_cut(cut, estimate, ended, event.wait, climbed_from=event.climbed_from)

@@ -36,6 +36,7 @@ __all__ = [
     "Estimate",
     "HintReader",
     "Phase",
+    "best_refill",
     "cut_to",
     "estimate_rate",
     "estimate_rate_under",
@@ -65,6 +66,7 @@ DOUBLED_AFTER = 120.0  # seconds: a pace probing this long without a 429 has dou
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
 _WHOLE_QUOTA = 0.5  # share of the first phase's admitted a window's phase admits again
 _SHARE = 0.9  # a bucket's reading under this share of its best is others spending it
+_ROUGH_SHARE = 0.75  # ... of a best read from few sends (off by 5 %, and by 21 % seen)
 _WINDOW_SPAN = 2.5  # a window's seconds admit two quotas at most; its reading is a little low
 _HINT_SAMPLES = 5  # answers' rate samples a hint's rate is the median of
 _RAMP_SAMPLES = 200  # points of a climbing phase's pace, for estimate_rate_under
@@ -280,6 +282,18 @@ def estimate_rate(
             return Estimate(pace, "bound")
         return Estimate(window, "window")
     return Estimate(admitted / phase, "admitted")
+
+
+def best_refill(estimate: Estimate) -> float:
+    """What a bucket's refill reading counts for as the best one (see :func:`is_contended`).
+
+    A reading of few sends (not ``precise``) is off by 5 % or more: one after a first
+    burst whose sends left while connections opened read 21 % high, and the precise
+    readings after it, each 10 % under, were taken for others spending the quota (the
+    pace then doubled after each quiet second, and met a 429 every second). It counts
+    as a best a sixth under itself, so only a reading 25 % under it says so.
+    """
+    return estimate.rate if estimate.precise else _ROUGH_SHARE / _SHARE * estimate.rate
 
 
 def is_contended(best: float, estimate: Estimate) -> bool:
