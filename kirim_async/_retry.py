@@ -177,12 +177,12 @@ class _Call(Generic[A, T]):
         named = met.named_wait
         if self.retrier.policy.refuses_wait(named):
             logger.debug(
-                "%s: rate limited (request_id=%s): the %s's %gs is above "
+                "%s: rate limited (request_id=%s): the %gs its %s names is above "
                 "max_retry_after (%gs); the call fails",
                 self.attempt.describe(),
                 met.request_id,
-                "Retry-After" if met.retry_after is not None else "rate-limit headers' reset",
                 named,
+                "Retry-After" if met.retry_after is not None else "rate-limit headers' reset",
                 self.retrier.policy.max_retry_after,
             )
             return False  # given up on as an error: should_give_up says so

@@ -206,15 +206,25 @@ class TestWaits:
         ],
     )
     async def test_a_reset_the_hints_name_is_held_to_the_cap_too(
-        self, scripted: ScriptedServer, sleeps: SleepRecorder, spent: dict[str, str]
+        self,
+        scripted: ScriptedServer,
+        sleeps: SleepRecorder,
+        spent: dict[str, str],
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         # A 429 without Retry-After names its wait in the hint headers: an hour away is
         # as far above max_retry_after as "Retry-After: 3600". It waited the hour.
         scripted.script(Answer(429, RL, spent))
+        caplog.set_level(logging.DEBUG, logger="kirim_async")
         async with client_for(scripted, sleeps, wall_clock=lambda: 1_800_000_000) as client:
             with pytest.raises(RateLimitError) as info:
                 await client.labels.create("bug")
             await client.labels.create("other")  # the gate was not closed for the hour
+        assert any(
+            "the 3600s its rate-limit headers' reset names is above max_retry_after (60s)"
+            in record.getMessage()
+            for record in caplog.records
+        )
         assert (info.value.retry_after, info.value.reset_after) == (None, 3600.0)
         assert info.value.attempts == 1
         # No wait of the hour (the IETF policy's rate, 5000 an hour, paces the next).
