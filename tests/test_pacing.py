@@ -27,10 +27,10 @@ from kirim_async.pacing._measure import (
     Estimate,
     HintReader,
     Phase,
+    Ramp,
     best_refill,
     cut_to,
     estimate_rate,
-    estimate_rate_under,
     is_contended,
     probed_rate,
 )
@@ -814,15 +814,23 @@ class TestMeasure:
             (lambda t: 100.0 * 2.0**t, 0.5, 1000.0, 100.0),
         ],
     )
-    def test_the_rate_is_read_from_the_phase_that_spent_the_bucket(
+    def test_the_rate_is_read_from_a_phase_that_climbed_from_under_it(
         self, pace: Callable[[float], float], start: float, rate: float, burst: float
     ) -> None:
-        # When a bucket of `burst`, full at `start`, is spent by the sends above `rate`.
-        spent, t, step = 0.0, start, 1e-5
-        while spent < burst:
-            spent += max(0.0, pace(t) - rate) * step
+        # A bucket of `burst`, full at `start`, refilling at `rate`, refuses the first
+        # send once the pace has spent it; what a pace under the rate left of the
+        # refill was wasted (the bucket was full), and the two phases' equation alone
+        # reads that much low: the slow starts' phases read 246/s and 524/s.
+        level, admitted, t, step = burst, 0.0, start, 1e-5
+        while level >= 0:
+            level = min(burst, level + (rate - pace(t)) * step)
+            admitted += pace(t) * step
             t += step
-        assert estimate_rate_under(pace, start, t, burst) == pytest.approx(rate, rel=0.01)
+        ramp = Ramp.of(pace, start, t)
+        estimate = estimate_rate(round(admitted), t - start, (round(burst), 0.0), 1.0, ramp=ramp)
+        assert estimate is not None
+        assert estimate.kind == "refill"
+        assert estimate.rate == pytest.approx(rate, rel=0.01)
 
     def test_two_phases_of_a_bucket_read_its_refill(self) -> None:
         # A bucket of 30 refilling 300/s: the first phase (from full, as fast as the
@@ -963,30 +971,23 @@ class TestMeasure:
         assert phase.measure()[0] == 5
         assert phase.measure()[1] == pytest.approx(0.07)
 
-    def test_a_ramp_is_read_against_the_sends_made_and_the_first_phase_s_refill(
-        self,
-    ) -> None:
-        # A bucket of 30 at 300/s, spent by sends at 500/s in 0.15 s (75 of them).
-        assert estimate_rate_under(lambda t: 500.0, 0.0, 0.15, 30) == pytest.approx(300)
-        # The pacer's pace said 250/s, but the phase made 75 sends: they count.
-        lagging = estimate_rate_under(lambda t: 250.0, 0.0, 0.15, 30, sent=75)
-        assert lagging == pytest.approx(300)
-        # The first phase admitted 33 in 10 ms: 3 of them came from the refill.
-        first = estimate_rate_under(lambda t: 500.0, 0.0, 0.15, 33, burst_time=0.01)
-        assert first == pytest.approx(300)
+    def test_a_ramp_wastes_the_refill_it_was_under(self) -> None:
+        # Paced at 150/s for half a second, then 600/s: a bucket of 300/s, full,
+        # wasted 75 of its refill; one of 100/s, nothing.
+        ramp = Ramp.of(lambda t: 150.0 if t < 0.5 else 600.0, 0.0, 0.8)
+        assert ramp is not None
+        assert ramp.wasted(300.0) == pytest.approx(75)
+        assert ramp.wasted(100.0) == 0
+        assert Ramp.of(lambda t: 600.0, 0.0, 0.01) is None  # too short to read
 
-    def test_a_climbing_phase_keeps_the_higher_of_its_two_readings(self) -> None:
-        # Climbing from under the rate wastes refill: the two phases' equation reads
-        # (150 - 31) / (0.8 - 0.005) = 150 where the ramp reads 300.
-        estimate = estimate_rate(150, 0.8, (31, 0.005), 1.0, ramp=300.0)
-        assert estimate == Estimate(300.0, "refill")
-        estimate = estimate_rate(150, 0.8, (31, 0.005), 1.0, ramp=100.0)
+    def test_a_climbing_phase_reads_the_refill_it_wasted(self) -> None:
+        # That phase, after a first of 31 in 5 ms: 31 + 300 * 0.795 - 75 admitted.
+        # The two phases' equation alone reads (195 - 31) / 0.795 = 206/s.
+        ramp = Ramp.of(lambda t: 150.0 if t < 0.5 else 600.0, 0.0, 0.8)
+        estimate = estimate_rate(195, 0.8, (31, 0.005), 1.0, ramp=ramp)
         assert estimate is not None
-        assert estimate.rate == pytest.approx(119 / 0.795)
-
-    def test_a_phase_that_could_not_spend_the_bucket_measures_nothing(self) -> None:
-        assert estimate_rate_under(lambda t: 10.0, 0.0, 1.0, 30.0) is None
-        assert estimate_rate_under(lambda t: 500.0, 0.0, 0.01, 30.0) is None  # too short
+        assert estimate.rate == pytest.approx(300, rel=0.01)
+        assert estimate_rate(195, 0.8, (31, 0.005), 1.0) == Estimate(164 / 0.795, "refill")
 
     def test_the_probe_doubles_back_to_the_peak_then_creeps(self) -> None:
         rate = probed_rate(100.0, 1.0, 0.1, quiet=0.0, cheap=False, peak=1000.0)

@@ -29,8 +29,9 @@ paces sends ahead of time, at a rate it learns:
 - **Measured, not only cut.** A phase runs from the gate's reopening (its first send)
   to the first send refused. After a pause that restored the quota, a token bucket's
   phase admits its burst and then its rate, ``A = B + R t``: two phases give R (TCP
-  BBR's way of measuring a policer), or the ramp of a slow start does
-  (``estimate_rate_under``). A window's quota comes back whole instead, so a paced
+  BBR's way of measuring a policer). A slow start that climbed from under R wasted
+  refill while the bucket was full, ``W(R)``, which its pace tells (``Ramp``): then
+  ``A = B + R t - W(R)``. A window's quota comes back whole instead, so a paced
   phase admits a quota whatever its length: when the bucket's reading is under the
   quota per cycle of the first phase and a closing, the limiter is a window, paced at
   that (a little under its rate, probing up 3 % a second), and the phase that probing
@@ -123,10 +124,10 @@ from ._measure import (
     Estimate,
     HintReader,
     Phase,
+    Ramp,
     best_refill,
     cut_to,
     estimate_rate,
-    estimate_rate_under,
     is_cheap,
     is_contended,
     probed_rate,
@@ -153,8 +154,8 @@ class _Event:
     """The pace that bounds a window's rate (see ``estimate_rate``); None in a slow start."""
     probed: bool
     """Whether the pace probed up from a window's reading."""
-    ramp: float | None
-    """The rate a slow start's ramp reads, if it climbed."""
+    ramp: Ramp | None
+    """The pace of the slow start it ended, if it climbed."""
     wait: float
     """The closing its 429 asked for."""
     best: float
@@ -551,18 +552,10 @@ class RateGate:
             self._set_cut(cut_to(current, None, wait), None, ended, wait)
             return
         ramp = climbed_from = None
-        if self._climbing and self._climb_at is not None and self._first is not None:
+        if self._climbing and self._climb_at is not None:
             climbed_from = self._cut_rate
-            # A slow start wasted refill while under the limit: read R from the ramp.
-            burst, burst_time = self._first.measure()
-            ramp = estimate_rate_under(
-                self._current_rate_at,
-                self._climb_at,
-                refused[2],
-                burst,
-                burst_time=burst_time,
-                sent=refused[1] - 1 - ended.seq,
-            )
+            # A slow start wasted refill while under the limit: its pace tells how much.
+            ramp = Ramp.of(self._current_rate_at, self._climb_at, refused[2])
         event = _Event(
             current, before, self._probing_a_window, ramp, wait, self._best_refill, climbed_from
         )

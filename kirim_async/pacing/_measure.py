@@ -36,10 +36,10 @@ __all__ = [
     "Estimate",
     "HintReader",
     "Phase",
+    "Ramp",
     "best_refill",
     "cut_to",
     "estimate_rate",
-    "estimate_rate_under",
     "is_cheap",
     "is_contended",
     "probed_rate",
@@ -212,7 +212,7 @@ def estimate_rate(
     *,
     pace: float | None = None,
     probed: bool = False,
-    ramp: float | None = None,
+    ramp: Ramp | None = None,
     sustained: float = 0.0,
 ) -> Estimate | None:
     """The server's rate, from what it admitted in this phase and the first one.
@@ -247,8 +247,8 @@ def estimate_rate(
             crossed the rate), it bounds the rate (``bound``).
         probed: Whether the phase's pace probed up from a window's estimate: then
             it bounds the rate however short the phase.
-        ramp: The refill read from a phase that climbed (:func:`estimate_rate_under`):
-            the two phases' equation reads one that climbed from under the rate low.
+        ramp: The pace of this phase, if it climbed from under the rate: the refill
+            it wasted counts (see :class:`Ramp`).
         sustained: The best rate the server admitted over a whole second. A window
             admits two quotas at most in one (it straddles two windows): a window's
             reading far under it is others spending the quota, not a window.
@@ -269,11 +269,9 @@ def estimate_rate(
         window = quota / cycle
         if window * _WINDOW_SPAN < sustained:
             window = 0.0
-    refilled = ramp
+    refilled = None
     if admitted > first_admitted and phase - first_phase >= MIN_PHASE:
-        # A climb that started under R wasted refill (this reads low), or over it (the
-        # ramp's model, with its rounding, reads low): each errs low, the higher wins.
-        refilled = max(ramp or 0.0, (admitted - first_admitted) / (phase - first_phase))
+        refilled = _refill(admitted - first_admitted, phase - first_phase, ramp)
     if refilled is not None and pause * refilled >= first_admitted and refilled >= window:
         return Estimate(refilled, "refill", precise=admitted - first_admitted >= MIN_REFILLS)
     if window:
@@ -336,57 +334,51 @@ def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[floa
     return rate, probe
 
 
-def estimate_rate_under(
-    pace: Callable[[float], float],
-    start: float,
-    end: float,
-    burst: float,
-    *,
-    burst_time: float = 0.0,
-    sent: int | None = None,
-) -> float | None:
-    """The limiter's rate, from a phase paced by *pace* (climbing) that it ended at *end*.
+@attrs.frozen
+class Ramp:
+    """A phase that climbed (a slow start), its pace sampled: what it wasted of a refill.
 
-    A phase that climbs (a slow start after a blind cut) wastes the refill while the pace
-    is under the limiter's rate R, so ``A / t`` and :func:`estimate_rate` read R low.
-    Instead: from a full bucket of *burst* at *start*, the limiter refuses the first send
-    when the sends above R have spent it, ``integral of max(0, pace(t) - R) dt = burst``
-    over the phase. The left side falls as R grows, so R is found by bisection. The
-    first phase that measured the burst took *burst_time* seconds, and admitted
-    ``R * burst_time`` of it from the refill: the bucket holds that much less. A
-    pacer's sends lag its pace (a turn waits for a worker, a worker for its answer):
-    given the sends the phase made, the pace is scaled to them.
-
-    Args:
-        pace: Requests a second at a time (the pacer's clock).
-        start: When the phase began (the gate reopened, the bucket full).
-        end: When the send the server refused went out.
-        burst: The bucket's size: what the first phase admitted.
-        burst_time: That first phase's length, in seconds.
-        sent: The sends of the phase before the refused one, if known.
-
-    Returns:
-        Requests a second, or None when the phase is too short, or when its sends could
-        not have spent the burst at any rate (the pace is not what was sent).
+    From a full bucket, a pace under the limiter's rate R wastes the refill: the bucket
+    cannot hold more. The two phases' equation (see :func:`estimate_rate`) then reads R
+    low, by what was wasted over the phase's length; given the pace, that is
+    ``integral of max(0, R - pace(t)) dt``, and R can be solved for.
     """
-    if end - start < MIN_PHASE or burst <= 0:
-        return None
-    step = (end - start) / _RAMP_SAMPLES
-    paces = [pace(start + (i + 0.5) * step) for i in range(_RAMP_SAMPLES)]
-    paced = step * sum(paces)
-    if sent is not None and paced > 0:
-        paces = [each * sent / paced for each in paces]
 
-    def spent(rate: float) -> float:  # the sends above *rate*, over the phase
-        return step * sum(max(0.0, each - rate) for each in paces)
+    step: float
+    """Seconds between samples."""
+    paces: tuple[float, ...]
+    """Requests a second, at the middle of each step."""
 
-    low, high = 0.0, max(paces)
-    if spent(low) < burst:
-        return None
+    @classmethod
+    def of(cls, pace: Callable[[float], float], start: float, end: float) -> Ramp | None:
+        """Sample *pace* (requests a second at a time) from *start* to *end*; None if short."""
+        if end - start < MIN_PHASE:
+            return None
+        step = (end - start) / _RAMP_SAMPLES
+        return cls(step, tuple(pace(start + (i + 0.5) * step) for i in range(_RAMP_SAMPLES)))
+
+    def wasted(self, rate: float) -> float:
+        """The refill a bucket of *rate* wasted while full over the phase: none over it."""
+        return self.step * sum(rate - each for each in self.paces if each < rate)
+
+
+def _refill(gained: float, span: float, ramp: Ramp | None) -> float:
+    """The rate R with ``gained = R * span - wasted(R)``: the two phases' equation.
+
+    Without a ramp, nothing was wasted. With one, the right side grows with R while R is
+    under the ramp's pace for less than *span* (it passed R before the refusal), so R
+    is found by bisection, from the reading without waste (a floor) up.
+    """
+    low = gained / span
+    if ramp is None:
+        return low
+    high = max(low, *ramp.paces)
     for _ in range(_BISECTIONS):
         middle = (low + high) / 2
-        over = spent(middle) > burst - middle * burst_time
-        low, high = (middle, high) if over else (low, middle)
+        if middle * span - ramp.wasted(middle) < gained:
+            low = middle
+        else:
+            high = middle
     return (low + high) / 2
 
 

@@ -40,8 +40,8 @@ The shared state and what changes it:
   reopening, not during the closing.
 - **Blind cuts and the slow start.** A cut that measured nothing halves the pace, which
   then doubles each second until the next event (TCP's slow start); that event reads
-  the limiter's rate from the ramp (``estimate_rate_under``): the rate at which the
-  sends above it spent the bucket. A measured cut paces 3 % under the rate measured and
+  the limiter's rate less what its ramp wasted of the refill while under it
+  (``Ramp``). A measured cut paces 3 % under the rate measured and
   creeps up, as the local gate does.
 - **Hints.** A process that reads a hint of the rate (the IETF policy, or the median of
   its last ``X-RateLimit-*`` samples) writes it when it moves by more than 5 %: a rate
@@ -102,9 +102,9 @@ from ._measure import (
     PROBE_PER_SECOND,
     Estimate,
     HintReader,
+    Ramp,
     cut_to,
     estimate_rate,
-    estimate_rate_under,
     is_cheap,
     probed_rate,
     send_rate,
@@ -715,15 +715,9 @@ class RedisPacer:
         else:
             ramp = None
             if pace is not None and pace.is_climbing:
-                # A slow start wasted refill while under the limit: read R from the ramp.
+                # A slow start wasted refill while under the limit: its pace tells how much.
                 end = ticket.sent_at
-                ramp = estimate_rate_under(
-                    pace.at,
-                    end - float(phase),
-                    end,
-                    int(first_admitted),
-                    burst_time=float(first_phase),
-                )
+                ramp = Ramp.of(pace.at, end - float(phase), end)
             estimate = estimate_rate(
                 int(admitted),
                 float(phase),
