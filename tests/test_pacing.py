@@ -984,10 +984,17 @@ class TestMeasure:
         # That phase, after a first of 31 in 5 ms: 31 + 300 * 0.795 - 75 admitted.
         # The two phases' equation alone reads (195 - 31) / 0.795 = 206/s.
         ramp = Ramp.of(lambda t: 150.0 if t < 0.5 else 600.0, 0.0, 0.8)
+        assert ramp is not None
         estimate = estimate_rate(195, 0.8, (31, 0.005), 1.0, ramp=ramp)
         assert estimate is not None
         assert estimate.rate == pytest.approx(300, rel=0.01)
         assert estimate_rate(195, 0.8, (31, 0.005), 1.0) == Estimate(164 / 0.795, "refill")
+        # A climb that went on for a minute doubling has a top of 1e18/s: the rate is
+        # found all the same (halving the gap from there ends a million off).
+        steep = Ramp(ramp.step, ramp.paces[:125] + (1e18,) * 75)
+        estimate = estimate_rate(195, 0.8, (31, 0.005), 1.0, ramp=steep)
+        assert estimate is not None
+        assert estimate.rate == pytest.approx(300, rel=0.01)
 
     def test_the_probe_doubles_back_to_the_peak_then_creeps(self) -> None:
         rate = probed_rate(100.0, 1.0, 0.1, quiet=0.0, cheap=False, peak=1000.0)

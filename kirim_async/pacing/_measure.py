@@ -10,6 +10,7 @@ small counters each pacer keeps one of (:class:`HintReader`, :class:`AdmittedRat
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Literal
 
@@ -367,14 +368,15 @@ def _refill(gained: float, span: float, ramp: Ramp | None) -> float:
 
     Without a ramp, nothing was wasted. With one, the right side grows with R while R is
     under the ramp's pace for less than *span* (it passed R before the refusal), so R
-    is found by bisection, from the reading without waste (a floor) up.
+    is found by bisection, from the reading without waste (a floor) up to the ramp's
+    top, which a long climb may have taken far up: halving the ratio, not the gap.
     """
     low = gained / span
     if ramp is None:
         return low
     high = max(low, *ramp.paces)
     for _ in range(_BISECTIONS):
-        middle = (low + high) / 2
+        middle = math.sqrt(low * high)
         if middle * span - ramp.wasted(middle) < gained:
             low = middle
         else:
