@@ -40,9 +40,9 @@ The shared state and what changes it:
   reopening, not during the closing.
 - **Blind cuts and the slow start.** A cut that measured nothing halves the pace, which
   then doubles each second until the next event (TCP's slow start); that event reads
-  the limiter's rate less what its ramp wasted of the refill while under it
-  (``Ramp``). A measured cut paces 3 % under the rate measured and
-  creeps up, as the local gate does.
+  the limiter's rate from the two phases, counting the refill the ramp wasted while
+  under it (``Ramp``). A measured cut paces 3 % under the rate measured and creeps up,
+  as the local gate does.
 - **Hints.** A process that reads a hint of the rate (the IETF policy, or the median of
   its last ``X-RateLimit-*`` samples) writes it when it moves by more than 5 %: a rate
   the server states replaces the shared one, a sample moves it a fifth of the way (the
