@@ -26,6 +26,7 @@ from kirim_async import (
 from kirim_async._retry import Retrier
 from kirim_async.pacing import RateGate, RedisPacer, shared_key
 from kirim_async.pacing import _redis as pacing_redis
+from kirim_async.pacing._measure import PROBE_PER_SECOND, WINDOW_PROBE_PER_SECOND
 from kirim_async.testing import FakeClock, FakeKirimServer
 
 from .redis_server import REQUIRE_ENV, RedisServer, free_port, redis_binary
@@ -282,6 +283,39 @@ async def test_the_first_cut_is_shared_and_429s_in_flight_cut_no_more(
     assert first.rate == pytest.approx(cut, rel=0.05)
     await first.aclose()
     await second.aclose()
+
+
+async def test_a_burst_of_429s_without_retry_after_draws_one_backoff_an_event(
+    redis_server: RedisServer,
+) -> None:
+    # 32 sends in flight when the limit is met come back 429 together, naming no wait.
+    # Each drew the next of the client's growing backoffs, and the closing was the
+    # longest of them: one burst closed every process for up to 8 s (a job against a
+    # 300/s bucket took 14x its ideal time). One event, one backoff.
+    sleeps = SleepLog()
+    gate = pacer(redis_server.url, sleep=sleeps)
+    tickets = [await gate.turn() for _ in range(32)]
+    waits = [gate.rate_limited(ticket, _rl(None)) for ticket in tickets]
+    assert 0 < waits[0] <= RetryPolicy().initial_wait
+    assert waits[1:] == [0.0] * 31
+    await gate.aclose()  # the cut is written: a new epoch
+    # The next event is a new one: the next backoff of the run.
+    assert gate.rate_limited(await gate.turn(), _rl(None)) > 0
+    await gate.aclose()
+
+
+def test_a_shared_pace_probing_a_window_creeps_up_and_a_blind_one_doubles() -> None:
+    # After a window's reading the shared pace probes up 3 % a second, as the local
+    # gate's does, and the 429 it meets bounds the rate. It doubled each second (a
+    # slow start's), met a 429 within a second, was read as the window again, and a job
+    # over a fixed window of 300/s took 1.75x its ideal time.
+    window = pacing_redis._SharedPace(274.0, 10.0, WINDOW_PROBE_PER_SECOND, False, 9.0, None, 1)
+    assert not window.is_climbing
+    assert window.probes_a_window
+    assert window.at(11.0) == pytest.approx(274.0 * 1.03, rel=1e-3)
+    blind = pacing_redis._SharedPace(100.0, 10.0, PROBE_PER_SECOND, False, 9.0, None, 1)
+    assert blind.is_climbing
+    assert blind.at(12.0) == pytest.approx(400.0)
 
 
 async def test_a_client_with_redis_url_paces_every_call_through_redis(

@@ -95,11 +95,12 @@ from .._hints import Hint, read_quota
 from ..errors import InvalidParameterError, RateLimitError
 from ._gate import RateGate
 from ._measure import (
+    BOUND_CYCLES,
     MEASURED_MARGIN,
-    MEASURED_PROBE_PER_SECOND,
     MIN_RATE,
     MIN_SENDS,
     PROBE_PER_SECOND,
+    WINDOW_PROBE_PER_SECOND,
     Estimate,
     HintReader,
     Ramp,
@@ -405,7 +406,12 @@ class _SharedPace:
     @property
     def is_climbing(self) -> bool:
         """Whether the pace is in a slow start (after a blind cut), doubling each second."""
-        return self.hint_rate is None and self.probe != MEASURED_PROBE_PER_SECOND
+        return self.hint_rate is None and self.probe == PROBE_PER_SECOND
+
+    @property
+    def probes_a_window(self) -> bool:
+        """Whether the pace probes up from a window's reading: the 429 it meets bounds it."""
+        return self.hint_rate is None and self.probe == WINDOW_PROBE_PER_SECOND
 
 
 @attrs.frozen
@@ -484,6 +490,8 @@ class RedisPacer:
     _news: asyncio.Event = attrs.field(factory=asyncio.Event, init=False, repr=False)
     """Set (and replaced) when this process has shared an answer: held turns ask again."""
     _waits: Iterator[float] | None = attrs.field(default=None, init=False, repr=False)
+    _waited_epoch: int = attrs.field(default=-1, init=False, repr=False)
+    """The last congestion event (epoch) this process drew a backoff for."""
     _hints: HintReader = attrs.field(
         factory=lambda: HintReader(min_used=_SHARED_USED), init=False, repr=False
     )
@@ -591,7 +599,13 @@ class RedisPacer:
             return ticket.gate.rate_limited(ticket.inner, error)
         named = error.named_wait  # Retry-After, else the hints' reset of a spent quota
         wait = named
-        if wait is None:
+        if wait is None and ticket.epoch == self._waited_epoch:
+            # The same congestion event: its closing stands (the 429s of a burst in
+            # flight each drew the next backoff, and one burst closed all for 8 s). Not
+            # an older one's: a shared state that expired counts its epochs anew.
+            wait = 0.0
+        elif wait is None:
+            self._waited_epoch = ticket.epoch
             if self._waits is None:
                 self._waits = self.backoff()
             wait = next(self._waits)
@@ -713,16 +727,24 @@ class RedisPacer:
             current = send_rate(int(sent), float(since_first))
             first = admitted
         else:
-            ramp = None
+            end = ticket.sent_at
+            start = end - float(phase)
+            ramp = bound = None
             if pace is not None and pace.is_climbing:
                 # A slow start wasted refill while under the limit: its pace tells how much.
-                end = ticket.sent_at
-                ramp = Ramp.of(pace.at, end - float(phase), end)
+                ramp = Ramp.of(pace.at, start, end)
+            elif pace is not None:
+                # As the local gate: the pace a cycle and a half (the first phase and a
+                # closing) before the refusal, or at the phase's start, bounds a window.
+                cycle = float(first_phase) + float(pause)
+                bound = pace.at(max(end - BOUND_CYCLES * cycle, start))
             estimate = estimate_rate(
                 int(admitted),
                 float(phase),
                 (int(first_admitted), float(first_phase)),
                 float(pause),
+                pace=bound,
+                probed=pace is not None and pace.probes_a_window,
                 ramp=ramp,
             )
         if estimate is None:  # halve, then the slow start finds the rate (TCP's way)
