@@ -32,6 +32,7 @@ from kirim_async.pacing._measure import (
     cut_to,
     estimate_rate,
     is_contended,
+    is_sparse,
     probed_rate,
 )
 from kirim_async.testing import FakeClock
@@ -970,6 +971,12 @@ class TestMeasure:
         assert phase.answered == phase.sent  # complete
         assert phase.measure()[0] == 5
         assert phase.measure()[1] == pytest.approx(0.07)
+
+    def test_429s_soon_after_a_cut_are_that_event_unless_a_tenth_and_three(self) -> None:
+        assert is_sparse(0.5, 2, 10)  # two: other callers' may come whatever the pace
+        assert is_sparse(0.5, 3, 100)  # three, but 3 % of the answers
+        assert not is_sparse(0.5, 3, 20)  # 15 %: the pace is still too high
+        assert not is_sparse(1.5, 0, 10)  # a second after the cut: a new event
 
     def test_a_ramp_wastes_the_refill_it_was_under(self) -> None:
         # Paced at 150/s for half a second, then 600/s: a bucket of 300/s, full,

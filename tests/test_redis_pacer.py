@@ -26,7 +26,11 @@ from kirim_async import (
 from kirim_async._retry import Retrier
 from kirim_async.pacing import RateGate, RedisPacer, shared_key
 from kirim_async.pacing import _redis as pacing_redis
-from kirim_async.pacing._measure import PROBE_PER_SECOND, WINDOW_PROBE_PER_SECOND
+from kirim_async.pacing._measure import (
+    MEASURED_PROBE_PER_SECOND,
+    PROBE_PER_SECOND,
+    WINDOW_PROBE_PER_SECOND,
+)
 from kirim_async.testing import FakeClock, FakeKirimServer
 
 from .redis_server import REQUIRE_ENV, RedisServer, free_port, redis_binary
@@ -302,6 +306,38 @@ async def test_a_burst_of_429s_without_retry_after_draws_one_backoff_an_event(
     # The next event is a new one: the next backoff of the run.
     assert gate.rate_limited(await gate.turn(), _rl(None)) > 0
     await gate.aclose()
+
+
+@pytest.mark.parametrize(("refused", "cuts"), [(1, False), (3, True)])
+async def test_sparse_429s_soon_after_a_cut_close_the_gate_and_cut_nothing(
+    redis_server: RedisServer, refused: int, cuts: bool
+) -> None:
+    # A fractional Retry-After costs a few milliseconds: each 429 just after a cut was
+    # a new event, and the shared pace halved four times in 80 ms (a job over a 300/s
+    # bucket took 5-7x its ideal time). As the local gate: one 429 in 20 answers
+    # within a second of the cut is that event still; three are a new one.
+    key = f"kirim-async:pacer:sparse{refused}"
+    gate = pacer(redis_server.url, key=key, sleep=SleepLog())
+    tickets = [await gate.turn() for _ in range(20)]
+    gate.rate_limited(tickets[-1], _rl(0.001))  # the first cut
+    await gate.aclose()
+    tickets = [await gate.turn() for _ in range(20)]
+    measured = pacing_redis._SharedPace(
+        290.0, tickets[0].sent_at, MEASURED_PROBE_PER_SECOND, False, 0.0, None, 1
+    )
+    gate._pace = measured  # a measured pace, as a cut that read the rate writes it
+    for ticket in tickets[:-refused]:
+        gate.learn(ticket, 201, {})
+    for ticket in tickets[-refused:]:
+        gate.learn(ticket, 429, {})
+        gate.rate_limited(ticket, _rl(0.001))
+    await gate.aclose()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        epoch = int(client.hget(key, "epoch") or 0)
+    finally:
+        client.close()
+    assert epoch == (2 if cuts else 1)
 
 
 def test_a_shared_pace_probing_a_window_creeps_up_and_a_blind_one_doubles() -> None:

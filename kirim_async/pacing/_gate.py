@@ -130,6 +130,7 @@ from ._measure import (
     estimate_rate,
     is_cheap,
     is_contended,
+    is_sparse,
     probed_rate,
     send_rate,
 )
@@ -140,8 +141,6 @@ __all__ = ["RateGate"]
 logger = logging.getLogger("kirim_async")
 
 _IDLE_FORGET = 10.0  # seconds a guessed pace may hold nothing back before it is dropped
-_MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
-_CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
 
 
 @attrs.frozen
@@ -436,13 +435,12 @@ class RateGate:
         epoch, seq, _ = ticket
         # A 429 for a request sent before the last cut is that congestion event again.
         new_event = epoch >= self.epoch
-        soon = self._cut_at is not None and now - self._cut_at < _MIN_EVENT_GAP
-        if new_event and soon and not self._climbing:
+        if new_event and self._cut_at is not None and not self._climbing:
             # Sparse 429s soon after a cut may be other callers' (they come whatever the
-            # pace): only a share of them says this pace is still too high. A slow
-            # start's first 429 ends it: its ramp is read up to that send.
-            limited = self._limited_since_cut
-            new_event = limited >= 3 and limited >= _CONGESTED_SHARE * self._answered_since_cut
+            # pace). A slow start's first 429 ends it: its ramp is read up to that send.
+            new_event = not is_sparse(
+                now - self._cut_at, self._limited_since_cut, self._answered_since_cut
+            )
         named = error.named_wait  # Retry-After, else the hints' reset of a spent quota
         wait = named
         if wait is None:  # the next backoff for a new event; else the closing stands

@@ -26,6 +26,7 @@ __all__ = [
     "DOUBLED_AFTER",
     "MEASURED_MARGIN",
     "MEASURED_PROBE_PER_SECOND",
+    "MIN_EVENT_GAP",
     "MIN_PHASE",
     "MIN_RATE",
     "MIN_REFILLS",
@@ -43,6 +44,7 @@ __all__ = [
     "estimate_rate",
     "is_cheap",
     "is_contended",
+    "is_sparse",
     "probed_rate",
     "send_rate",
 ]
@@ -65,6 +67,9 @@ MIN_REFILLS = 40  # a refill read from fewer sends past the burst is off by 5 % 
 ADMITTED_FLOOR = 0.9  # a cut stays above this share of what the server just admitted
 DOUBLED_AFTER = 120.0  # seconds: a pace probing this long without a 429 has doubled
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
+MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
+_CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
+_CONGESTED_COUNT = 3  # ... and at least this many
 _WHOLE_QUOTA = 0.5  # share of the first phase's admitted a window's phase admits again
 _SHARE = 0.9  # a bucket's reading under this share of its best is others spending it
 _ROUGH_SHARE = 0.75  # ... of a best read from few sends (off by 5 %, and by 21 % seen)
@@ -305,6 +310,19 @@ def is_contended(best: float, estimate: Estimate) -> bool:
     high.
     """
     return not estimate.window and estimate.rate < _SHARE * best
+
+
+def is_sparse(since_cut: float, limited: int, answered: int) -> bool:
+    """Whether a new 429, *since_cut* seconds after the last cut, is that event still.
+
+    429s of other callers spending the same quota come whatever the pace: within a
+    second of a cut, only 3 or more that are a tenth of the answers since (*limited*
+    of *answered*) say the pace is still too high. Each such 429 closes the gate for
+    what it asks, but cuts nothing: when each asked for a few milliseconds, every
+    one was a new event, and the pace halved four times in 80 ms.
+    """
+    congested = limited >= _CONGESTED_COUNT and limited >= _CONGESTED_SHARE * answered
+    return since_cut < MIN_EVENT_GAP and not congested
 
 
 def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[float, float]:

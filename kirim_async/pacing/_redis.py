@@ -107,6 +107,7 @@ from ._measure import (
     cut_to,
     estimate_rate,
     is_cheap,
+    is_sparse,
     probed_rate,
     send_rate,
 )
@@ -217,7 +218,8 @@ return {'go', tostring(now), f[12] or '0', tostring(seq), answered, unpack(f, 4,
 )
 
 # A 429. ARGV: the ticket's epoch, seq and send time; the wait; the sends an unpaced
-# first cut needs; the expiry in ms. Returns {'closed'} or, for a new congestion event,
+# first cut needs; the expiry in ms; '1' when it is sparse (it closes, and cuts nothing).
+# Returns {'closed'} or, for a new congestion event,
 # {'cut', epoch, now, sends since the first, seconds since it, phase admitted, phase
 # seconds, pause, first phase admitted, first phase seconds}.
 _LIMITED = """
@@ -234,7 +236,7 @@ redis.call('PEXPIRE', key, ARGV[6])
 local epoch = tonumber(f[2]) or 0
 local seq = tonumber(ARGV[2])
 local sent_at = tonumber(ARGV[3])
-if tonumber(ARGV[1]) < epoch then return {'closed'} end
+if ARGV[7] == '1' or tonumber(ARGV[1]) < epoch then return {'closed'} end
 local base = tonumber(f[4]) or 0
 if not (f[6] or f[7]) and seq - base < tonumber(ARGV[5]) then return {'closed'} end
 local first_at = tonumber(f[5]) or sent_at
@@ -492,6 +494,10 @@ class RedisPacer:
     _waits: Iterator[float] | None = attrs.field(default=None, init=False, repr=False)
     _waited_epoch: int = attrs.field(default=-1, init=False, repr=False)
     """The last congestion event (epoch) this process drew a backoff for."""
+    _counted_epoch: int = attrs.field(default=-1, init=False, repr=False)
+    """The epoch whose answers this process counts, and those counts (see ``is_sparse``)."""
+    _counted_answers: int = attrs.field(default=0, init=False, repr=False)
+    _counted_limited: int = attrs.field(default=0, init=False, repr=False)
     _hints: HintReader = attrs.field(
         factory=lambda: HintReader(min_used=_SHARED_USED), init=False, repr=False
     )
@@ -581,6 +587,7 @@ class RedisPacer:
             self.rate_limited_count += 1
         else:
             self._waits = None
+        self._count_answer(ticket, limited=status == 429)
         hint = self._hints.read(headers, self.wall_clock())
         probe = self._probe
         if probe is not None and ticket is probe:  # a first send of a fresh shared state
@@ -592,6 +599,29 @@ class RedisPacer:
             self._tell(ticket, hint, left, first=False)
         elif hint is not None:
             self._share_hint(ticket, hint)
+
+    def _count_answer(self, ticket: _SharedTicket, *, limited: bool) -> None:
+        """Count an answer to a send of the latest epoch this process has seen."""
+        if ticket.epoch > self._counted_epoch:
+            self._counted_epoch = ticket.epoch
+            self._counted_answers = self._counted_limited = 0
+        if ticket.epoch == self._counted_epoch:
+            self._counted_answers += 1
+            self._counted_limited += limited
+
+    def _is_sparse(self, ticket: _SharedTicket) -> bool:
+        """Whether a 429 soon after the last cut is that event still (see ``is_sparse``).
+
+        Judged from this process's own answers since the cut: counting every process's
+        in Redis would cost each answer a round trip.
+        """
+        pace = self._pace
+        if pace is None or pace.hint_rate is not None or pace.is_climbing:
+            return False
+        if ticket.epoch != self._counted_epoch:
+            return False
+        since_cut = ticket.sent_at - pace.cut_at
+        return is_sparse(since_cut, self._counted_limited, self._counted_answers)
 
     def rate_limited(self, ticket: Ticket, error: RateLimitError) -> float:
         """Close the shared gate for a 429 (in the background); return the wait it names."""
@@ -609,7 +639,8 @@ class RedisPacer:
             if self._waits is None:
                 self._waits = self.backoff()
             wait = next(self._waits)
-        self._background(self._limited(ticket, wait, asked=named is not None))
+        sparse = self._is_sparse(ticket)
+        self._background(self._limited(ticket, wait, asked=named is not None, sparse=sparse))
         return wait
 
     async def aclose(self) -> None:
@@ -690,7 +721,9 @@ class RedisPacer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _limited(self, ticket: _SharedTicket, wait: float, *, asked: bool) -> None:
+    async def _limited(
+        self, ticket: _SharedTicket, wait: float, *, asked: bool, sparse: bool
+    ) -> None:
         try:
             reply = await self._run(
                 "limited",
@@ -700,6 +733,7 @@ class RedisPacer:
                 repr(wait),
                 MIN_SENDS,
                 self._expiry_ms(),
+                "1" if sparse else "0",
             )
             if _text(reply[0]) == "cut":
                 await self._cut(ticket, [_text(part) for part in reply[1:]], wait, asked=asked)
