@@ -32,7 +32,11 @@ The shared state and what changes it:
   *epoch*; a 429 for a send of the current epoch is a new event: the script advances the
   epoch (so the 429s of sends already in flight, in any process, cut nothing more) and
   hands that process what it needs to measure: the sends, their times, the phase since
-  the last cut. It computes the new pace (:mod:`kirim_async.pacing._measure`) and writes
+  the last cut. Within a second of a cut, a 429 is a new event only if this process saw
+  3 or more, a tenth of its answers since (``is_sparse``, the local gate's rule, judged
+  from each process's own answers): else it closes the gate and cuts nothing. Without
+  ``Retry-After``, a process draws one backoff an event, not one a 429. It computes the
+  new pace (:mod:`kirim_async.pacing._measure`) and writes
   it back, only if no later event came first, as a new *version*: a turn reserved at an
   older pace is refused and asked again, so that the sends waiting out a closing do not
   all go at its end. Each process computes the pace from the shared parameters (with
