@@ -35,9 +35,9 @@ The shared state and what changes it:
   the last cut. Within a second of a cut, a 429 is a new event only if this process saw
   3 or more, a tenth of its answers since (``is_sparse``, the local gate's rule, judged
   from each process's own answers): else it closes the gate and cuts nothing. Without
-  ``Retry-After``, a process draws one backoff an event, not one a 429. It computes the
-  new pace (:mod:`kirim_async.pacing._measure`) and writes
-  it back, only if no later event came first, as a new *version*: a turn reserved at an
+  ``Retry-After``, a process draws one backoff an event, not one a 429. The process
+  handed the event computes the new pace (:mod:`kirim_async.pacing._measure`) and
+  writes it back, only if no later event came first, as a new *version*: a turn reserved at an
   older pace is refused and asked again, so that the sends waiting out a closing do not
   all go at its end. Each process computes the pace from the shared parameters (with
   the local gate's probe) and hands it to the turn script; it probes upwards from the
