@@ -113,7 +113,6 @@ import attrs
 
 from ..errors import RateLimitError
 from ._measure import (
-    BOUND_CYCLES,
     MEASURED_MARGIN,
     MIN_RATE,
     MIN_SENDS,
@@ -126,6 +125,7 @@ from ._measure import (
     Phase,
     Ramp,
     best_refill,
+    bound_at,
     cut_to,
     estimate_rate,
     is_cheap,
@@ -535,12 +535,14 @@ class RateGate:
         else:
             current = pace
             if self._first is not None and not self._climbing:
-                # A window refuses by the end of the window after the one in which the
-                # pace passed its rate: the pace a cycle and a half (the first phase
-                # and a closing) before, or at the phase's start if later, bounds it
-                # (see estimate_rate). Not a slow start's, which climbs from far under.
-                cycle = self._first.measure()[1] + self._phase.pause
-                since = max(refused[2] - BOUND_CYCLES * cycle, self._phase.start or refused[2])
+                # The pace that bounds a window (see bound_at). Not a slow start's,
+                # which climbs from far under.
+                since = bound_at(
+                    refused[2],
+                    self._first.measure()[1],
+                    self._phase.pause,
+                    self._phase.start or refused[2],
+                )
                 before = self._current_rate(since) or 0.0
         ended = self._next_phase(now, refused)
         self._cut_at = now

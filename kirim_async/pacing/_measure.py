@@ -40,6 +40,7 @@ __all__ = [
     "Phase",
     "Ramp",
     "best_refill",
+    "bound_at",
     "cut_to",
     "estimate_rate",
     "is_cheap",
@@ -286,6 +287,17 @@ def estimate_rate(
             return Estimate(pace, "bound")
         return Estimate(window, "window")
     return Estimate(admitted / phase, "admitted")
+
+
+def bound_at(refused_at: float, first_phase: float, pause: float, start: float) -> float:
+    """When the pace that bounds a window's rate went (see :func:`estimate_rate`).
+
+    A fixed window refuses by the end of the window after the one in which a rising
+    pace passed its rate: the pace a cycle and a half (the first phase, *first_phase*
+    seconds, and the closing before this one, *pause*) before the send refused at
+    *refused_at* was under it, or the pace at the phase's *start* if that was later.
+    """
+    return max(refused_at - BOUND_CYCLES * (first_phase + pause), start)
 
 
 def best_refill(estimate: Estimate) -> float:

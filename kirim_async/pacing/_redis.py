@@ -37,11 +37,11 @@ The shared state and what changes it:
   from each process's own answers): else it closes the gate and cuts nothing. Without
   ``Retry-After``, a process draws one backoff an event, not one a 429. The process
   handed the event computes the new pace (:mod:`kirim_async.pacing._measure`) and
-  writes it back, only if no later event came first, as a new *version*: a turn reserved at an
-  older pace is refused and asked again, so that the sends waiting out a closing do not
-  all go at its end. Each process computes the pace from the shared parameters (with
-  the local gate's probe) and hands it to the turn script; it probes upwards from the
-  reopening, not during the closing.
+  writes it back, only if no later event came first, as a new *version*: a turn
+  reserved at an older pace is refused and asked again, so that the sends waiting out
+  a closing do not all go at its end. Each process computes the pace from the shared
+  parameters (with the local gate's probe) and hands it to the turn script; it probes
+  upwards from the reopening, not during the closing.
 - **Blind cuts and the slow start.** A cut that measured nothing halves the pace, which
   then doubles each second until the next event (TCP's slow start); that event reads
   the limiter's rate from the two phases, counting the refill the ramp wasted while
@@ -99,7 +99,6 @@ from .._hints import Hint, read_quota
 from ..errors import InvalidParameterError, RateLimitError
 from ._gate import RateGate
 from ._measure import (
-    BOUND_CYCLES,
     MEASURED_MARGIN,
     MIN_RATE,
     MIN_SENDS,
@@ -108,6 +107,7 @@ from ._measure import (
     Estimate,
     HintReader,
     Ramp,
+    bound_at,
     cut_to,
     estimate_rate,
     is_cheap,
@@ -771,11 +771,8 @@ class RedisPacer:
             if pace is not None and pace.is_climbing:
                 # A slow start wasted refill while under the limit: its pace tells how much.
                 ramp = Ramp.of(pace.at, start, end)
-            elif pace is not None:
-                # As the local gate: the pace a cycle and a half (the first phase and a
-                # closing) before the refusal, or at the phase's start, bounds a window.
-                cycle = float(first_phase) + float(pause)
-                bound = pace.at(max(end - BOUND_CYCLES * cycle, start))
+            elif pace is not None:  # the pace that bounds a window, as the local gate's
+                bound = pace.at(bound_at(end, float(first_phase), float(pause), start))
             estimate = estimate_rate(
                 int(admitted),
                 float(phase),
