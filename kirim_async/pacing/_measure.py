@@ -26,7 +26,6 @@ __all__ = [
     "DOUBLED_AFTER",
     "MEASURED_MARGIN",
     "MEASURED_PROBE_PER_SECOND",
-    "MIN_EVENT_GAP",
     "MIN_PHASE",
     "MIN_RATE",
     "MIN_REFILLS",
@@ -68,7 +67,7 @@ MIN_REFILLS = 40  # a refill read from fewer sends past the burst is off by 5 % 
 ADMITTED_FLOOR = 0.9  # a cut stays above this share of what the server just admitted
 DOUBLED_AFTER = 120.0  # seconds: a pace probing this long without a 429 has doubled
 QUIET = 1.0  # seconds without a congestion event before a cheap 429's pace doubles
-MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
+_MIN_EVENT_GAP = 1.0  # seconds: sparse 429s closer to the last cut are the same event
 _CONGESTED_SHARE = 0.1  # ... unless this share of the answers since the cut are 429s
 _CONGESTED_COUNT = 3  # ... and at least this many
 _WHOLE_QUOTA = 0.5  # share of the first phase's admitted a window's phase admits again
@@ -334,7 +333,7 @@ def is_sparse(since_cut: float, limited: int, answered: int) -> bool:
     one was a new event, and the pace halved four times in 80 ms.
     """
     congested = limited >= _CONGESTED_COUNT and limited >= _CONGESTED_SHARE * answered
-    return since_cut < MIN_EVENT_GAP and not congested
+    return since_cut < _MIN_EVENT_GAP and not congested
 
 
 def cut_to(current: float, estimate: Estimate | None, wait: float) -> tuple[float, float]:
