@@ -308,6 +308,78 @@ async def test_a_burst_of_429s_without_retry_after_draws_one_backoff_an_event(
     await gate.aclose()
 
 
+async def test_a_slot_reserved_at_an_older_pace_is_asked_again_whatever_other_turns_read(
+    redis_server: RedisServer,
+) -> None:
+    # The version a turn confirms is the one it reserved its slot at. It sent the
+    # process's latest: once any other turn had read the new pace, every slot reserved
+    # before it went as reserved, and the 31 turns waiting out a first closing went
+    # together at its end (a 429 at once against a bucket of 30; one process at
+    # concurrency 32 over a 300/s bucket took 1.2-3x its ideal time).
+    key = "kirim-async:pacer:version"
+    there = pacer(redis_server.url, key=key, sleep=SleepLog())
+    tickets = [await there.turn() for _ in range(20)]
+    there.rate_limited(tickets[-1], _rl(5.0))  # the first cut: a new pace, closed 5 s
+    await there.aclose()
+    sleeps = GatedSleep()
+    here = pacer(redis_server.url, key=key, sleep=sleeps)
+    reserved = asyncio.ensure_future(here.turn())
+    await sleeps.asked(1)  # a slot at the first cut's pace, after the closing
+    # Another event, and another pace; the closing stands as it was.
+    there.rate_limited(await there.turn(), _rl(0.0))
+    await there.aclose()
+    later = asyncio.ensure_future(here.turn())
+    await sleeps.asked(2)  # this turn read the new pace
+    sleeps.released.set()
+    await asyncio.gather(reserved, later)
+    await here.aclose()
+    # The first slot is asked again at the new pace before it goes.
+    assert len(sleeps.calls) == 3
+
+
+async def test_the_first_phase_is_read_less_the_refusals_answered_after_its_cut(
+    redis_server: RedisServer,
+) -> None:
+    # The first phase goes unpaced: when its first 429 is answered, a concurrency's
+    # worth of sends after the refused one's turn is out, and the 429 handled first is
+    # not the first refused. Counted by send numbers alone, it read 66 admitted where
+    # the server took 44, and the next cut read a 300/s bucket as 94/s.
+    key = "kirim-async:pacer:first-phase"
+    gate = pacer(redis_server.url, key=key, sleep=SleepLog())
+    tickets = [await gate.turn() for _ in range(20)]
+    gate.rate_limited(tickets[-1], _rl(0.0))  # the first cut: 19 sends before it
+    await gate.aclose()
+    for ticket in tickets[14:]:  # its other refusals come in: five before it, one itself
+        gate.rate_limited(ticket, _rl(0.0))
+    await gate.aclose()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert int(client.hget(key, "first_admitted") or -1) == 14
+    finally:
+        client.close()
+
+
+async def test_a_phase_starts_with_its_first_send_not_the_planned_reopening(
+    redis_server: RedisServer,
+) -> None:
+    # The turns waiting out a closing go a sleep and a round trip after it ends: a
+    # phase timed from the reopening read the rate low (a 300/s bucket as 281/s).
+    key = "kirim-async:pacer:phase-start"
+    gate = pacer(redis_server.url, key=key)
+    tickets = [await gate.turn() for _ in range(20)]
+    gate.rate_limited(tickets[-1], _rl(0.05))
+    await gate.aclose()
+    first = await gate.turn()  # the sleep until the reopening, then the confirming call
+    await gate.turn()
+    await gate.aclose()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert first.epoch == 1
+        assert float(client.hget(key, "phase_start") or 0) == first.sent_at
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize(("refused", "cuts"), [(1, False), (3, True)])
 async def test_sparse_429s_soon_after_a_cut_close_the_gate_and_cut_nothing(
     redis_server: RedisServer, refused: int, cuts: bool

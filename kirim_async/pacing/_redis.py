@@ -32,16 +32,20 @@ The shared state and what changes it:
   *epoch*; a 429 for a send of the current epoch is a new event: the script advances the
   epoch (so the 429s of sends already in flight, in any process, cut nothing more) and
   hands that process what it needs to measure: the sends, their times, the phase since
-  the last cut. Within a second of a cut, a 429 is a new event only if this process saw
-  3 or more, a tenth of its answers since (``is_sparse``, the local gate's rule, judged
-  from each process's own answers): else it closes the gate and cuts nothing. Without
-  ``Retry-After``, a process draws one backoff an event, not one a 429. The process
-  handed the event computes the new pace (:mod:`kirim_async.pacing._measure`) and
-  writes it back, only if no later event came first, as a new *version*: a turn
-  reserved at an older pace is refused and asked again, so that the sends waiting out
-  a closing do not all go at its end. Each process computes the pace from the shared
-  parameters (with the local gate's probe) and hands it to the turn script; it probes
-  upwards from the reopening, not during the closing.
+  the last cut, timed from its first send (the turns waiting out a closing go a sleep
+  and a round trip after it). The first phase, unpaced, is read at the second cut, less
+  each 429 of its sends before the refused one answered since: a concurrency's worth
+  were out when its first 429 came back. Within a second of a cut, a 429 is a new event
+  only if this process saw 3 or more, a tenth of its answers since (``is_sparse``, the
+  local gate's rule, judged from each process's own answers): else it closes the gate
+  and cuts nothing. Without ``Retry-After``, a process draws one backoff an event, not
+  one a 429. The process handed the event computes the new pace
+  (:mod:`kirim_async.pacing._measure`) and writes it back, only if no later event came
+  first, as a new *version*: a turn reserved at an older pace is refused and asked again
+  (the version it reserved at, not the latest another turn of its process read), so that
+  the sends waiting out a closing do not all go at its end. Each process computes the
+  pace from the shared parameters (with the local gate's probe) and hands it to the turn
+  script; it probes upwards from the reopening, not during the closing.
 - **Blind cuts and the slow start.** A cut that measured nothing halves the pace, which
   then doubles each second until the next event (TCP's slow start); that event reads
   the limiter's rate from the two phases, counting the refill the ramp wasted while
@@ -216,6 +220,8 @@ local seq = redis.call('HINCRBY', key, 'seq', 1)
 if redis.call('HSETNX', key, 'first_at', tostring(now)) == 1 then
   redis.call('HSET', key, 'base', seq - 1)
 end
+-- A phase starts with its first send: the planned reopening is a round trip earlier.
+redis.call('HSETNX', key, 'phase_start', tostring(now))
 redis.call('PEXPIRE', key, ARGV[2])
 return {'go', tostring(now), f[12] or '0', tostring(seq), answered, unpack(f, 4, 12)}
 """
@@ -232,31 +238,43 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local wait = tonumber(ARGV[4])
 local f = redis.call('HMGET', key, 'open_at', 'epoch', 'seq', 'base', 'first_at', 'hint_rate',
-                     'cut_rate', 'phase_seq', 'phase_start', 'phase_pause', 'first_admitted',
-                     'first_phase')
+                     'cut_rate', 'phase_seq', 'phase_start', 'event_at', 'first_admitted',
+                     'first_phase', 'first_epoch', 'first_refused')
 local open_at = math.max(tonumber(f[1]) or 0, now + wait)
 redis.call('HSET', key, 'open_at', tostring(open_at), 'limited_at', tostring(now))
 redis.call('PEXPIRE', key, ARGV[6])
 local epoch = tonumber(f[2]) or 0
 local seq = tonumber(ARGV[2])
 local sent_at = tonumber(ARGV[3])
+if tonumber(ARGV[1]) == tonumber(f[13]) and seq < tonumber(f[14]) then
+  -- A refusal of the first phase, before the send that ended it: not admitted after all.
+  redis.call('HINCRBY', key, 'first_admitted', -1)
+end
 if ARGV[7] == '1' or tonumber(ARGV[1]) < epoch then return {'closed'} end
 local base = tonumber(f[4]) or 0
-if not (f[6] or f[7]) and seq - base < tonumber(ARGV[5]) then return {'closed'} end
+local first = not (f[6] or f[7])
+if first and seq - base < tonumber(ARGV[5]) then return {'closed'} end
 local first_at = tonumber(f[5]) or sent_at
 local phase_seq = tonumber(f[8]) or base
 local phase_start = tonumber(f[9]) or first_at
-local start = math.max(now, open_at)
+local admitted, phase = seq - 1 - phase_seq, sent_at - phase_start
+local pause = phase_start - (tonumber(f[10]) or phase_start)
+if first and not f[13] then
+  -- The first phase, unpaced, is read at the next cut: by then its other refusals are in.
+  redis.call('HSET', key, 'first_admitted', admitted, 'first_phase', tostring(phase),
+             'first_epoch', epoch, 'first_refused', seq)
+end
 redis.call('HSET', key, 'epoch', epoch + 1, 'phase_seq', tonumber(f[3]) or seq,
-           'phase_start', tostring(start), 'phase_pause', tostring(start - now))
+           'event_at', tostring(now))
+redis.call('HDEL', key, 'phase_start')  -- the next send's
 return {'cut', tostring(epoch + 1), tostring(now), tostring(seq - base),
-        tostring(now - first_at), tostring(seq - 1 - phase_seq),
-        tostring(sent_at - phase_start), f[10] or '0', f[11] or '0', f[12] or '0'}
+        tostring(now - first_at), tostring(admitted), tostring(phase), tostring(pause),
+        f[11] or '0', f[12] or '0'}
 """
 
 # The pace after a cut, written only if no later event came first. ARGV: the event's
 # epoch; 'hint' and the scale of the hints' rate, or 'cut', the rate, the probe and
-# whether 429s are cheap; the first phase (admitted, seconds) or ''; the expiry in ms.
+# whether 429s are cheap; the expiry in ms.
 _SET_PACE = """
 local key = KEYS[1]
 if tonumber(redis.call('HGET', key, 'epoch') or 0) ~= tonumber(ARGV[1]) then return 0 end
@@ -270,11 +288,8 @@ else
   redis.call('HSET', key, 'cut_rate', ARGV[3], 'probe', ARGV[4], 'cheap', ARGV[5],
              'cut_at', tostring(from), 'burst', '2')
   redis.call('HINCRBY', key, 'version', 1)  -- turns reserved at the old pace are stale
-  if ARGV[6] ~= '' then
-    redis.call('HSET', key, 'first_admitted', ARGV[6], 'first_phase', ARGV[7])
-  end
 end
-redis.call('PEXPIRE', key, ARGV[8])
+redis.call('PEXPIRE', key, ARGV[6])
 return 1
 """
 
@@ -540,6 +555,7 @@ class RedisPacer:
         if local is not None and self.clock() < self._rejoin_at:
             return _LocalTicket(local, await local.turn())
         confirm = ""
+        version = 0  # of the pace a slot to confirm was reserved at
         held_out = False
         try:
             while True:
@@ -549,7 +565,7 @@ class RedisPacer:
                     confirm,
                     self._expiry_ms(),
                     "" if rate is None else repr(rate),
-                    self._version,
+                    version if confirm else self._version,
                     repr(_FIRST_HOLD),
                     "1" if self._probing() else "0",
                     "1" if held_out else "0",
@@ -576,7 +592,9 @@ class RedisPacer:
                         until = min(until, self._probe_until)
                     held_out = not await self._hold(until - self.clock())
                     continue
-                confirm = _text(reply[2])
+                # Its own version: another turn may read a newer pace while this one
+                # sleeps, and a slot reserved at the old one must be asked again.
+                confirm, version = _text(reply[2]), self._version
                 await self.sleep(float(confirm) - now)
         except self._failures as error:
             gate = self._fall_back(error)
@@ -755,15 +773,13 @@ class RedisPacer:
         if pace is not None and pace.hint_rate is not None:
             # The hints promised more than the server gave: pace under them.
             under = max(_MIN_HINT_SCALE, pace.hint_scale * MEASURED_MARGIN)
-            await self._run("set_pace", epoch, "hint", repr(under), "", "", "", "", expiry)
+            await self._run("set_pace", epoch, "hint", repr(under), "", "", expiry)
             logger.debug("shared pace under the hints: %.1f requests/s", pace.hint_rate * under)
             return
         current = None if pace is None else pace.at(float(now))
-        first = ""
         estimate: Estimate | None = None
         if current is None:  # the first cut: of the send rate measured so far
             current = send_rate(int(sent), float(since_first))
-            first = admitted
         else:
             end = ticket.sent_at
             start = end - float(phase)
@@ -788,9 +804,7 @@ class RedisPacer:
             rate, probe = cut_to(current, estimate, wait)
         rate = max(MIN_RATE, rate)
         cheap = "1" if is_cheap(wait, asked=asked) else "0"
-        await self._run(
-            "set_pace", epoch, "cut", repr(rate), repr(probe), cheap, first, phase, expiry
-        )
+        await self._run("set_pace", epoch, "cut", repr(rate), repr(probe), cheap, expiry)
         logger.debug(
             "shared pace cut to %.1f requests/s: %s (this phase: %s admitted in %ss)",
             rate,
