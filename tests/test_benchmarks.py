@@ -154,6 +154,11 @@ def test_the_shared_pacer_benchmark_prints_every_case() -> None:
         "| each process's local pacer, no hints |",
         "| Redis pacer, hints, one process 2 s late |",
         "| Redis pacer, hints, Redis restarted mid-job |",
+        "| Redis pacer, fractional Retry-After |",
+        "| Redis pacer, no Retry-After |",
+        "| Redis pacer, fixed window |",
+        "| Redis pacer, sliding window |",
+        "| Redis pacer, one process at concurrency 32 |",
     ):
         assert case in report
 
