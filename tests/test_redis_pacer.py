@@ -423,6 +423,16 @@ def test_a_shared_pace_probing_a_window_creeps_up_and_a_blind_one_doubles() -> N
     assert blind.at(12.0) == pytest.approx(400.0)
 
 
+@pytest.mark.parametrize("probe", [PROBE_PER_SECOND, WINDOW_PROBE_PER_SECOND])
+def test_a_shared_pace_is_the_cut_s_own_until_the_reopening(probe: float) -> None:
+    # Turns reserved while the gate is closed are spaced at the pace of then. It ran
+    # the probe back from the reopening: a slow start's doubling put it at half the
+    # cut's rate a second before, and four processes sent the first 0.2 s of the phase
+    # at half the pace (its reading 10-15 % low). It probes from the reopening only.
+    pace = pacing_redis._SharedPace(200.0, 10.0, probe, False, 9.0, None, 1)
+    assert pace.at(9.0) == pace.at(10.0) == pytest.approx(200.0)
+
+
 async def test_a_client_with_redis_url_paces_every_call_through_redis(
     redis_server: RedisServer, limited_server: FakeKirimServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -417,7 +417,10 @@ class _SharedPace:
         assert self.cut_rate is not None  # noqa: S101 - one of the two is set
         return probed_rate(
             self.cut_rate,
-            now - self.cut_at,
+            # The cut's own rate until the reopening: turns reserved during a closing
+            # went at the pace of then, which a slow start's doubling had run back to
+            # half (a second's closing), the phase at half the pace for 0.2 s.
+            max(0.0, now - self.cut_at),
             self.probe,
             quiet=now - self.limited_at,
             cheap=self.cheap,
