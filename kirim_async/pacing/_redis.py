@@ -779,18 +779,18 @@ class RedisPacer:
             await self._run("set_pace", epoch, "hint", repr(under), "", "", expiry)
             logger.debug("shared pace under the hints: %.1f requests/s", pace.hint_rate * under)
             return
-        current = None if pace is None else pace.at(float(now))
         estimate: Estimate | None = None
-        if current is None:  # the first cut: of the send rate measured so far
+        if pace is None:  # the first cut: of the send rate measured so far
             current = send_rate(int(sent), float(since_first))
         else:
+            current = pace.at(float(now))
             end = ticket.sent_at
             start = end - float(phase)
             ramp = bound = None
-            if pace is not None and pace.is_climbing:
+            if pace.is_climbing:
                 # A slow start wasted refill while under the limit: its pace tells how much.
                 ramp = Ramp.of(pace.at, start, end)
-            elif pace is not None:  # the pace that bounds a window, as the local gate's
+            else:  # the pace that bounds a window, as the local gate's
                 bound = pace.at(bound_at(end, float(first_phase), float(pause), start))
             estimate = estimate_rate(
                 int(admitted),
@@ -798,7 +798,7 @@ class RedisPacer:
                 (int(first_admitted), float(first_phase)),
                 float(pause),
                 pace=bound,
-                probed=pace is not None and pace.probes_a_window,
+                probed=pace.probes_a_window,
                 ramp=ramp,
             )
         if estimate is None:  # halve, then the slow start finds the rate (TCP's way)
